@@ -1,0 +1,133 @@
+/**
+ * Keeps raw SQL inside its own store. Engines give us no authorizer hook that covers everything
+ * (better-sqlite3 exposes none), so statements are tokenised here — comments and quoted text
+ * removed — and refused by what they are, before the engine ever prepares them.
+ */
+
+export class SqlRefusedError extends Error {
+  override readonly name = 'SqlRefusedError';
+}
+
+/** Statements that reach outside the store, or take transaction control away from buffdb. */
+const REFUSED_STATEMENTS = new Map<string, string>([
+  ['ATTACH', 'ATTACH would open another database file'],
+  ['DETACH', 'DETACH is not available'],
+  ['VACUUM', 'VACUUM (and VACUUM INTO a file) is not available'],
+  ['BEGIN', 'buffdb manages transactions itself; use the BeginTransaction RPC'],
+  ['COMMIT', 'buffdb manages transactions itself; use the CommitTransaction RPC'],
+  ['END', 'buffdb manages transactions itself; use the CommitTransaction RPC'],
+  ['ROLLBACK', 'buffdb manages transactions itself; use the RollbackTransaction RPC'],
+  ['SAVEPOINT', 'buffdb manages transactions itself'],
+  ['RELEASE', 'buffdb manages transactions itself'],
+  ['INSTALL', 'installing extensions is not allowed'],
+  ['LOAD', 'loading extensions is not allowed'],
+  ['COPY', 'COPY reads or writes files outside the store'],
+  ['EXPORT', 'EXPORT writes files outside the store'],
+  ['IMPORT', 'IMPORT reads files outside the store'],
+  ['SET', 'changing engine settings is not allowed'],
+  ['RESET', 'changing engine settings is not allowed'],
+  ['CALL', 'CALL is not available'],
+  ['CHECKPOINT', 'CHECKPOINT is managed by buffdb'],
+  ['FORCE', 'FORCE CHECKPOINT is managed by buffdb'],
+  ['USE', 'USE would switch to another database'],
+  ['DETACH', 'DETACH is not available'],
+  ['SUMMARIZE', 'SUMMARIZE is not available'],
+]);
+
+/** Function names that read or write files or load code, anywhere in a statement. */
+const REFUSED_FUNCTIONS = new Set([
+  'load_extension', 'readfile', 'writefile', 'edit', 'fts3_tokenizer', 'sqlite_dbpage',
+  'read_csv', 'read_csv_auto', 'read_parquet', 'parquet_scan', 'read_json', 'read_json_auto',
+  'read_json_objects', 'read_ndjson', 'read_ndjson_auto', 'read_text', 'read_blob', 'glob',
+  'sniff_csv', 'parquet_metadata', 'parquet_schema', 'duckdb_secrets', 'getenv', 'query_table',
+]);
+
+/** Read-only pragmas: introspection that cannot change durability or reach other files. */
+const ALLOWED_PRAGMAS = new Set([
+  'table_info', 'table_xinfo', 'table_list', 'index_list', 'index_info', 'index_xinfo',
+  'foreign_key_list', 'foreign_key_check', 'integrity_check', 'quick_check', 'page_count',
+  'page_size', 'freelist_count', 'user_version', 'schema_version', 'data_version',
+  'compile_options', 'function_list', 'collation_list', 'pragma_list', 'encoding',
+  'journal_mode', 'synchronous', 'show_tables', 'show_tables_expanded', 'database_size',
+]);
+
+interface Token {
+  kind: 'word' | 'punct';
+  text: string;
+}
+
+/** Splits SQL into words and punctuation, dropping comments, string literals and quoted names. */
+export function tokenize(sql: string): Token[] {
+  const tokens: Token[] = [];
+  let i = 0;
+  const n = sql.length;
+  while (i < n) {
+    const c = sql[i]!;
+    if (c === '-' && sql[i + 1] === '-') {
+      const end = sql.indexOf('\n', i);
+      i = end === -1 ? n : end + 1;
+    } else if (c === '/' && sql[i + 1] === '*') {
+      const end = sql.indexOf('*/', i + 2);
+      i = end === -1 ? n : end + 2;
+    } else if (c === "'" || c === '"' || c === '`' || c === '[') {
+      const close = c === '[' ? ']' : c;
+      let j = i + 1;
+      for (;;) {
+        const k = sql.indexOf(close, j);
+        if (k === -1) { j = n; break; }
+        if (close !== ']' && sql[k + 1] === close) { j = k + 2; continue; }
+        j = k + 1;
+        break;
+      }
+      // A quoted identifier can still name a function ("load_extension"(...)): keep it as a word.
+      tokens.push({ kind: c === "'" ? 'punct' : 'word', text: c === "'" ? "''" : sql.slice(i + 1, j - 1) });
+      i = j;
+    } else if (/[A-Za-z_\u0080-\uffff]/.test(c)) {
+      let j = i + 1;
+      while (j < n && /[A-Za-z0-9_$\u0080-\uffff]/.test(sql[j]!)) j++;
+      tokens.push({ kind: 'word', text: sql.slice(i, j) });
+      i = j;
+    } else if (/\s/.test(c)) {
+      i++;
+    } else {
+      tokens.push({ kind: 'punct', text: c });
+      i++;
+    }
+  }
+  return tokens;
+}
+
+/** Throws SqlRefusedError if `sql` could reach outside its store; returns otherwise. */
+export function assertSqlAllowed(sql: string): void {
+  const tokens = tokenize(sql);
+  // One statement per request: a trailing `;` is fine, a second statement is not.
+  const semi = tokens.findIndex((t) => t.text === ';');
+  if (semi !== -1 && tokens.slice(semi + 1).some((t) => t.text !== ';')) {
+    throw new SqlRefusedError('only one SQL statement per request is allowed');
+  }
+  let k = 0;
+  while (tokens[k]?.kind === 'word' && /^(explain|query|plan|analyze)$/i.test(tokens[k]!.text)) k++;
+  const first = tokens[k]?.text.toUpperCase();
+  if (first === undefined) throw new SqlRefusedError('empty SQL statement');
+  const refusal = REFUSED_STATEMENTS.get(first);
+  if (refusal !== undefined) throw new SqlRefusedError(`${first} refused: ${refusal}`);
+  if (first === 'PRAGMA') {
+    const name = tokens[k + 1]?.text.toLowerCase() ?? '';
+    const rest = tokens.slice(k + 2);
+    if (!ALLOWED_PRAGMAS.has(name) || rest.some((t) => t.text === '=')
+      || ((name === 'journal_mode' || name === 'synchronous' || name === 'user_version') && rest.length > 0)) {
+      throw new SqlRefusedError(`PRAGMA ${name} refused: only read-only introspection pragmas are allowed`);
+    }
+  }
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i]!;
+    if (t.kind !== 'word') continue;
+    const word = t.text.toLowerCase();
+    if (REFUSED_FUNCTIONS.has(word) && tokens[i + 1]?.text === '(') {
+      throw new SqlRefusedError(`${word}() refused: it reads or writes outside the store`);
+    }
+    if ((word === 'attach' || word === 'pragma') && i > k) {
+      throw new SqlRefusedError(`${word.toUpperCase()} inside a statement is refused`);
+    }
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * Errors the store raises. Each carries the gRPC status code it maps to, so the server, the
+ * transitive client and the CLI all report the same thing the same way.
+ */
+import { status } from '@grpc/grpc-js';
+
+export class StoreError extends Error {
+  constructor(readonly code: status, message: string) {
+    super(message);
+    this.name = 'StoreError';
+  }
+}
+
+export class NotFoundError extends StoreError {
+  constructor(message: string) {
+    super(status.NOT_FOUND, message);
+    this.name = 'NotFoundError';
+  }
+}
+
+export const keyNotFound = (key: string): NotFoundError => new NotFoundError(`key not found: ${JSON.stringify(key)}`);
+export const idNotFound = (id: bigint | number): NotFoundError => new NotFoundError(`blob id not found: ${id}`);
+
+export const invalidArgument = (message: string): StoreError => new StoreError(status.INVALID_ARGUMENT, message);
+export const failedPrecondition = (message: string): StoreError => new StoreError(status.FAILED_PRECONDITION, message);
+export const unimplemented = (message: string): StoreError => new StoreError(status.UNIMPLEMENTED, message);
+export const aborted = (message: string): StoreError => new StoreError(status.ABORTED, message);
+
+/** Engine error codes (SQLite, LMDB, RocksDB, DuckDB) mapped to the status a client can act on. */
+export function toStoreError(err: unknown): StoreError {
+  if (err instanceof StoreError) return err;
+  const e = err as { code?: unknown; message?: unknown; name?: unknown };
+  const message = typeof e?.message === 'string' ? e.message : String(err);
+  const code = typeof e?.code === 'string' ? e.code : '';
+  if (e?.name === 'SqlRefusedError') return new StoreError(status.PERMISSION_DENIED, message);
+  if (code === 'SQLITE_FULL' || /disk is full|No space left|ENOSPC|MDB_MAP_FULL/i.test(message)) {
+    return new StoreError(status.RESOURCE_EXHAUSTED, `storage is full: ${message}`);
+  }
+  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
+    return new StoreError(status.UNAVAILABLE, `store is busy, retry: ${message}`);
+  }
+  if (code === 'SQLITE_READONLY' || /read-?only/i.test(message)) {
+    return new StoreError(status.FAILED_PRECONDITION, `store is read-only: ${message}`);
+  }
+  if (code === 'SQLITE_ERROR' || code === 'SQLITE_RANGE' || code === 'SQLITE_MISMATCH'
+    || code.startsWith('SQLITE_CONSTRAINT') || /syntax error|Parser Error|Binder Error|Catalog Error/i.test(message)) {
+    return new StoreError(status.INVALID_ARGUMENT, message);
+  }
+  if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB' || code === 'SQLITE_IOERR' || code.startsWith('SQLITE_IOERR')) {
+    return new StoreError(status.DATA_LOSS, `store file is damaged or unreadable: ${message}`);
+  }
+  return new StoreError(status.INTERNAL, message);
+}

@@ -1,0 +1,135 @@
+/**
+ * Group commit: every operation that arrives before the next event-loop turn — from any stream —
+ * runs in one engine batch (one transaction, one fsync), and its result is released only after
+ * that batch commits. So an acknowledgement always means "committed", and a thousand small writes
+ * cost one commit instead of a thousand.
+ */
+import type { StoreEngine } from '../backends/backend.js';
+import { StoreError, toStoreError } from './errors.js';
+
+/**
+ * The ordered sequence of operations of one request stream. Once one of its operations fails,
+ * the later ones are not applied (the stream ends at the failure).
+ */
+export class Sequence {
+  failed = false;
+}
+
+export type Done<R> = (err: StoreError | null, result?: R) => void;
+
+interface Job<Ops> {
+  run: (ops: Ops) => unknown;
+  done: Done<unknown>;
+  seq: Sequence | undefined;
+}
+
+/** Marks jobs whose sequence already failed: never applied, never answered. */
+const SKIPPED = Symbol('skipped');
+
+export class GroupCommitter<Ops> {
+  private pending: Job<Ops>[] = [];
+  private scheduled = false;
+  private running = false;
+  private idleWaiters: (() => void)[] = [];
+  private closed = false;
+
+  constructor(private readonly engine: StoreEngine<Ops>) {}
+
+  /** Queues `run`; `done` is called after the batch holding it has committed (or failed). */
+  submit<R>(run: (ops: Ops) => R | Promise<R>, done: Done<R>, seq?: Sequence): void {
+    if (this.closed) {
+      done(new StoreError(14 /* UNAVAILABLE */, 'the store is shutting down'));
+      return;
+    }
+    this.pending.push({ run, done: done as Done<unknown>, seq });
+    if (!this.scheduled && !this.running) {
+      this.scheduled = true;
+      setImmediate(this.flush);
+    }
+  }
+
+  /** Promise form of submit, for callers that do one thing at a time (CLI, library). */
+  run<R>(run: (ops: Ops) => R | Promise<R>, seq?: Sequence): Promise<R> {
+    return new Promise((resolve, reject) => {
+      this.submit(run, (err, result) => (err ? reject(err) : resolve(result as R)), seq);
+    });
+  }
+
+  /** Resolves once everything queued so far has been committed and answered. */
+  idle(): Promise<void> {
+    if (!this.running && !this.scheduled && this.pending.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Refuses new work; resolves when queued work is done. */
+  async drainAndClose(): Promise<void> {
+    await this.idle();
+    this.closed = true;
+  }
+
+  private readonly flush = async (): Promise<void> => {
+    this.scheduled = false;
+    this.running = true;
+    try {
+      while (this.pending.length > 0) {
+        const jobs = this.pending;
+        this.pending = [];
+        await this.runBatch(jobs);
+      }
+    } finally {
+      this.running = false;
+      for (const w of this.idleWaiters.splice(0)) w();
+    }
+  };
+
+  private async runBatch(jobs: Job<Ops>[]): Promise<void> {
+    const results: unknown[] = new Array(jobs.length);
+    const errors: (StoreError | undefined)[] = new Array(jobs.length);
+    try {
+      await this.engine.batch(async (ops) => {
+        // Sequences that fail inside this batch; applied to the Sequence only once it commits.
+        const failedHere = new Set<Sequence>();
+        for (let i = 0; i < jobs.length; i++) {
+          const job = jobs[i]!;
+          if (job.seq && (job.seq.failed || failedHere.has(job.seq))) {
+            results[i] = SKIPPED;
+            continue;
+          }
+          try {
+            const r = job.run(ops);
+            results[i] = r instanceof Promise ? await r : r;
+          } catch (err) {
+            // A buffdb error (NOT_FOUND, …) has changed nothing: the batch goes on without it.
+            // An engine error may have left the transaction half-done: abandon the batch.
+            if (!(err instanceof StoreError)) throw err;
+            errors[i] = err;
+            if (job.seq) failedHere.add(job.seq);
+          }
+        }
+      });
+    } catch (err) {
+      // The batch did not commit. Run each job on its own so one bad operation costs only itself
+      // (and the rest of its own stream), never its neighbours.
+      if (jobs.length > 1) {
+        for (const job of jobs) await this.runBatch([job]);
+        return;
+      }
+      const job = jobs[0]!;
+      if (job.seq?.failed) return;
+      if (job.seq) job.seq.failed = true;
+      job.done(toStoreError(err));
+      return;
+    }
+    for (let i = 0; i < jobs.length; i++) {
+      if (results[i] === SKIPPED) continue;
+      const job = jobs[i]!;
+      const err = errors[i];
+      if (err) {
+        if (job.seq) job.seq.failed = true;
+        job.done(err);
+      } else {
+        job.done(null, results[i]);
+      }
+    }
+  }
+}
