@@ -2,10 +2,21 @@
  * Errors the store raises. Each carries the gRPC status code it maps to, so the server, the
  * transitive client and the CLI all report the same thing the same way.
  */
-import { status } from '@grpc/grpc-js';
+
+/**
+ * gRPC status codes (the numbers are fixed by gRPC). Defined here rather than imported from
+ * grpc-js so the CLI can use the store without loading the gRPC stack.
+ */
+export const status = {
+  OK: 0, CANCELLED: 1, UNKNOWN: 2, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5,
+  ALREADY_EXISTS: 6, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, FAILED_PRECONDITION: 9,
+  ABORTED: 10, OUT_OF_RANGE: 11, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const;
+export type StatusCode = (typeof status)[keyof typeof status];
 
 export class StoreError extends Error {
-  constructor(readonly code: status, message: string) {
+  constructor(readonly code: StatusCode, message: string) {
     super(message);
     this.name = 'StoreError';
   }

@@ -5,7 +5,7 @@
  * cost one commit instead of a thousand.
  */
 import type { StoreEngine } from '../backends/backend.js';
-import { StoreError, toStoreError } from './errors.js';
+import { status, StoreError, toStoreError } from './errors.js';
 
 /**
  * The ordered sequence of operations of one request stream. Once one of its operations fails,
@@ -38,7 +38,7 @@ export class GroupCommitter<Ops> {
   /** Queues `run`; `done` is called after the batch holding it has committed (or failed). */
   submit<R>(run: (ops: Ops) => R | Promise<R>, done: Done<R>, seq?: Sequence): void {
     if (this.closed) {
-      done(new StoreError(14 /* UNAVAILABLE */, 'the store is shutting down'));
+      done(new StoreError(status.UNAVAILABLE, 'the store is shutting down'));
       return;
     }
     this.pending.push({ run, done: done as Done<unknown>, seq });

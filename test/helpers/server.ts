@@ -87,9 +87,9 @@ export interface ServerProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Starts `buffdb run` as a child process (port 0 unless args say otherwise) and waits until it listens. */
+/** Starts `buffdb run ARGS` as a child process (give it an address such as 127.0.0.1:0) and waits until it listens. */
 export function spawnServer(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [CLI, 'run', ...(args.some((a) => !a.startsWith('-')) ? [] : ['127.0.0.1:0']), ...args], {
+  const child = spawn(process.execPath, [CLI, 'run', ...args], {
     cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
