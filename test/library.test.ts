@@ -1,0 +1,86 @@
+/** The library API: the transitive (in-process) client, embedding in your own server, the store API. */
+import * as grpc from '@grpc/grpc-js';
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { addBuffDbServices, BuffDb, connect, openTransitive, StoreError } from '../src/index.js';
+import { bidi, fold, tempDir } from './helpers/server.js';
+
+describe('library API', () => {
+  it('transitive client: same methods and messages as the gRPC client, no network', async () => {
+    const dir = tempDir();
+    const { kv, blob, query, close } = await openTransitive({ kvStore: join(dir, 'kv.db'), blobStore: join(dir, 'blob.db') });
+    try {
+      assert.deepEqual((await bidi(kv.set(), [{ key: 'key_set', value: 'value_set' }])).out, [{ key: 'key_set' }]);
+      assert.deepEqual((await bidi(kv.get(), [{ key: 'key_set' }])).out, [{ value: 'value_set' }]);
+      const missing = await bidi(kv.get(), [{ key: 'nope' }]);
+      assert.equal(missing.err?.code, grpc.status.NOT_FOUND);
+      assert.match(missing.err!.details, /nope/);
+      assert.deepEqual(await fold((cb) => kv.eq(cb), [{ key: 'key_set' }, { key: 'key_set' }]), { value: true });
+      const id = (await bidi(blob.store(), [{ bytes: Buffer.from('abc'), metadata: 'm' }])).out[0]!.id;
+      assert.equal(typeof id, 'bigint');
+      assert.deepEqual((await bidi(blob.get(), [{ id }])).out, [{ bytes: Buffer.from('abc'), metadata: 'm' }]);
+      const rows = await bidi(query.query(), [{ query: 'SELECT count(*) FROM kv', target: 0 }]);
+      assert.equal(rows.out.length, 1);
+    } finally {
+      await close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('transitive writes are durable once acknowledged (visible after close and reopen)', async () => {
+    const dir = tempDir();
+    const opts = { kvStore: join(dir, 'kv.db'), blobStore: join(dir, 'blob.db') };
+    const first = await openTransitive(opts);
+    await bidi(first.kv.set(), [{ key: 'persist', value: 'yes' }]);
+    await first.close();
+    const second = await openTransitive(opts);
+    assert.deepEqual((await bidi(second.kv.get(), [{ key: 'persist' }])).out, [{ value: 'yes' }]);
+    await second.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('embeds the services in your own grpc-js server beside your own service', async () => {
+    const dir = tempDir();
+    const db = await BuffDb.open({ kvStore: join(dir, 'kv.db'), blobStore: join(dir, 'blob.db') });
+    const server = new grpc.Server();
+    addBuffDbServices(server, db);
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+    const clients = connect(`127.0.0.1:${port}`);
+    try {
+      assert.deepEqual((await bidi(clients.kv.set(), [{ key: 'embedded', value: 'v' }])).out, [{ key: 'embedded' }]);
+      assert.deepEqual((await bidi(clients.kv.get(), [{ key: 'embedded' }])).out, [{ value: 'v' }]);
+    } finally {
+      clients.close();
+      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      await db.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('store promise API: get/set/delete and blob operations with typed errors', async () => {
+    const dir = tempDir();
+    const db = await BuffDb.open({ kvStore: join(dir, 'kv.db'), blobStore: join(dir, 'blob.db') });
+    try {
+      await db.kv.setValue('a', '1');
+      assert.equal(await db.kv.getValue('a'), '1');
+      await db.kv.deleteKey('a');
+      await assert.rejects(db.kv.getValue('a'), (e: unknown) => e instanceof StoreError && e.code === grpc.status.NOT_FOUND);
+      const id = await db.blob.storeBlob(Buffer.from('data'), 'meta');
+      await db.blob.updateBlob(id, { shouldUpdateMetadata: true, metadata: 'new' });
+      const record = await db.blob.getBlob(id);
+      assert.deepEqual([Buffer.from(record.data).toString(), record.metadata], ['data', 'new']);
+    } finally {
+      await db.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses the same file for the KV and the BLOB store', async () => {
+    const dir = tempDir();
+    await assert.rejects(BuffDb.open({ kvStore: join(dir, 'same.db'), blobStore: join(dir, '.', 'same.db') }), /different files/);
+    rmSync(dir, { recursive: true, force: true });
+  });
+});

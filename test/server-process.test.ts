@@ -1,0 +1,108 @@
+/** `buffdb run` as users run it: the built executable, real files, real signals. */
+import { status } from '@grpc/grpc-js';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { connect } from '../src/client/network.js';
+import { bidi, CLI, spawnServer, tempDir } from './helpers/server.js';
+
+describe('buffdb run', () => {
+  it('serves on the given address with default store files in the working directory, logs the address', async () => {
+    const dir = tempDir();
+    const srv = await spawnServer(['127.0.0.1:0'], dir);
+    assert.match(srv.stderr(), /listening on 127\.0\.0\.1:\d+/);
+    const c = connect(srv.addr);
+    assert.deepEqual((await bidi(c.kv.set(), [{ key: 'k', value: 'v' }])).out, [{ key: 'k' }]);
+    c.close();
+    srv.child.kill('SIGTERM');
+    assert.deepEqual(await srv.exited, { code: 0, signal: null });
+    assert.ok(existsSync(join(dir, 'kv_store.db')));
+    assert.ok(existsSync(join(dir, 'blob_store.db')));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('acknowledged writes survive kill -9 and a restart on the same files', async () => {
+    const dir = tempDir();
+    const args = ['--addr', '127.0.0.1:0', '--kv-store', 'k.db', '--blob-store', 'b.db'];
+    const first = await spawnServer(args, dir);
+    let c = connect(first.addr);
+    const sets = Array.from({ length: 500 }, (_, i) => ({ key: `crash-${i}`, value: `v${i}` }));
+    assert.equal((await bidi(c.kv.set(), sets)).out.length, 500);
+    const ids = (await bidi(c.blob.store(), [{ bytes: Buffer.from([0, 1, 2, 255]), metadata: 'm' }])).out.map((r) => r.id);
+    c.close();
+    first.child.kill('SIGKILL');
+    await first.exited;
+    const second = await spawnServer(args, dir);
+    c = connect(second.addr);
+    const got = await bidi(c.kv.get(), sets.map(({ key }) => ({ key })));
+    assert.deepEqual(got.out.map((r) => r.value), sets.map((s) => s.value));
+    assert.deepEqual((await bidi(c.blob.get(), [{ id: ids[0]! }])).out, [{ bytes: Buffer.from([0, 1, 2, 255]), metadata: 'm' }]);
+    const next = (await bidi(c.blob.store(), [{ bytes: Buffer.from('n') }])).out[0]!.id;
+    assert.ok(next > ids[0]!);
+    c.close();
+    second.child.kill('SIGTERM');
+    await second.exited;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('SIGTERM lets an in-flight stream finish and commits it', async () => {
+    const dir = tempDir();
+    const srv = await spawnServer(['127.0.0.1:0'], dir);
+    const c = connect(srv.addr);
+    const call = c.kv.set();
+    const acks: string[] = [];
+    call.on('data', (r: { key: string }) => acks.push(r.key));
+    const ended = new Promise<void>((resolve) => { call.on('end', resolve); call.on('error', () => resolve()); });
+    call.write({ key: 'before-term', value: '1' });
+    await new Promise((r) => call.once('data', r));
+    srv.child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 100));
+    call.write({ key: 'during-term', value: '2' });
+    call.end();
+    await ended;
+    c.close();
+    assert.equal((await srv.exited).code, 0);
+    const again = await spawnServer(['127.0.0.1:0'], dir);
+    const c2 = connect(again.addr);
+    const got = await bidi(c2.kv.get(), acks.map((key) => ({ key })));
+    assert.equal(got.out.length, acks.length, 'every acknowledged write is present after restart');
+    c2.close();
+    again.child.kill('SIGTERM');
+    await again.exited;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('refuses the same file for both stores with one clear line and a non-zero exit', () => {
+    const dir = tempDir();
+    const res = spawnSync(process.execPath, [CLI, 'run', '127.0.0.1:0', '--kv-store', 'same.db', '--blob-store', 'same.db'],
+      { cwd: dir, encoding: 'utf8' });
+    assert.notEqual(res.status, 0);
+    assert.match(res.stderr, /different files/);
+    assert.equal(res.stderr.trim().split('\n').length, 1, res.stderr);
+    assert.doesNotMatch(res.stderr, /\n\s+at /);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a bad listen address fails with one clear line', () => {
+    const dir = tempDir();
+    const res = spawnSync(process.execPath, [CLI, 'run', 'not-an-address:99999'], { cwd: dir, encoding: 'utf8', timeout: 20_000 });
+    assert.notEqual(res.status, 0);
+    assert.match(res.stderr, /not-an-address/);
+    assert.doesNotMatch(res.stderr, /\n\s+at /);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('keeps serving after a bad request', async () => {
+    const dir = tempDir();
+    const srv = await spawnServer(['127.0.0.1:0'], dir);
+    const c = connect(srv.addr);
+    assert.equal((await bidi(c.kv.get(), [{ key: 'missing' }])).err?.code, status.NOT_FOUND);
+    assert.deepEqual((await bidi(c.kv.set(), [{ key: 'k', value: 'v' }])).out, [{ key: 'k' }]);
+    c.close();
+    srv.child.kill('SIGTERM');
+    await srv.exited;
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
