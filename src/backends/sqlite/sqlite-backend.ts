@@ -162,7 +162,10 @@ function blobOps(db: Db): BlobOps {
   return {
     get: (id): BlobRecord | undefined => {
       const row = get.get(id);
-      return row && { data: row.data ?? Buffer.alloc(0), metadata: row.metadata };
+      if (!row) return undefined;
+      // Raw SQL may have stored text or numbers in `data`; the Blob API always answers bytes.
+      const data = row.data === null ? Buffer.alloc(0) : Buffer.isBuffer(row.data) ? row.data : Buffer.from(String(row.data));
+      return { data, metadata: row.metadata === null ? null : String(row.metadata) };
     },
     insert: (data, metadata) => Number(insert.run(data, metadata).lastInsertRowid),
     update: (id, data, metadata) => {
