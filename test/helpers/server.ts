@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { BACKEND_NAMES } from '../../src/backends/index.js';
 import { connect, type BuffDbClients } from '../../src/client/network.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
 import { BuffDb, type BuffDbOptions } from '../../src/store/buffdb.js';
@@ -13,7 +14,7 @@ export const ROOT = resolve(import.meta.dirname, '..', '..');
 export const CLI = join(ROOT, 'dist', 'cli', 'main.js');
 
 /** Backends the backend-parameterised suites run against. */
-export const TEST_BACKENDS: string[] = (process.env.BUFFDB_TEST_BACKENDS ?? 'sqlite').split(',').filter(Boolean);
+export const TEST_BACKENDS: string[] = (process.env.BUFFDB_TEST_BACKENDS ?? BACKEND_NAMES.join(',')).split(',').filter(Boolean);
 
 export function tempDir(prefix = 'buffdb-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
