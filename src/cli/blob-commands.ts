@@ -1,0 +1,83 @@
+/**
+ * `buffdb blob …`: works on the BLOB store file directly, through the same store layer (and so the
+ * same rules and errors) as the gRPC Blob service. Loaded only when a blob command runs.
+ */
+import { loadBackend } from '../backends/index.js';
+import { BlobStore, type BlobUpdate } from '../store/blob-store.js';
+import type { EqualityMode } from '../store/equality.js';
+import { readInput, writeOutput } from './binary-io.js';
+import { CliError, EXIT } from './exit-codes.js';
+import type { StoreTarget } from './kv-commands.js';
+
+export type GetPart = 'data' | 'metadata' | 'all';
+export type UpdatePart = 'data' | 'metadata' | 'all';
+
+async function withBlob<T>(target: StoreTarget, work: (blob: BlobStore) => Promise<T>): Promise<T> {
+  let blob: BlobStore;
+  try {
+    // What BuffDb.openBlob does, without loading buffdb.js's query and transaction modules.
+    blob = new BlobStore(await (await loadBackend(target.backend)).openBlob(target.store, {}));
+  } catch (err) {
+    throw new CliError(EXIT.FAILURE, `cannot open BLOB store ${target.store}: ${(err as Error).message}`);
+  }
+  let result: T;
+  try {
+    result = await work(blob);
+  } catch (err) {
+    await blob.close().catch(() => {});
+    throw err;
+  }
+  await blob.close();
+  return result;
+}
+
+/**
+ * `data` (default): the bytes exactly. `metadata`: the metadata (nothing if null; a newline after
+ * it only for a terminal). `all`: metadata, NUL, data — the original buffdb's layout.
+ */
+export async function blobGet(target: StoreTarget, id: bigint, part: GetPart): Promise<void> {
+  // The store is closed before writing: a slow reader must not hold the store open.
+  const record = await withBlob(target, (blob) => blob.getBlob(id));
+  if (part === 'data') {
+    await writeOutput(record.data, `blob ${id}:`);
+  } else if (part === 'metadata') {
+    if (record.metadata !== null) await writeOutput(Buffer.from(record.metadata + (process.stdout.isTTY ? '\n' : '')));
+  } else {
+    await writeOutput(Buffer.from(`${record.metadata ?? ''}\0`));
+    await writeOutput(record.data, `blob ${id}:`);
+  }
+}
+
+/** Reads the input first, so a bad file or an interrupted pipe never touches the store. */
+export async function blobStore(target: StoreTarget, file: string, metadata: string | undefined): Promise<void> {
+  const bytes = await readInput(file);
+  const id = await withBlob(target, (blob) => blob.storeBlob(bytes, metadata));
+  // An id is a token for scripts; the newline is what `$(…)` strips.
+  await writeOutput(Buffer.from(`${id}\n`));
+}
+
+export async function blobUpdate(
+  target: StoreTarget, id: bigint, part: UpdatePart, file: string | undefined, metadata: string | undefined,
+): Promise<void> {
+  const update: BlobUpdate = { shouldUpdateMetadata: part !== 'data' };
+  if (part !== 'metadata') update.bytes = await readInput(file!);
+  if (part !== 'data') update.metadata = metadata;
+  await withBlob(target, (blob) => blob.updateBlob(id, update));
+}
+
+export async function blobDelete(target: StoreTarget, id: bigint): Promise<void> {
+  await withBlob(target, (blob) => blob.deleteBlob(id));
+}
+
+/** One blob at a time, hashed as it comes, so comparing large blobs holds only one of them. */
+export async function blobCompare(target: StoreTarget, ids: bigint[], mode: EqualityMode): Promise<boolean> {
+  return withBlob(target, async (blob) => {
+    // Loaded here: it pulls in node:crypto, which plain get/set do not need.
+    const { EqualityCheck } = await import('../store/equality.js');
+    const check = new EqualityCheck(mode);
+    for (const id of ids) {
+      if (check.add((await blob.getBlob(id)).data) === false) return false;
+    }
+    return check.finish();
+  });
+}

@@ -1,0 +1,78 @@
+/**
+ * `buffdb kv …`: works on the KV store file directly, through the same store layer (and so the
+ * same rules and errors) as the gRPC Kv service. Loaded only when a kv command runs.
+ */
+import { loadBackend } from '../backends/index.js';
+import type { EqualityMode } from '../store/equality.js';
+import { KvStore } from '../store/kv-store.js';
+import { writeOutput } from './binary-io.js';
+import { CliError, EXIT } from './exit-codes.js';
+
+export interface StoreTarget {
+  store: string;
+  backend: string;
+}
+
+/** Opens the store, runs `work`, and always closes the store so every write is committed. */
+async function withKv<T>(target: StoreTarget, work: (kv: KvStore) => Promise<T>): Promise<T> {
+  let kv: KvStore;
+  try {
+    // What BuffDb.openKv does, without importing buffdb.js: it also loads the query and transaction
+    // modules (and node:crypto), which cost a tenth of this command's start-up.
+    kv = new KvStore(await (await loadBackend(target.backend)).openKv(target.store, {}));
+  } catch (err) {
+    throw new CliError(EXIT.FAILURE, `cannot open KV store ${target.store}: ${(err as Error).message}`);
+  }
+  let result: T;
+  try {
+    result = await work(kv);
+  } catch (err) {
+    await kv.close().catch(() => {});
+    throw err;
+  }
+  await kv.close();
+  return result;
+}
+
+/**
+ * Reads every key in one batch (one consistent snapshot). Rejections are kept per key so callers
+ * can report the first one in argument order, as the gRPC stream would.
+ */
+function readAll(kv: KvStore, keys: string[]): Promise<PromiseSettledResult<string>[]> {
+  return Promise.allSettled(keys.map((key) => kv.getValue(key)));
+}
+
+/** Values in order, NUL-separated; a newline after them only for a terminal, so scripts get the exact bytes. */
+export async function kvGet(target: StoreTarget, keys: string[]): Promise<void> {
+  const values = await withKv(target, async (kv) => {
+    const results = await readAll(kv, keys);
+    return results.map((r) => {
+      if (r.status === 'rejected') throw r.reason;
+      return r.value;
+    });
+  });
+  const text = values.join('\0') + (process.stdout.isTTY ? '\n' : '');
+  await writeOutput(Buffer.from(text, 'utf8'));
+}
+
+export async function kvSet(target: StoreTarget, key: string, value: string): Promise<void> {
+  await withKv(target, (kv) => kv.setValue(key, value));
+}
+
+export async function kvDelete(target: StoreTarget, key: string): Promise<void> {
+  await withKv(target, (kv) => kv.deleteKey(key));
+}
+
+/** True if the comparison holds. A missing key is NOT_FOUND unless the answer was already known before it. */
+export async function kvCompare(target: StoreTarget, keys: string[], mode: EqualityMode): Promise<boolean> {
+  return withKv(target, async (kv) => {
+    // Loaded here: it pulls in node:crypto, which plain get/set do not need.
+    const { EqualityCheck } = await import('../store/equality.js');
+    const check = new EqualityCheck(mode);
+    for (const r of await readAll(kv, keys)) {
+      if (r.status === 'rejected') throw r.reason;
+      if (check.add(r.value) === false) return false;
+    }
+    return check.finish();
+  });
+}
