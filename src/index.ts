@@ -4,6 +4,8 @@ export { KvStore } from './store/kv-store.js';
 export { BlobStore, type BlobUpdate, type BlobId } from './store/blob-store.js';
 export { QueryStore, type Target } from './store/query-store.js';
 export { StoreError, NotFoundError } from './store/errors.js';
+export { Transaction, TransactionManager, DEFAULT_TRANSACTION_TIMEOUT_MS, type BeginOptions } from './store/transactions.js';
+export { transactionService, unimplementedTransactions, type TransactionService } from './server/transaction-service.js';
 export { addBuffDbServices, startServer, DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE, type RunningServer, type StartOptions } from './server/server.js';
 export { KvDefinition, BlobDefinition, QueryDefinition } from './server/definitions.js';
 export { packValue, unpackValue } from './server/any-values.js';

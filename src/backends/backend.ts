@@ -32,6 +32,15 @@ export interface BlobOps {
   update(id: number, data: Uint8Array | undefined, metadata: string | null | undefined): MaybePromise<boolean>;
   /** Returns false if the id did not exist. */
   delete(id: number): MaybePromise<boolean>;
+  /**
+   * Optional (transactions): allocates a fresh id exactly as `insert` would — positive, larger than
+   * every id handed out — without storing a blob, and durably marks it used so it is never handed
+   * out again. A backend without it (or without `insertWithId`) refuses Blob Store inside a
+   * transaction with UNIMPLEMENTED; everything else in transactions still works.
+   */
+  reserveId?(): MaybePromise<number>;
+  /** Optional (transactions): stores a blob under an id from `reserveId`, replacing any blob there. */
+  insertWithId?(id: number, data: Uint8Array, metadata: string | null): MaybePromise<void>;
 }
 
 /** A SQL value as raw SQL sees it. Integers are bigint so 64-bit values survive. */

@@ -11,7 +11,7 @@ import { blobService } from '../server/blob-service.js';
 import { BlobDefinition, KvDefinition, QueryDefinition } from '../server/definitions.js';
 import { kvService } from '../server/kv-service.js';
 import { queryService } from '../server/query-service.js';
-import { unimplementedTransactions, type TransactionService } from '../server/transaction-service.js';
+import { transactionService, type TransactionService } from '../server/transaction-service.js';
 import { BuffDb, type BuffDbOptions } from '../store/buffdb.js';
 
 function serviceError(err: Partial<ServiceError>): ServiceError {
@@ -25,13 +25,24 @@ function serviceError(err: Partial<ServiceError>): ServiceError {
 /** A linked pair: what one side writes, the other reads. */
 function duplexPair(): [Duplex, Duplex] {
   const sides: Duplex[] = [];
-  const make = (other: () => Duplex): Duplex => new Duplex({
+  // Backpressure as over the network: a write completes only while the reader's buffer has room.
+  const blocked: ((() => void) | null)[] = [null, null];
+  const make = (self: number, other: number): Duplex => new Duplex({
     objectMode: true,
-    read() {},
-    write(chunk, _enc, cb) { other().push(chunk); cb(); },
-    final(cb) { other().push(null); cb(); },
+    read() {
+      const cb = blocked[self];
+      if (cb) {
+        blocked[self] = null;
+        cb();
+      }
+    },
+    write(chunk, _enc, cb) {
+      if (sides[other]!.push(chunk)) cb();
+      else blocked[other] = cb;
+    },
+    final(cb) { sides[other]!.push(null); cb(); },
   });
-  sides.push(make(() => sides[1]!), make(() => sides[0]!));
+  sides.push(make(0, 1), make(1, 0));
   return [sides[0]!, sides[1]!];
 }
 
@@ -105,7 +116,7 @@ export interface TransitiveClients {
 }
 
 /** Clients over an already open BuffDb. */
-export function transitiveClients(db: BuffDb, transactions: TransactionService = unimplementedTransactions): Omit<TransitiveClients, 'close' | 'db'> {
+export function transitiveClients(db: BuffDb, transactions: TransactionService = transactionService(db.transactions)): Omit<TransitiveClients, 'close' | 'db'> {
   return {
     kv: makeClient<KvClient>(KvDefinition, kvService(db.kv, transactions)),
     blob: makeClient<BlobClient>(BlobDefinition, blobService(db.blob)),

@@ -5,19 +5,20 @@ import { blobService } from './blob-service.js';
 import { BlobDefinition, KvDefinition, QueryDefinition } from './definitions.js';
 import { kvService } from './kv-service.js';
 import { queryService } from './query-service.js';
-import { unimplementedTransactions, type TransactionService } from './transaction-service.js';
+import { transactionService, type TransactionService } from './transaction-service.js';
 
 export const DEFAULT_ADDR = '[::1]:50051';
 /** 64 MiB: big enough for large blobs in one message; configurable with --max-message-size. */
 export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024;
 
 export interface ServeOptions {
+  /** Defaults to real transactions over `db.transactions` (docs/transactions.md). */
   transactions?: TransactionService;
 }
 
 /** Adds the Kv, Blob and Query services (backed by `db`) to an existing grpc-js server. */
 export function addBuffDbServices(server: Server, db: BuffDb, options: ServeOptions = {}): void {
-  server.addService(KvDefinition as unknown as ServiceDefinition, kvService(db.kv, options.transactions ?? unimplementedTransactions));
+  server.addService(KvDefinition as unknown as ServiceDefinition, kvService(db.kv, options.transactions ?? transactionService(db.transactions)));
   server.addService(BlobDefinition as unknown as ServiceDefinition, blobService(db.blob));
   server.addService(QueryDefinition as unknown as ServiceDefinition, queryService(db.query));
 }

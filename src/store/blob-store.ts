@@ -4,6 +4,7 @@ import { idNotFound } from './errors.js';
 import { GroupCommitter, type Done, type Sequence } from './group-commit.js';
 import { unknownTransaction } from './kv-store.js';
 import { then } from './maybe-promise.js';
+import type { TransactionRouter } from './transactions.js';
 
 export type BlobId = bigint | number;
 
@@ -16,7 +17,7 @@ export interface BlobUpdate {
 }
 
 /** Ids beyond 2^53 were never handed out: they are simply not found. */
-function toLocalId(id: BlobId): number | undefined {
+export function toLocalId(id: BlobId): number | undefined {
   const n = typeof id === 'bigint' ? (id <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(id) : undefined) : id;
   return n !== undefined && Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }
@@ -54,28 +55,30 @@ export function deleteBlob(ops: BlobOps, id: BlobId): MaybePromise<void> {
 
 export class BlobStore {
   readonly committer: GroupCommitter<BlobOps>;
+  /** Serves requests that carry a transaction id (set by BuffDb; absent: such ids are unknown). */
+  transactions: TransactionRouter | undefined;
 
   constructor(readonly engine: StoreEngine<BlobOps>) {
     this.committer = new GroupCommitter(engine);
   }
 
   get(id: BlobId, done: Done<BlobRecord>, seq?: Sequence, txId?: string): void {
-    if (txId) return done(unknownTransaction(txId));
+    if (txId) return this.transactions ? this.transactions.blobGet(txId, id, done, seq) : done(unknownTransaction(txId));
     this.committer.submit((ops) => readBlob(ops, id), done, seq);
   }
 
   store(bytes: Uint8Array, metadata: string | undefined, done: Done<number>, seq?: Sequence, txId?: string): void {
-    if (txId) return done(unknownTransaction(txId));
+    if (txId) return this.transactions ? this.transactions.blobStore(txId, bytes, metadata, done, seq) : done(unknownTransaction(txId));
     this.committer.submit((ops) => ops.insert(bytes, metadata ?? null), done, seq);
   }
 
   update(id: BlobId, update: BlobUpdate, done: Done<void>, seq?: Sequence, txId?: string): void {
-    if (txId) return done(unknownTransaction(txId));
+    if (txId) return this.transactions ? this.transactions.blobUpdate(txId, id, update, done, seq) : done(unknownTransaction(txId));
     this.committer.submit((ops) => updateBlob(ops, id, update), done, seq);
   }
 
   delete(id: BlobId, done: Done<void>, seq?: Sequence, txId?: string): void {
-    if (txId) return done(unknownTransaction(txId));
+    if (txId) return this.transactions ? this.transactions.blobDelete(txId, id, done, seq) : done(unknownTransaction(txId));
     this.committer.submit((ops) => deleteBlob(ops, id), done, seq);
   }
 

@@ -7,6 +7,8 @@ import { BlobStore } from './blob-store.js';
 import type { GroupCommitter } from './group-commit.js';
 import { KvStore } from './kv-store.js';
 import { QueryStore } from './query-store.js';
+import { guardStoreFile } from './store-file-guard.js';
+import { Transaction, TransactionManager, type BeginOptions, type TransactionManagerOptions } from './transactions.js';
 
 export const DEFAULT_KV_STORE = 'kv_store.db';
 export const DEFAULT_BLOB_STORE = 'blob_store.db';
@@ -18,6 +20,13 @@ export interface BuffDbOptions {
   blobStore?: string;
   durability?: Durability;
   readOnly?: boolean;
+  /** Transactions begun without a timeout are rolled back after this many ms (default 30 000). */
+  transactionTimeoutMs?: number;
+  /**
+   * A transaction whose client connection closed is rolled back unless its id is used again
+   * within this many ms (default 2 000).
+   */
+  transactionDisconnectGraceMs?: number;
 }
 
 /** Resolves a path through symlinks (as far as it exists) so one file cannot pose as two. */
@@ -30,10 +39,22 @@ function canonicalPath(path: string): string {
   }
 }
 
+/** Names the store an open error came from (keeps the engine's error code for mapping). */
+function inContext(err: unknown, which: string, path: string): unknown {
+  if (err instanceof Error) err.message = `cannot open the ${which} store ${path}: ${err.message}`;
+  return err;
+}
+
 export class BuffDb {
   readonly query: QueryStore;
+  /** Transactions spanning both stores (docs/transactions.md). */
+  readonly transactions: TransactionManager;
 
-  private constructor(readonly backend: Backend, readonly kv: KvStore, readonly blob: BlobStore) {
+  private constructor(readonly backend: Backend, readonly kv: KvStore, readonly blob: BlobStore,
+    transactionOptions: TransactionManagerOptions = {}) {
+    this.transactions = new TransactionManager(kv, blob, transactionOptions);
+    kv.transactions = this.transactions;
+    blob.transactions = this.transactions;
     this.query = new QueryStore(backend.name, [...SQL_BACKENDS], {
       kv: { engine: kv.engine, committer: kv.committer as GroupCommitter<unknown> },
       blob: { engine: blob.engine, committer: blob.committer as GroupCommitter<unknown> },
@@ -50,14 +71,55 @@ export class BuffDb {
       throw new Error(`the KV store and the BLOB store must be different files (both are ${kvPath})`);
     }
     const openOptions = { durability: options.durability, readOnly: options.readOnly };
-    const kv = await backend.openKv(kvPath, openOptions);
+    const kv = guardStoreFile(await backend.openKv(kvPath, openOptions)
+      .catch((err: unknown) => { throw inContext(err, 'KV', kvPath); }), kvPath);
+    let db: BuffDb;
     try {
-      const blob = await backend.openBlob(blobPath, openOptions);
-      return new BuffDb(backend, new KvStore(kv), new BlobStore(blob));
+      const blob = guardStoreFile(await backend.openBlob(blobPath, openOptions)
+        .catch((err: unknown) => { throw inContext(err, 'BLOB', blobPath); }), blobPath);
+      db = new BuffDb(backend, new KvStore(kv), new BlobStore(blob), {
+        kvPath, defaultTimeoutMs: options.transactionTimeoutMs, disconnectGraceMs: options.transactionDisconnectGraceMs,
+      });
     } catch (err) {
       await kv.close();
       throw err;
     }
+    // Finish any transaction commit a crash interrupted between the two stores (its commit log).
+    if (!options.readOnly) {
+      try {
+        await db.transactions.recover();
+      } catch (err) {
+        await db.close();
+        throw new Error(`cannot complete a transaction commit interrupted by a crash: ${(err as Error).message}`);
+      }
+    }
+    return db;
+  }
+
+  /** Begins a transaction spanning both stores; finish it with commit() or rollback(). */
+  beginTransaction(options: BeginOptions = {}): Transaction {
+    return new Transaction(this.transactions, this.transactions.begin(options), options.readOnly ?? false);
+  }
+
+  /**
+   * Runs `work` in a transaction: commits when it resolves (rejecting with ABORTED if a
+   * concurrent commit conflicted), rolls back when it throws.
+   */
+  async transaction<T>(work: (tx: Transaction) => Promise<T>, options: BeginOptions = {}): Promise<T> {
+    const tx = this.beginTransaction(options);
+    let result: T;
+    try {
+      result = await work(tx);
+    } catch (err) {
+      try {
+        await tx.rollback();
+      } catch {
+        // already finished (expired, …): nothing to roll back
+      }
+      throw err;
+    }
+    await tx.commit();
+    return result;
   }
 
   /** Opens only the KV store (the CLI's `kv` commands need nothing else). */
@@ -74,6 +136,7 @@ export class BuffDb {
 
   /** Finishes queued work, then closes both stores. */
   async close(): Promise<void> {
+    this.transactions.close();
     await Promise.all([this.kv.close(), this.blob.close()]);
   }
 }

@@ -3,26 +3,29 @@ import type { KvOps, MaybePromise, StoreEngine } from '../backends/backend.js';
 import { failedPrecondition, keyNotFound } from './errors.js';
 import { GroupCommitter, type Done, type Sequence } from './group-commit.js';
 import { then } from './maybe-promise.js';
+import type { TransactionRouter } from './transactions.js';
 
 export class KvStore {
   readonly committer: GroupCommitter<KvOps>;
+  /** Serves requests that carry a transaction id (set by BuffDb; absent: such ids are unknown). */
+  transactions: TransactionRouter | undefined;
 
   constructor(readonly engine: StoreEngine<KvOps>) {
     this.committer = new GroupCommitter(engine);
   }
 
   get(key: string, done: Done<string>, seq?: Sequence, txId?: string): void {
-    if (txId) return done(unknownTransaction(txId));
+    if (txId) return this.transactions ? this.transactions.kvGet(txId, key, done, seq) : done(unknownTransaction(txId));
     this.committer.submit((ops) => readValue(ops, key), done, seq);
   }
 
   set(key: string, value: string, done: Done<void>, seq?: Sequence, txId?: string): void {
-    if (txId) return done(unknownTransaction(txId));
+    if (txId) return this.transactions ? this.transactions.kvSet(txId, key, value, done, seq) : done(unknownTransaction(txId));
     this.committer.submit((ops) => ops.put(key, value), done, seq);
   }
 
   delete(key: string, done: Done<void>, seq?: Sequence, txId?: string): void {
-    if (txId) return done(unknownTransaction(txId));
+    if (txId) return this.transactions ? this.transactions.kvDelete(txId, key, done, seq) : done(unknownTransaction(txId));
     this.committer.submit((ops) => deleteKey(ops, key), done, seq);
   }
 

@@ -4,6 +4,7 @@
  * between two event-loop turns.
  */
 import Database from 'better-sqlite3';
+import { StoreError, status } from '../../store/errors.js';
 import type {
   Backend, BlobOps, BlobRecord, KvOps, OpenOptions, SqlOps, SqlValue, StoreEngine,
 } from '../backend.js';
@@ -11,9 +12,29 @@ import { assertSqlAllowed } from '../sql-guard.js';
 
 type Db = Database.Database;
 
+/**
+ * Fault handling (issue 6): a full disk can be simulated without root by capping the file size.
+ * BUFFDB_SQLITE_MAX_PAGE_COUNT=N sets `PRAGMA max_page_count = N` on every store opened; writes
+ * beyond it fail with SQLITE_FULL (RESOURCE_EXHAUSTED), exactly as on a full filesystem.
+ */
+function maxPageCount(): number | undefined {
+  const raw = process.env.BUFFDB_SQLITE_MAX_PAGE_COUNT;
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
+
 function openDatabase(path: string, options: OpenOptions, schema: string): Db {
   const db = new Database(path, { readonly: options.readOnly ?? false, fileMustExist: options.readOnly ?? false });
   try {
+    // Fault handling: SQLite silently falls back to read-only when the file or its directory is
+    // not writable; say so at start instead of failing every write later.
+    if (!options.readOnly && db.readonly) {
+      throw new StoreError(status.FAILED_PRECONDITION,
+        'the file or its directory is not writable (use --read-only to serve it read-only)');
+    }
+    const cap = maxPageCount();
+    if (cap !== undefined) db.pragma(`max_page_count = ${cap}`);
     if (!options.readOnly) {
       db.pragma('journal_mode = WAL');
       db.exec(schema);
@@ -40,8 +61,10 @@ class SqliteSql implements SqlOps {
     const pooled = this.readers.pop();
     if (pooled) return pooled;
     if (this.inMemory) return this.writer;
-    const reader = new Database(this.path, { fileMustExist: true });
+    const reader = new Database(this.path, { fileMustExist: true, readonly: this.writer.readonly });
     reader.pragma('query_only = ON');
+    // Readers never commit, but `PRAGMA synchronous` through Query should report the store's setting.
+    reader.pragma(`synchronous = ${Number(this.writer.pragma('synchronous', { simple: true }))}`);
     reader.pragma('busy_timeout = 5000');
     return reader;
   }
@@ -106,7 +129,9 @@ class SqliteEngine<Ops> implements StoreEngine<Ops> {
 
   constructor(private readonly db: Db, readonly ops: Ops, path: string) {
     this.sql = new SqliteSql(db, path, path === ':memory:' || path === '');
-    this.begin = db.prepare('BEGIN IMMEDIATE');
+    // Fault handling: a read-only connection cannot take the write lock BEGIN IMMEDIATE asks for
+    // (on a read-only filesystem it fails); a deferred BEGIN gives reads a consistent snapshot.
+    this.begin = db.prepare(db.readonly ? 'BEGIN' : 'BEGIN IMMEDIATE');
     this.commit = db.prepare('COMMIT');
     this.rollback = db.prepare('ROLLBACK');
   }
@@ -159,6 +184,10 @@ function blobOps(db: Db): BlobOps {
   const updateMeta = db.prepare<[string | null, number]>('UPDATE blob SET metadata = ? WHERE id = ?');
   const exists = db.prepare<[number], number>('SELECT 1 FROM blob WHERE id = ?').pluck();
   const del = db.prepare<[number]>('DELETE FROM blob WHERE id = ?');
+  // Transactions (issue 7): ids handed out before the blob is stored. AUTOINCREMENT keeps the
+  // largest id ever used in sqlite_sequence; bumping it reserves an id no insert will reuse.
+  let reserve: { current: Database.Statement<[], number>; bump: Database.Statement<[number]>; first: Database.Statement<[number]> } | undefined;
+  let insertWithId: Database.Statement<[number, Uint8Array, string | null]> | undefined;
   return {
     get: (id): BlobRecord | undefined => {
       const row = get.get(id);
@@ -175,6 +204,22 @@ function blobOps(db: Db): BlobOps {
       return exists.get(id) !== undefined;
     },
     delete: (id) => del.run(id).changes > 0,
+    reserveId: () => {
+      reserve ??= {
+        current: db.prepare<[], number>("SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'blob'), 0), "
+          + 'coalesce((SELECT max(id) FROM blob), 0))').pluck(),
+        bump: db.prepare<[number]>("UPDATE sqlite_sequence SET seq = ? WHERE name = 'blob'"),
+        first: db.prepare<[number]>("INSERT INTO sqlite_sequence (name, seq) VALUES ('blob', ?)"),
+      };
+      const id = Number(reserve.current.get()) + 1;
+      if (reserve.bump.run(id).changes === 0) reserve.first.run(id);
+      return id;
+    },
+    insertWithId: (id, data, metadata) => {
+      insertWithId ??= db.prepare<[number, Uint8Array, string | null]>(
+        'INSERT OR REPLACE INTO blob (id, data, metadata) VALUES (?, ?, ?)');
+      insertWithId.run(id, data, metadata);
+    },
   };
 }
 
