@@ -44,17 +44,30 @@ export function toStoreError(err: unknown): StoreError {
   const message = typeof e?.message === 'string' ? e.message : String(err);
   const code = typeof e?.code === 'string' ? e.code : '';
   if (e?.name === 'SqlRefusedError') return new StoreError(status.PERMISSION_DENIED, message);
+  if (e?.name === 'SqlInvalidError') return new StoreError(status.INVALID_ARGUMENT, message);
+  // better-sqlite3 checks the SQL text itself before SQLite sees it.
+  if (/supplied SQL string contains/i.test(message)) return new StoreError(status.INVALID_ARGUMENT, message);
+  if (/named parameter|parameter values|bind parameter/i.test(message)) {
+    return new StoreError(status.INVALID_ARGUMENT, `raw SQL takes no parameters; write the values into the SQL text (${message})`);
+  }
   if (code === 'SQLITE_FULL' || /disk is full|No space left|ENOSPC|MDB_MAP_FULL/i.test(message)) {
     return new StoreError(status.RESOURCE_EXHAUSTED, `storage is full: ${message}`);
   }
   if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
     return new StoreError(status.UNAVAILABLE, `store is busy, retry: ${message}`);
   }
-  if (code === 'SQLITE_READONLY' || /read-?only/i.test(message)) {
-    return new StoreError(status.FAILED_PRECONDITION, `store is read-only: ${message}`);
+  if (code === 'SQLITE_TOOBIG' || code === 'SQLITE_NOMEM' || /string or blob too big|out of memory/i.test(message)) {
+    return new StoreError(status.RESOURCE_EXHAUSTED, `value too large for the store: ${message}`);
+  }
+  if (code.startsWith('SQLITE_READONLY') || /read-?only/i.test(message)) {
+    return new StoreError(status.FAILED_PRECONDITION,
+      `the store is read-only (server started with --read-only, or the file is not writable); writes are refused: ${message}`);
+  }
+  if (code.startsWith('SQLITE_CANTOPEN')) {
+    return new StoreError(status.FAILED_PRECONDITION, `the store file cannot be opened (deleted, moved or not permitted): ${message}`);
   }
   if (code === 'SQLITE_ERROR' || code === 'SQLITE_RANGE' || code === 'SQLITE_MISMATCH'
-    || code.startsWith('SQLITE_CONSTRAINT') || /syntax error|Parser Error|Binder Error|Catalog Error/i.test(message)) {
+    || code.startsWith('SQLITE_CONSTRAINT') || /syntax error|Parser Error|Binder Error|Catalog Error|Invalid Input Error|Conversion Error|Out of Range Error|Constraint Error/i.test(message)) {
     return new StoreError(status.INVALID_ARGUMENT, message);
   }
   if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB' || code === 'SQLITE_IOERR' || code.startsWith('SQLITE_IOERR')) {
