@@ -8,6 +8,11 @@ export class SqlRefusedError extends Error {
   override readonly name = 'SqlRefusedError';
 }
 
+/** Not a refusal: there is nothing to run (INVALID_ARGUMENT rather than PERMISSION_DENIED). */
+export class SqlInvalidError extends Error {
+  override readonly name = 'SqlInvalidError';
+}
+
 /** Statements that reach outside the store, or take transaction control away from buffdb. */
 const REFUSED_STATEMENTS = new Map<string, string>([
   ['ATTACH', 'ATTACH would open another database file'],
@@ -40,7 +45,23 @@ const REFUSED_FUNCTIONS = new Set([
   'read_csv', 'read_csv_auto', 'read_parquet', 'parquet_scan', 'read_json', 'read_json_auto',
   'read_json_objects', 'read_ndjson', 'read_ndjson_auto', 'read_text', 'read_blob', 'glob',
   'sniff_csv', 'parquet_metadata', 'parquet_schema', 'duckdb_secrets', 'getenv', 'query_table',
+  // DuckDB: `query('…')` runs a SQL string the guard never sees; scanners of foreign files.
+  'query', 'sqlite_scan', 'sqlite_attach', 'read_xlsx', 'st_read', 'iceberg_scan', 'delta_scan',
+  'json_execute_serialized_sql', 'read_json_objects_auto', 'postgres_scan', 'postgres_attach',
+  'mysql_scan', 'read_csv_auto', 'read_parquet',
 ]);
+
+/** Names refused wherever they appear (called or not): raw pages and code loading. */
+const REFUSED_NAMES = new Set(['sqlite_dbpage', 'load_extension', 'fts3_tokenizer']);
+
+/** Engine bookkeeping tables raw SQL may read but never write. */
+const INTERNAL_TABLES = new Set(['sqlite_sequence', 'sqlite_schema', 'sqlite_master', 'sqlite_temp_master', 'sqlite_temp_schema']);
+
+/** Allowed pragmas that are read-only only when they are given no argument. */
+const UNSETTABLE_PRAGMAS = new Set(['journal_mode', 'synchronous', 'user_version']);
+
+/** Tables the services themselves depend on: raw SQL may change their rows, never their shape. */
+const SERVICE_TABLES = new Set(['kv', 'blob']);
 
 /** Read-only pragmas: introspection that cannot change durability or reach other files. */
 const ALLOWED_PRAGMAS = new Set([
@@ -54,6 +75,8 @@ const ALLOWED_PRAGMAS = new Set([
 interface Token {
   kind: 'word' | 'punct';
   text: string;
+  /** A quoted identifier ("x", `x`, [x]): its text without the quotes. */
+  quoted?: boolean;
 }
 
 /** Splits SQL into words and punctuation, dropping comments, string literals and quoted names. */
@@ -80,7 +103,7 @@ export function tokenize(sql: string): Token[] {
         break;
       }
       // A quoted identifier can still name a function ("load_extension"(...)): keep it as a word.
-      tokens.push({ kind: c === "'" ? 'punct' : 'word', text: c === "'" ? "''" : sql.slice(i + 1, j - 1) });
+      tokens.push(c === "'" ? { kind: 'punct', text: "''" } : { kind: 'word', text: sql.slice(i + 1, j - 1), quoted: true });
       i = j;
     } else if (/[A-Za-z_\u0080-\uffff]/.test(c)) {
       let j = i + 1;
@@ -99,6 +122,8 @@ export function tokenize(sql: string): Token[] {
 
 /** Throws SqlRefusedError if `sql` could reach outside its store; returns otherwise. */
 export function assertSqlAllowed(sql: string): void {
+  // Engines stop reading at a NUL: what they would run is not what was checked.
+  if (sql.includes('\0')) throw new SqlInvalidError('SQL text contains a NUL character');
   const tokens = tokenize(sql);
   // One statement per request: a trailing `;` is fine, a second statement is not.
   const semi = tokens.findIndex((t) => t.text === ';');
@@ -108,23 +133,49 @@ export function assertSqlAllowed(sql: string): void {
   let k = 0;
   while (tokens[k]?.kind === 'word' && /^(explain|query|plan|analyze)$/i.test(tokens[k]!.text)) k++;
   const first = tokens[k]?.text.toUpperCase();
-  if (first === undefined) throw new SqlRefusedError('empty SQL statement');
+  if (first === undefined) throw new SqlInvalidError('empty SQL statement: RawQuery.query holds no SQL');
   const refusal = REFUSED_STATEMENTS.get(first);
   if (refusal !== undefined) throw new SqlRefusedError(`${first} refused: ${refusal}`);
   if (first === 'PRAGMA') {
     const name = tokens[k + 1]?.text.toLowerCase() ?? '';
     const rest = tokens.slice(k + 2);
     if (!ALLOWED_PRAGMAS.has(name) || rest.some((t) => t.text === '=')
-      || ((name === 'journal_mode' || name === 'synchronous' || name === 'user_version') && rest.length > 0)) {
+      || (UNSETTABLE_PRAGMAS.has(name) && rest.length > 0)) {
       throw new SqlRefusedError(`PRAGMA ${name} refused: only read-only introspection pragmas are allowed`);
     }
+  }
+  if ((first === 'DROP' || first === 'ALTER')
+    && tokens.some((t) => t.kind === 'word' && SERVICE_TABLES.has(t.text.toLowerCase()))) {
+    throw new SqlRefusedError(`${first} of the kv or blob table refused: the Kv and Blob services depend on it`);
+  }
+  const internal = tokens.find((t) => t.kind === 'word' && INTERNAL_TABLES.has(t.text.toLowerCase()));
+  const writes = tokens.some((t) => t.kind === 'word' && !t.quoted && /^(insert|update|delete|replace|drop|alter|create)$/i.test(t.text));
+  if (internal && (writes || (first !== 'SELECT' && first !== 'WITH' && first !== 'VALUES'))) {
+    throw new SqlRefusedError(`${internal.text} may only be read: it keeps the schema and the never-reused blob ids`);
   }
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i]!;
     if (t.kind !== 'word') continue;
     const word = t.text.toLowerCase();
+    // Table-valued pragma functions (pragma_table_info(…)): the same read-only list as PRAGMA.
+    if (word.startsWith('pragma_') && (!ALLOWED_PRAGMAS.has(word.slice(7)) || UNSETTABLE_PRAGMAS.has(word.slice(7)))) {
+      throw new SqlRefusedError(`${word} refused: only read-only introspection pragmas are allowed`);
+    }
     if (REFUSED_FUNCTIONS.has(word) && tokens[i + 1]?.text === '(') {
       throw new SqlRefusedError(`${word}() refused: it reads or writes outside the store`);
+    }
+    if (REFUSED_NAMES.has(word)) {
+      throw new SqlRefusedError(`${word} refused: it reaches below or outside the store`);
+    }
+    // DuckDB reads a file named by a string or a quoted path after FROM/JOIN (replacement scans).
+    if (!t.quoted && (word === 'from' || word === 'join')) {
+      const next = tokens[i + 1];
+      if (next && ((next.kind === 'punct' && next.text === "''") || (next.quoted === true && /[./\\:]/.test(next.text)))) {
+        throw new SqlRefusedError(`${word.toUpperCase()} a quoted path refused: name a table (kv or blob), not a file`);
+      }
+    }
+    if (word === 'secret' && !t.quoted && first === 'CREATE' && i <= k + 4) {
+      throw new SqlRefusedError('CREATE SECRET refused: credentials are not managed through raw SQL');
     }
     if ((word === 'attach' || word === 'pragma') && i > k) {
       throw new SqlRefusedError(`${word.toUpperCase()} inside a statement is refused`);

@@ -1,7 +1,10 @@
 /** `buffdb run`: open the stores, serve Kv, Blob and Query, stop cleanly on SIGINT/SIGTERM. */
+import { accessSync, constants, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { Durability } from '../backends/backend.js';
 import { BuffDb } from '../store/buffdb.js';
 import { startServer } from '../server/server.js';
+import { CliError, EXIT } from './exit-codes.js';
 
 export interface RunOptions {
   addr: string;
@@ -13,7 +16,71 @@ export interface RunOptions {
   readOnly: boolean;
 }
 
+/**
+ * How long in-flight streams get to finish after SIGINT/SIGTERM before they are cut:
+ * 10 s, or BUFFDB_SHUTDOWN_GRACE_MS (a positive number of milliseconds).
+ */
+function shutdownGraceMs(): number {
+  const n = Number(process.env.BUFFDB_SHUTDOWN_GRACE_MS);
+  return Number.isSafeInteger(n) && n > 0 ? n : 10_000;
+}
+
+/**
+ * Checks a store path from the command line before any engine sees it, so a mistake gets a
+ * sentence naming the path instead of an engine's "unable to open database file".
+ */
+export function validateStorePath(path: string, label: string, readOnly: boolean, backend: string): void {
+  const option = `--${label.toLowerCase()}-store`;
+  if (path === '') throw new CliError(EXIT.USAGE, `${option} must not be empty`);
+  if (path.includes('\0')) throw new CliError(EXIT.USAGE, `${option} contains a NUL character`);
+  if (path === ':memory:') return;
+  if (/^file:/i.test(path)) {
+    throw new CliError(EXIT.USAGE, `${option} ${path} looks like a URI; give a plain file path (./${path} if that is really its name)`);
+  }
+  const abs = resolve(path);
+  const st = statSync(abs, { throwIfNoEntry: false });
+  if (st?.isDirectory()) {
+    throw new Error(`${label} store ${path} is a directory; give a file path such as ${path.replace(/\/+$/, '')}/${label.toLowerCase()}_store.db`);
+  }
+  if (st && !st.isFile()) throw new Error(`${label} store ${path} is not a regular file`);
+  if (!st) {
+    if (readOnly) throw new Error(`${label} store ${path} does not exist (--read-only serves existing stores only)`);
+    const dir = dirname(abs);
+    const dst = statSync(dir, { throwIfNoEntry: false });
+    if (!dst) throw new Error(`cannot create the ${label} store ${path}: directory ${dir} does not exist`);
+    if (!dst.isDirectory()) throw new Error(`cannot create the ${label} store ${path}: ${dir} is not a directory`);
+  }
+  if (readOnly) {
+    // SQLite keeps its WAL index in PATH-shm; on read-only media it must already be there.
+    if (backend === 'sqlite' && !writable(dirname(abs)) && !statSync(`${abs}-shm`, { throwIfNoEntry: false })) {
+      throw new Error(`cannot serve the ${label} store ${path} from a read-only directory: SQLite needs ${path}-shm `
+        + 'beside it; copy the store to writable storage (it is still opened read-only)');
+    }
+    return;
+  }
+  // The engine writes the store and, next to it, its journal files.
+  const dir = dirname(abs);
+  if (!writable(dir)) {
+    throw new Error(`cannot write in ${dir}, the directory of the ${label} store ${path} `
+      + '(read-only filesystem or no permission); use --read-only to serve existing stores read-only');
+  }
+  if (st && !writable(abs)) {
+    throw new Error(`${label} store ${path} is not writable; use --read-only to serve it read-only`);
+  }
+}
+
+function writable(path: string): boolean {
+  try {
+    accessSync(path, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export async function runServer(options: RunOptions): Promise<void> {
+  validateStorePath(options.kvStore, 'KV', options.readOnly, options.backend);
+  validateStorePath(options.blobStore, 'BLOB', options.readOnly, options.backend);
   const db = await BuffDb.open({
     backend: options.backend,
     kvStore: options.kvStore,
@@ -28,12 +95,10 @@ export async function runServer(options: RunOptions): Promise<void> {
     await db.close();
     throw new Error(`cannot listen on ${options.addr}: ${(err as Error).message}`);
   }
+  // Logs name addresses and paths only: never request contents, keys or values.
   const log = (msg: string): void => { process.stderr.write(`${new Date().toISOString()} buffdb: ${msg}\n`); };
-  log(`listening on ${running.addr} (backend ${options.backend}, kv ${options.kvStore}, blob ${options.blobStore}`
-    + `${options.readOnly ? ', read-only' : ''})`);
-  // Machine-readable line on stdout, for scripts and tests that start the server on port 0.
-  process.stdout.write(`listening on ${running.addr}\n`);
-
+  // Handlers first: a supervisor may signal as soon as it reads the line below.
+  const graceMs = shutdownGraceMs();
   let signals = 0;
   const stop = (signal: string): void => {
     signals++;
@@ -41,8 +106,8 @@ export async function runServer(options: RunOptions): Promise<void> {
       log(`${signal} again: exiting now`);
       process.exit(130);
     }
-    log(`${signal}: finishing in-flight streams, then exiting (send again to force)`);
-    running.shutdown().then(() => {
+    log(`${signal}: finishing in-flight streams (at most ${graceMs / 1000} s), then exiting (send again to force)`);
+    running.shutdown(graceMs).then(() => {
       log('stopped; every acknowledged write is committed');
       process.exit(0);
     }, (err: unknown) => {
@@ -52,4 +117,8 @@ export async function runServer(options: RunOptions): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  log(`listening on ${running.addr} (backend ${options.backend}, kv ${options.kvStore}, blob ${options.blobStore}`
+    + `${options.readOnly ? ', read-only' : ''})`);
+  // Machine-readable line on stdout, for scripts and tests that start the server on port 0.
+  process.stdout.write(`listening on ${running.addr}\n`);
 }
