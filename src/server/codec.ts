@@ -6,6 +6,8 @@
  */
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import type { MethodDefinition } from '@grpc/grpc-js';
+import * as blob from '../generated/blob.js';
+import * as kv from '../generated/kv.js';
 
 export class DecodeFailure {
   constructor(readonly message: string) {}
@@ -28,6 +30,84 @@ const decodeUtf8 = (bytes: Uint8Array): string => {
 /** Wraps the encoder's bytes without copying them again. */
 const toBuffer = (u8: Uint8Array): Buffer => Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
 
+/**
+ * One field of a message made only of length-delimited fields (strings and bytes), which is most
+ * buffdb messages. `optional`: proto3 explicit presence (written unless undefined); otherwise the
+ * field is written unless empty, exactly as the generated encoder does.
+ */
+type FlatField = readonly [field: number, name: string, kind: 'string' | 'bytes', optional: boolean];
+
+const varintSize = (n: number): number => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5);
+
+/**
+ * A direct encoder for a flat message: one exact-size Buffer, strings written straight into it,
+ * bytes copied once — instead of the generated encoder's writer, chunk list and final copy (the
+ * protobuf share of a Kv Set profile). Output is byte-for-byte the generated encoder's; anything
+ * it does not expect (a non-string where a string belongs) goes to the generated encoder.
+ */
+function flatEncoder<T>(fields: readonly FlatField[], fallback: Codec<T>): (message: T) => Buffer {
+  const count = fields.length;
+  return (message: T): Buffer => {
+    const m = message as Record<string, unknown>;
+    let size = 0;
+    for (let i = 0; i < count; i++) {
+      const [, name, kind, optional] = fields[i]!;
+      const v = m[name];
+      if (v === undefined && optional) continue;
+      let len: number;
+      if (kind === 'string') {
+        if (typeof v !== 'string') return toBuffer(fallback.encode(message).finish());
+        if (v === '' && !optional) continue;
+        len = Buffer.byteLength(v, 'utf8');
+      } else {
+        if (!(v instanceof Uint8Array)) return toBuffer(fallback.encode(message).finish());
+        if (v.byteLength === 0 && !optional) continue;
+        len = v.byteLength;
+      }
+      size += 1 + varintSize(len) + len;
+    }
+    const buf = Buffer.allocUnsafe(size);
+    let pos = 0;
+    for (let i = 0; i < count; i++) {
+      const [field, name, kind, optional] = fields[i]!;
+      const v = m[name] as string | Uint8Array | undefined;
+      if (v === undefined) continue;
+      const isString = kind === 'string';
+      if (!optional && (isString ? v === '' : (v as Uint8Array).byteLength === 0)) continue;
+      buf[pos++] = (field << 3) | 2;
+      const len = isString ? Buffer.byteLength(v as string, 'utf8') : (v as Uint8Array).byteLength;
+      let n = len;
+      while (n >= 0x80) {
+        buf[pos++] = (n & 0x7f) | 0x80;
+        n >>>= 7;
+      }
+      buf[pos++] = n;
+      if (isString) pos += buf.write(v as string, pos, len, 'utf8');
+      else {
+        buf.set(v as Uint8Array, pos);
+        pos += len;
+      }
+    }
+    return buf;
+  };
+}
+
+/** Flat messages get the direct encoder (registered below through `flat`). */
+const flatEncoders = new WeakMap<object, (message: never) => Buffer>();
+
+/** Declares `codec` a flat message (fields 1..n as listed) so `method` encodes it directly. */
+export function flat<T>(codec: Codec<T>, fields: readonly FlatField[]): Codec<T> {
+  for (const [field] of fields) if (field < 1 || field > 15) throw new Error('flat fields must be numbered 1..15');
+  flatEncoders.set(codec, flatEncoder(fields, codec));
+  return codec;
+}
+
+/** How `method` serializes `codec` messages (the direct encoder when the message is flat). */
+export function serializer<T>(codec: Codec<T>): (value: T) => Buffer {
+  const direct = flatEncoders.get(codec) as ((message: T) => Buffer) | undefined;
+  return direct ?? ((value: T) => toBuffer(codec.encode(value).finish()));
+}
+
 export function decodeStrict<T>(codec: Codec<T>, buf: Uint8Array, typeName: string): T | DecodeFailure {
   try {
     return codec.decode(new BinaryReader(buf, decodeUtf8));
@@ -48,9 +128,9 @@ export function method<Req, Res>(
     path,
     requestStream,
     responseStream,
-    requestSerialize: (value) => toBuffer(req.encode(value as Req).finish()),
+    requestSerialize: serializer(req) as (value: Req | DecodeFailure) => Buffer,
     requestDeserialize: (buf) => decodeStrict(req, buf, typeName),
-    responseSerialize: (value) => toBuffer(res.encode(value).finish()),
+    responseSerialize: serializer(res),
     responseDeserialize: (buf) => res.decode(buf),
     originalName: path.slice(path.lastIndexOf('/') + 1).replace(/^./, (c) => c.toLowerCase()),
   };
@@ -70,3 +150,15 @@ export const BoolCodec: Codec<boolean> = {
     return value;
   },
 };
+
+// The flat buffdb messages: every Kv stream message, and the blob messages that carry data.
+flat(kv.GetRequest, [[1, 'key', 'string', false], [2, 'transactionId', 'string', true]]);
+flat(kv.GetResponse, [[1, 'value', 'string', false]]);
+flat(kv.SetRequest, [[1, 'key', 'string', false], [2, 'value', 'string', false], [3, 'transactionId', 'string', true]]);
+flat(kv.SetResponse, [[1, 'key', 'string', false]]);
+flat(kv.DeleteRequest, [[1, 'key', 'string', false], [2, 'transactionId', 'string', true]]);
+flat(kv.DeleteResponse, [[1, 'key', 'string', false]]);
+flat(kv.EqRequest, [[1, 'key', 'string', false]]);
+flat(kv.NotEqRequest, [[1, 'key', 'string', false]]);
+flat(blob.GetResponse, [[1, 'bytes', 'bytes', false], [2, 'metadata', 'string', true]]);
+flat(blob.StoreRequest, [[1, 'bytes', 'bytes', false], [2, 'metadata', 'string', true], [3, 'transactionId', 'string', true]]);

@@ -17,10 +17,22 @@ export class Sequence {
 
 export type Done<R> = (err: StoreError | null, result?: R) => void;
 
+/**
+ * One queued operation. Answered through `done`, or — for the promise form, which saves a closure
+ * per operation — through `resolve`/`reject`.
+ */
 interface Job<Ops> {
   run: (ops: Ops) => unknown;
-  done: Done<unknown>;
+  done: Done<unknown> | undefined;
+  resolve: ((value: unknown) => void) | undefined;
+  reject: ((err: StoreError) => void) | undefined;
   seq: Sequence | undefined;
+}
+
+function answer<Ops>(job: Job<Ops>, err: StoreError | null, result?: unknown): void {
+  if (job.done) job.done(err, result);
+  else if (err) job.reject!(err);
+  else job.resolve!(result);
 }
 
 /** Marks jobs whose sequence already failed: never applied, never answered. */
@@ -41,18 +53,26 @@ export class GroupCommitter<Ops> {
       done(new StoreError(status.UNAVAILABLE, 'the store is shutting down'));
       return;
     }
-    this.pending.push({ run, done: done as Done<unknown>, seq });
-    if (!this.scheduled && !this.running) {
-      this.scheduled = true;
-      setImmediate(this.flush);
-    }
+    this.enqueue({ run, done: done as Done<unknown>, resolve: undefined, reject: undefined, seq });
   }
 
   /** Promise form of submit, for callers that do one thing at a time (CLI, library). */
   run<R>(run: (ops: Ops) => R | Promise<R>, seq?: Sequence): Promise<R> {
     return new Promise((resolve, reject) => {
-      this.submit(run, (err, result) => (err ? reject(err) : resolve(result as R)), seq);
+      if (this.closed) {
+        reject(new StoreError(status.UNAVAILABLE, 'the store is shutting down'));
+        return;
+      }
+      this.enqueue({ run, done: undefined, resolve: resolve as (value: unknown) => void, reject, seq });
     });
+  }
+
+  private enqueue(job: Job<Ops>): void {
+    this.pending.push(job);
+    if (!this.scheduled && !this.running) {
+      this.scheduled = true;
+      setImmediate(this.flush);
+    }
   }
 
   /** Resolves once everything queued so far has been committed and answered. */
@@ -84,14 +104,15 @@ export class GroupCommitter<Ops> {
 
   private async runBatch(jobs: Job<Ops>[]): Promise<void> {
     const results: unknown[] = new Array(jobs.length);
-    const errors: (StoreError | undefined)[] = new Array(jobs.length);
+    // Allocated only when something fails (the common batch has no errors).
+    let errors: (StoreError | undefined)[] | undefined;
     try {
       await this.engine.batch(async (ops) => {
         // Sequences that fail inside this batch; applied to the Sequence only once it commits.
-        const failedHere = new Set<Sequence>();
+        let failedHere: Set<Sequence> | undefined;
         for (let i = 0; i < jobs.length; i++) {
           const job = jobs[i]!;
-          if (job.seq && (job.seq.failed || failedHere.has(job.seq))) {
+          if (job.seq && (job.seq.failed || failedHere?.has(job.seq))) {
             results[i] = SKIPPED;
             continue;
           }
@@ -102,8 +123,8 @@ export class GroupCommitter<Ops> {
             // A buffdb error (NOT_FOUND, …) has changed nothing: the batch goes on without it.
             // An engine error may have left the transaction half-done: abandon the batch.
             if (!(err instanceof StoreError)) throw err;
-            errors[i] = err;
-            if (job.seq) failedHere.add(job.seq);
+            (errors ??= new Array(jobs.length))[i] = err;
+            if (job.seq) (failedHere ??= new Set()).add(job.seq);
           }
         }
       });
@@ -117,18 +138,18 @@ export class GroupCommitter<Ops> {
       const job = jobs[0]!;
       if (job.seq?.failed) return;
       if (job.seq) job.seq.failed = true;
-      job.done(toStoreError(err));
+      answer(job, toStoreError(err));
       return;
     }
     for (let i = 0; i < jobs.length; i++) {
       if (results[i] === SKIPPED) continue;
       const job = jobs[i]!;
-      const err = errors[i];
+      const err = errors?.[i];
       if (err) {
         if (job.seq) job.seq.failed = true;
-        job.done(err);
+        answer(job, err);
       } else {
-        job.done(null, results[i]);
+        answer(job, null, results[i]);
       }
     }
   }
