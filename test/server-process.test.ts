@@ -94,6 +94,25 @@ describe('buffdb run', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('--transaction-timeout sets how long an abandoned transaction lives', async () => {
+    const dir = tempDir();
+    const srv = await spawnServer(['127.0.0.1:0', '--transaction-timeout', '150'], dir);
+    const c = connect(srv.addr);
+    const begun = await new Promise<{ transactionId: string }>((resolve, reject) =>
+      c.kv.beginTransaction({}, (err, res) => (err ? reject(err) : resolve(res!))));
+    await new Promise((r) => setTimeout(r, 600));
+    const res = await bidi(c.kv.set(), [{ key: 'late', value: 'v', transactionId: begun.transactionId }]);
+    assert.equal(res.err?.code, status.FAILED_PRECONDITION);
+    assert.match(res.err!.details, /expired/);
+    c.close();
+    srv.child.kill('SIGTERM');
+    await srv.exited;
+    const bad = spawnSync(process.execPath, [CLI, 'run', '127.0.0.1:0', '--transaction-timeout', 'soon'], { cwd: dir, encoding: 'utf8' });
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /milliseconds/);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   it('keeps serving after a bad request', async () => {
     const dir = tempDir();
     const srv = await spawnServer(['127.0.0.1:0'], dir);

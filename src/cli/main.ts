@@ -264,6 +264,8 @@ function buildRun(program: CommandUnknownOpts): void {
     .addOption(new Option('--durability <MODE>', 'full: fsync every commit (survives power loss); normal: survives a process crash')
       .choices(['full', 'normal'] as const).default('full' as const))
     .option('--read-only', 'serve reads only; writes fail with FAILED_PRECONDITION', false)
+    .option('--transaction-timeout <MS>', 'roll back a transaction left open this long (BeginTransaction timeout_ms overrides)',
+      parseMilliseconds, 30_000)
     .addHelpText('after', example('buffdb run [::1]:50051 --kv-store kv_store.db --blob-store blob_store.db'))
     .action(async (addrArg, opts, cmd) => {
       const { runServer } = await import('./run-command.js');
@@ -275,8 +277,15 @@ function buildRun(program: CommandUnknownOpts): void {
         maxMessageSize: opts.maxMessageSize,
         durability: opts.durability,
         readOnly: opts.readOnly,
+        transactionTimeoutMs: opts.transactionTimeout,
       });
     });
+}
+
+function parseMilliseconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive whole number of milliseconds');
+  return n;
 }
 
 /** Errors from the parser (and usageError) as one line naming the command, then the help hint. */

@@ -14,6 +14,8 @@ export interface RunOptions {
   maxMessageSize: number;
   durability: Durability;
   readOnly: boolean;
+  /** Default lifetime of a transaction that is neither committed nor rolled back. */
+  transactionTimeoutMs?: number;
 }
 
 /**
@@ -87,6 +89,7 @@ export async function runServer(options: RunOptions): Promise<void> {
     blobStore: options.blobStore,
     durability: options.durability,
     readOnly: options.readOnly,
+    transactionTimeoutMs: options.transactionTimeoutMs,
   });
   let running;
   try {
