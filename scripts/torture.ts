@@ -17,6 +17,8 @@ import { BACKEND_NAMES, loadBackend } from '../src/backends/index.js';
 import { connect, type BuffDbClients } from '../src/client/network.js';
 import { TargetStore, type QueryResult } from '../src/generated/query.js';
 import { unpackValue } from '../src/server/any-values.js';
+// The same seeded PRNG as the fuzzer, so a failing run can be replayed with --seed.
+import { rng } from './fuzz.js';
 
 const CLI = resolve(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
 
@@ -42,17 +44,6 @@ export interface TortureResult {
   seconds: number;
 }
 
-/** Small deterministic PRNG (mulberry32) so a failing run can be replayed with --seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ABSENT = Symbol('absent');
 type KvState = string | typeof ABSENT;

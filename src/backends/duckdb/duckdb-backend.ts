@@ -11,7 +11,8 @@ import {
   DuckDBBlobValue, DuckDBDecimalValue, DuckDBInstance, DuckDBTypeId, LIST, listValue, ResultReturnType, StatementType, VARCHAR,
   type DuckDBConnection, type DuckDBPreparedStatement, type DuckDBType, type DuckDBValue,
 } from '@duckdb/node-api';
-import { closeSync, existsSync, openSync, readSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, statSync, unlinkSync } from 'node:fs';
+import { readFileHead } from '../file-head.js';
 import { status, StoreError } from '../../store/errors.js';
 import type {
   Backend, BlobOps, BlobRecord, KvOps, OpenOptions, SqlOps, SqlValue, StoreEngine,
@@ -328,14 +329,7 @@ class DuckEngine<Ops extends Deferred> implements StoreEngine<Ops> {
 
 /** DuckDB files carry "DUCK" at byte 8. */
 function isDuckDbFile(path: string): boolean {
-  const head = Buffer.alloc(12);
-  const fd = openSync(path, 'r');
-  try {
-    readSync(fd, head, 0, head.length, 0);
-  } finally {
-    closeSync(fd);
-  }
-  return head.subarray(8, 12).toString('latin1') === 'DUCK';
+  return readFileHead(path, 12).subarray(8, 12).toString('latin1') === 'DUCK';
 }
 
 async function openDuck<Ops extends Deferred>(path: string, options: OpenOptions, schema: string[],

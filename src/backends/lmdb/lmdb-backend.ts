@@ -2,7 +2,8 @@
  * LMDB on `lmdb` (lmdb-js): one memory-mapped file per store (plus `<file>-lock`), binary keys and
  * values, reads straight from the map. Layout, id counter and batch overlay: ../byte-kv-engine.ts.
  */
-import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { readFileHead } from '../file-head.js';
 import { open, TransactionFlags, type RootDatabase } from 'lmdb';
 import { status, StoreError } from '../../store/errors.js';
 import type { Backend, OpenOptions } from '../backend.js';
@@ -75,14 +76,7 @@ const LMDB_MAGIC = Buffer.from([0xde, 0xc0, 0xef, 0xbe]);
 function assertLmdbFile(path: string): void {
   const st = statSync(path, { throwIfNoEntry: false });
   if (!st || st.size === 0) return;
-  const head = Buffer.alloc(28);
-  const fd = openSync(path, 'r');
-  try {
-    readSync(fd, head, 0, head.length, 0);
-  } finally {
-    closeSync(fd);
-  }
-  if (!head.subarray(24, 28).equals(LMDB_MAGIC)) {
+  if (!readFileHead(path, 28).subarray(24, 28).equals(LMDB_MAGIC)) {
     throw new StoreError(status.FAILED_PRECONDITION,
       'file is not an lmdb store (made by another backend, or damaged); choose the backend it was made with');
   }
