@@ -7,28 +7,14 @@ import { BlobStore, type BlobUpdate } from '../store/blob-store.js';
 import type { EqualityMode } from '../store/equality.js';
 import { readInput, writeOutput } from './binary-io.js';
 import { CliError, EXIT } from './exit-codes.js';
-import type { StoreTarget } from './kv-commands.js';
+import { withStore, type StoreTarget } from './kv-commands.js';
 
 export type GetPart = 'data' | 'metadata' | 'all';
 export type UpdatePart = 'data' | 'metadata' | 'all';
 
-async function withBlob<T>(target: StoreTarget, work: (blob: BlobStore) => Promise<T>): Promise<T> {
-  let blob: BlobStore;
-  try {
-    // What BuffDb.openBlob does, without loading buffdb.js's query and transaction modules.
-    blob = new BlobStore(await (await loadBackend(target.backend)).openBlob(target.store, {}));
-  } catch (err) {
-    throw new CliError(EXIT.FAILURE, `cannot open BLOB store ${target.store}: ${(err as Error).message}`);
-  }
-  let result: T;
-  try {
-    result = await work(blob);
-  } catch (err) {
-    await blob.close().catch(() => {});
-    throw err;
-  }
-  await blob.close();
-  return result;
+function withBlob<T>(target: StoreTarget, work: (blob: BlobStore) => Promise<T>): Promise<T> {
+  return withStore('BLOB', target,
+    async ({ backend, store }) => new BlobStore(await (await loadBackend(backend)).openBlob(store, {})), work);
 }
 
 /**

@@ -13,25 +13,34 @@ export interface StoreTarget {
   backend: string;
 }
 
-/** Opens the store, runs `work`, and always closes the store so every write is committed. */
-async function withKv<T>(target: StoreTarget, work: (kv: KvStore) => Promise<T>): Promise<T> {
-  let kv: KvStore;
+/**
+ * Opens a store, runs `work`, and always closes the store so every write is committed. Stores are
+ * built from the backend registry directly — what BuffDb.openKv / openBlob do — without importing
+ * buffdb.js, which also loads the query and transaction modules (a tenth of a command's start-up).
+ */
+export async function withStore<S extends { close(): Promise<void> }, T>(
+  label: string, target: StoreTarget, open: (target: StoreTarget) => Promise<S>, work: (store: S) => Promise<T>,
+): Promise<T> {
+  let store: S;
   try {
-    // What BuffDb.openKv does, without importing buffdb.js: it also loads the query and transaction
-    // modules (and node:crypto), which cost a tenth of this command's start-up.
-    kv = new KvStore(await (await loadBackend(target.backend)).openKv(target.store, {}));
+    store = await open(target);
   } catch (err) {
-    throw new CliError(EXIT.FAILURE, `cannot open KV store ${target.store}: ${(err as Error).message}`);
+    throw new CliError(EXIT.FAILURE, `cannot open ${label} store ${target.store}: ${(err as Error).message}`);
   }
   let result: T;
   try {
-    result = await work(kv);
+    result = await work(store);
   } catch (err) {
-    await kv.close().catch(() => {});
+    await store.close().catch(() => {});
     throw err;
   }
-  await kv.close();
+  await store.close();
   return result;
+}
+
+function withKv<T>(target: StoreTarget, work: (kv: KvStore) => Promise<T>): Promise<T> {
+  return withStore('KV', target,
+    async ({ backend, store }) => new KvStore(await (await loadBackend(backend)).openKv(store, {})), work);
 }
 
 /**
