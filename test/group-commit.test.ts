@@ -76,6 +76,17 @@ function readKv(path: string): Map<string, string> {
 
 interface Outcome { err: StoreError | null; answered: boolean }
 
+/** Records each operation's answer by name, to check which were answered and how. */
+function tracker() {
+  const outcomes = new Map<string, Outcome>();
+  const track = (name: string) => {
+    const o: Outcome = { err: null, answered: false };
+    outcomes.set(name, o);
+    return (err: StoreError | null) => { o.err = err; o.answered = true; };
+  };
+  return { outcomes, track };
+}
+
 describe('group commit', () => {
   test('ops from several streams submitted in one tick run in one batch, answered after it commits', async () => {
     const d = dir();
@@ -119,12 +130,7 @@ describe('group commit', () => {
       const before = batches.length;
       const a = new Sequence();
       const b = new Sequence();
-      const outcomes = new Map<string, Outcome>();
-      const track = (name: string) => {
-        const o: Outcome = { err: null, answered: false };
-        outcomes.set(name, o);
-        return (err: StoreError | null) => { o.err = err; o.answered = true; };
-      };
+      const { outcomes, track } = tracker();
       db.kv.set('a1', '1', track('a1'), a);
       db.kv.set('b1', '1', track('b1'), b);
       db.kv.set('a2', '2', track('a2'), a);
@@ -166,12 +172,7 @@ describe('group commit', () => {
       const before = batches.length;
       const a = new Sequence();
       const b = new Sequence();
-      const outcomes = new Map<string, Outcome>();
-      const track = (name: string) => {
-        const o: Outcome = { err: null, answered: false };
-        outcomes.set(name, o);
-        return (err: StoreError | null) => { o.err = err; o.answered = true; };
-      };
+      const { outcomes, track } = tracker();
       db.kv.set('a1', '1', track('a1'), a);
       db.kv.set('b1', '1', track('b1'), b);
       db.kv.set('poison', 'x', track('poison'), a);
