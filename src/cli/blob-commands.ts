@@ -2,9 +2,9 @@
  * `buffdb blob …`: works on the BLOB store file directly, through the same store layer (and so the
  * same rules and errors) as the gRPC Blob service. Loaded only when a blob command runs.
  */
-import { loadBackend } from '../backends/index.js';
-import { BlobStore, type BlobUpdate } from '../store/blob-store.js';
+import type { BlobStore, BlobUpdate } from '../store/blob-store.js';
 import type { EqualityMode } from '../store/equality.js';
+import { openBlobStore } from '../store/open-store.js';
 import { readInput, writeOutput } from './binary-io.js';
 import { CliError, EXIT } from './exit-codes.js';
 import { withStore, type StoreTarget } from './kv-commands.js';
@@ -14,7 +14,7 @@ export type UpdatePart = 'data' | 'metadata' | 'all';
 
 function withBlob<T>(target: StoreTarget, work: (blob: BlobStore) => Promise<T>): Promise<T> {
   return withStore('BLOB', target,
-    async ({ backend, store }) => new BlobStore(await (await loadBackend(backend)).openBlob(store, {})), work);
+    ({ backend, store }) => openBlobStore(backend, store), work);
 }
 
 /**

@@ -2,9 +2,9 @@
  * `buffdb kv …`: works on the KV store file directly, through the same store layer (and so the
  * same rules and errors) as the gRPC Kv service. Loaded only when a kv command runs.
  */
-import { loadBackend } from '../backends/index.js';
 import type { EqualityMode } from '../store/equality.js';
-import { KvStore } from '../store/kv-store.js';
+import type { KvStore } from '../store/kv-store.js';
+import { openKvStore } from '../store/open-store.js';
 import { writeOutput } from './binary-io.js';
 import { CliError, EXIT } from './exit-codes.js';
 
@@ -13,11 +13,7 @@ export interface StoreTarget {
   backend: string;
 }
 
-/**
- * Opens a store, runs `work`, and always closes the store so every write is committed. Stores are
- * built from the backend registry directly — what BuffDb.openKv / openBlob do — without importing
- * buffdb.js, which also loads the query and transaction modules (a tenth of a command's start-up).
- */
+/** Opens a store, runs `work`, and always closes the store so every write is committed. */
 export async function withStore<S extends { close(): Promise<void> }, T>(
   label: string, target: StoreTarget, open: (target: StoreTarget) => Promise<S>, work: (store: S) => Promise<T>,
 ): Promise<T> {
@@ -40,7 +36,7 @@ export async function withStore<S extends { close(): Promise<void> }, T>(
 
 function withKv<T>(target: StoreTarget, work: (kv: KvStore) => Promise<T>): Promise<T> {
   return withStore('KV', target,
-    async ({ backend, store }) => new KvStore(await (await loadBackend(backend)).openKv(store, {})), work);
+    ({ backend, store }) => openKvStore(backend, store), work);
 }
 
 /**

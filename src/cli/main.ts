@@ -6,14 +6,12 @@
 import { Command, InvalidArgumentError, Option, type CommandUnknownOpts } from '@commander-js/extra-typings';
 import { createRequire } from 'node:module';
 import { BACKEND_NAMES, DEFAULT_BACKEND } from '../backends/index.js';
+import { DEFAULT_ADDR, DEFAULT_BLOB_STORE, DEFAULT_KV_STORE, DEFAULT_MAX_MESSAGE_SIZE } from '../defaults.js';
 import { CliError, describeError, EXIT, EXIT_CODES_HELP, exitCodeFor } from './exit-codes.js';
 
 const require = createRequire(import.meta.url);
 const { version } = require('../../package.json') as { version: string };
 
-const DEFAULT_ADDR = '[::1]:50051';
-const DEFAULT_KV_STORE = 'kv_store.db';
-const DEFAULT_BLOB_STORE = 'blob_store.db';
 const MAX_BLOB_ID = 2n ** 64n - 1n;
 
 function parseSize(value: string): number {
@@ -260,7 +258,7 @@ function buildRun(program: CommandUnknownOpts): void {
     .option('--kv-store <PATH>', 'KV store file', DEFAULT_KV_STORE)
     .option('--blob-store <PATH>', 'BLOB store file', DEFAULT_BLOB_STORE)
     .addOption(backendOption())
-    .option('--max-message-size <SIZE>', 'largest gRPC message accepted or sent', parseSize, 64 * 1024 * 1024)
+    .option('--max-message-size <SIZE>', 'largest gRPC message accepted or sent', parseSize, DEFAULT_MAX_MESSAGE_SIZE)
     .addOption(new Option('--durability <MODE>', 'full: fsync every commit (survives power loss); normal: survives a process crash')
       .choices(['full', 'normal'] as const).default('full' as const))
     .option('--read-only', 'serve reads only; writes fail with FAILED_PRECONDITION', false)

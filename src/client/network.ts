@@ -4,7 +4,7 @@ import type { BlobClient } from '../generated/blob.js';
 import type { KvClient } from '../generated/kv.js';
 import type { QueryClient } from '../generated/query.js';
 import { BlobDefinition, KvDefinition, QueryDefinition } from '../server/definitions.js';
-import { DEFAULT_MAX_MESSAGE_SIZE } from '../server/server.js';
+import { DEFAULT_MAX_MESSAGE_SIZE } from '../defaults.js';
 
 export type { BlobClient, KvClient, QueryClient };
 

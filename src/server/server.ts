@@ -7,9 +7,9 @@ import { kvService } from './kv-service.js';
 import { queryService } from './query-service.js';
 import { transactionService, type TransactionService } from './transaction-service.js';
 
-export const DEFAULT_ADDR = '[::1]:50051';
-/** 64 MiB: big enough for large blobs in one message; configurable with --max-message-size. */
-export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024;
+import { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE } from '../defaults.js';
+
+export { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE };
 
 export interface ServeOptions {
   /** Defaults to real transactions over `db.transactions` (docs/transactions.md). */

@@ -2,16 +2,17 @@
 import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Backend, Durability } from '../backends/backend.js';
-import { DEFAULT_BACKEND, loadBackend, SQL_BACKENDS } from '../backends/index.js';
+import { SQL_BACKENDS } from '../backends/index.js';
+import { DEFAULT_BLOB_STORE, DEFAULT_KV_STORE } from '../defaults.js';
 import { BlobStore } from './blob-store.js';
 import type { GroupCommitter } from './group-commit.js';
 import { KvStore } from './kv-store.js';
+import { openBlobStore, openKvStore, resolveBackend } from './open-store.js';
 import { QueryStore } from './query-store.js';
 import { guardStoreFile } from './store-file-guard.js';
 import { Transaction, TransactionManager, type BeginOptions, type TransactionManagerOptions } from './transactions.js';
 
-export const DEFAULT_KV_STORE = 'kv_store.db';
-export const DEFAULT_BLOB_STORE = 'blob_store.db';
+export { DEFAULT_BLOB_STORE, DEFAULT_KV_STORE };
 
 export interface BuffDbOptions {
   /** Backend name (`sqlite` by default) or a Backend object. */
@@ -62,9 +63,7 @@ export class BuffDb {
   }
 
   static async open(options: BuffDbOptions = {}): Promise<BuffDb> {
-    const backend = typeof options.backend === 'object'
-      ? options.backend
-      : await loadBackend(options.backend ?? DEFAULT_BACKEND);
+    const backend = await resolveBackend(options.backend);
     const kvPath = options.kvStore ?? DEFAULT_KV_STORE;
     const blobPath = options.blobStore ?? DEFAULT_BLOB_STORE;
     if (kvPath !== ':memory:' && canonicalPath(kvPath) === canonicalPath(blobPath)) {
@@ -123,15 +122,13 @@ export class BuffDb {
   }
 
   /** Opens only the KV store (the CLI's `kv` commands need nothing else). */
-  static async openKv(options: BuffDbOptions = {}): Promise<KvStore> {
-    const backend = typeof options.backend === 'object' ? options.backend : await loadBackend(options.backend ?? DEFAULT_BACKEND);
-    return new KvStore(await backend.openKv(options.kvStore ?? DEFAULT_KV_STORE, options));
+  static openKv(options: BuffDbOptions = {}): Promise<KvStore> {
+    return openKvStore(options.backend, options.kvStore, options);
   }
 
   /** Opens only the BLOB store. */
-  static async openBlob(options: BuffDbOptions = {}): Promise<BlobStore> {
-    const backend = typeof options.backend === 'object' ? options.backend : await loadBackend(options.backend ?? DEFAULT_BACKEND);
-    return new BlobStore(await backend.openBlob(options.blobStore ?? DEFAULT_BLOB_STORE, options));
+  static openBlob(options: BuffDbOptions = {}): Promise<BlobStore> {
+    return openBlobStore(options.backend, options.blobStore, options);
   }
 
   /** Finishes queued work, then closes both stores. */
