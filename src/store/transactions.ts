@@ -319,11 +319,8 @@ export class TransactionManager implements TransactionRouter {
   }
 
   /** The committed value, remembered at first touch. */
-  private async seenKv(tx: Tx, key: string): Promise<string | undefined> {
-    if (tx.kvSeen.has(key)) return tx.kvSeen.get(key);
-    const value = await this.kv.committer.run((ops) => ops.get(key));
-    if (!tx.kvSeen.has(key)) tx.kvSeen.set(key, value);
-    return tx.kvSeen.get(key);
+  private seenKv(tx: Tx, key: string): Promise<string | undefined> {
+    return firstSeen(tx.kvSeen, key, () => this.kv.committer.run((ops) => ops.get(key)));
   }
 
   /** The value as this transaction sees it. */
@@ -333,11 +330,8 @@ export class TransactionManager implements TransactionRouter {
     return this.seenKv(tx, key);
   }
 
-  private async seenBlob(tx: Tx, id: number): Promise<BlobRecord | undefined> {
-    if (tx.blobSeen.has(id)) return tx.blobSeen.get(id);
-    const record = await this.blob.committer.run((ops) => ops.get(id));
-    if (!tx.blobSeen.has(id)) tx.blobSeen.set(id, record);
-    return tx.blobSeen.get(id);
+  private seenBlob(tx: Tx, id: number): Promise<BlobRecord | undefined> {
+    return firstSeen(tx.blobSeen, id, () => this.blob.committer.run((ops) => ops.get(id)));
   }
 
   private async currentBlob(tx: Tx, id: number): Promise<BlobRecord | undefined> {
@@ -632,4 +626,15 @@ export function pendingCommitLogs(kvPath: string): string[] {
   } catch {
     return [];
   }
+}
+
+/**
+ * The value `read` gives the first time `key` is touched, remembered in `seen`: later reads in the
+ * transaction see the same committed value (and a concurrent first read keeps the earlier one).
+ */
+async function firstSeen<K, V>(seen: Map<K, V>, key: K, read: () => Promise<V>): Promise<V> {
+  if (seen.has(key)) return seen.get(key)!;
+  const value = await read();
+  if (!seen.has(key)) seen.set(key, value);
+  return seen.get(key)!;
 }
