@@ -56,6 +56,8 @@ export function measureCliStartup(runs = 20): StartupResult {
 
 if (process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename)) {
   const r = measureCliStartup(Number(process.argv[2] ?? 20));
-  console.log(`buffdb kv get: ${r.kvGetMedianMs.toFixed(1)} ms median, node -e 0: ${r.nodeMedianMs.toFixed(1)} ms `
-    + `(${r.runs} runs each, alternating); ratio ${r.ratio.toFixed(2)}x`);
+  console.log(
+    `buffdb kv get: ${r.kvGetMedianMs.toFixed(1)} ms median, node -e 0: ${r.nodeMedianMs.toFixed(1)} ms ` +
+      `(${r.runs} runs each, alternating); ratio ${r.ratio.toFixed(2)}x`,
+  );
 }

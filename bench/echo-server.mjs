@@ -6,24 +6,31 @@ import { Server, ServerCredentials } from '@grpc/grpc-js';
 const identity = (b) => b;
 const MAX = 64 * 1024 * 1024;
 const server = new Server({ 'grpc.max_receive_message_length': MAX, 'grpc.max_send_message_length': MAX });
-server.addService({
-  echo: {
-    path: '/bench.Echo/Echo', requestStream: true, responseStream: true,
-    requestSerialize: identity, requestDeserialize: identity,
-    responseSerialize: identity, responseDeserialize: identity,
+server.addService(
+  {
+    echo: {
+      path: '/bench.Echo/Echo',
+      requestStream: true,
+      responseStream: true,
+      requestSerialize: identity,
+      requestDeserialize: identity,
+      responseSerialize: identity,
+      responseDeserialize: identity,
+    },
   },
-}, {
-  echo(call) {
-    call.on('data', (msg) => {
-      if (!call.write(msg)) {
-        call.pause();
-        call.once('drain', () => call.resume());
-      }
-    });
-    call.on('end', () => call.end());
-    call.on('error', () => {});
+  {
+    echo(call) {
+      call.on('data', (msg) => {
+        if (!call.write(msg)) {
+          call.pause();
+          call.once('drain', () => call.resume());
+        }
+      });
+      call.on('end', () => call.end());
+      call.on('error', () => {});
+    },
   },
-});
+);
 server.bindAsync(process.argv[2] ?? '127.0.0.1:0', ServerCredentials.createInsecure(), (err, port) => {
   if (err) {
     process.stderr.write(`echo server: ${err.message}\n`);

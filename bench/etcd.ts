@@ -2,12 +2,13 @@
  * etcd as a peer reference: its v3 gRPC KV API (unary Put/Range, so "concurrency" is requests in
  * flight), spoken with grpc-js and two hand-encoded messages so no etcd client package is needed.
  */
-import { BinaryWriter } from '@bufbuild/protobuf/wire';
-import { credentials, makeGenericClientConstructor, type Client, type ServiceDefinition } from '@grpc/grpc-js';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { BinaryWriter } from '@bufbuild/protobuf/wire';
+import { type Client, credentials, makeGenericClientConstructor, type ServiceDefinition } from '@grpc/grpc-js';
 import { CLIENT_OPTIONS } from './lib.js';
 
 export function etcdBinary(): string | undefined {
@@ -37,14 +38,32 @@ export interface Etcd {
 export async function startEtcd(bin: string, dir: string): Promise<Etcd> {
   const client = await freePort();
   const peer = await freePort();
-  const child = spawn(bin, [
-    '--name', 'bench', '--data-dir', join(dir, 'etcd'),
-    '--listen-client-urls', `http://127.0.0.1:${client}`, '--advertise-client-urls', `http://127.0.0.1:${client}`,
-    '--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
-    '--initial-cluster', `bench=http://127.0.0.1:${peer}`, '--log-level', 'error',
-  ], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(
+    bin,
+    [
+      '--name',
+      'bench',
+      '--data-dir',
+      join(dir, 'etcd'),
+      '--listen-client-urls',
+      `http://127.0.0.1:${client}`,
+      '--advertise-client-urls',
+      `http://127.0.0.1:${client}`,
+      '--listen-peer-urls',
+      `http://127.0.0.1:${peer}`,
+      '--initial-advertise-peer-urls',
+      `http://127.0.0.1:${peer}`,
+      '--initial-cluster',
+      `bench=http://127.0.0.1:${peer}`,
+      '--log-level',
+      'error',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
   const addr = `127.0.0.1:${client}`;
   const kv = etcdKv(addr);
@@ -62,7 +81,8 @@ export async function startEtcd(bin: string, dir: string): Promise<Etcd> {
   }
   kv.close();
   return {
-    child, addr,
+    child,
+    addr,
     stop: async () => {
       if (child.exitCode === null) child.kill('SIGTERM');
       await exited;
@@ -72,20 +92,37 @@ export async function startEtcd(bin: string, dir: string): Promise<Etcd> {
 
 const identity = (b: Buffer): Buffer => b;
 
-export function etcdKv(addr: string): { put(k: Buffer, v: Buffer): Promise<void>; get(k: Buffer): Promise<void>; close(): void } {
+export function etcdKv(addr: string): {
+  put(k: Buffer, v: Buffer): Promise<void>;
+  get(k: Buffer): Promise<void>;
+  close(): void;
+} {
   const definition = {
     put: {
-      path: '/etcdserverpb.KV/Put', requestStream: false, responseStream: false,
-      requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity,
+      path: '/etcdserverpb.KV/Put',
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: identity,
+      requestDeserialize: identity,
+      responseSerialize: identity,
+      responseDeserialize: identity,
     },
     range: {
-      path: '/etcdserverpb.KV/Range', requestStream: false, responseStream: false,
-      requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity,
+      path: '/etcdserverpb.KV/Range',
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: identity,
+      requestDeserialize: identity,
+      responseSerialize: identity,
+      responseDeserialize: identity,
     },
   };
   const Ctor = makeGenericClientConstructor(definition as unknown as ServiceDefinition, 'etcdserverpb.KV');
   type Unary = (req: Buffer, cb: (err: Error | null, res?: Buffer) => void) => void;
-  const c = new Ctor(addr, credentials.createInsecure(), CLIENT_OPTIONS) as unknown as Client & { put: Unary; range: Unary };
+  const c = new Ctor(addr, credentials.createInsecure(), CLIENT_OPTIONS) as unknown as Client & {
+    put: Unary;
+    range: Unary;
+  };
   const call = (m: Unary, req: Buffer): Promise<void> =>
     new Promise((resolve, reject) => m.call(c, req, (err) => (err ? reject(err) : resolve())));
   return {
@@ -98,9 +135,7 @@ export function etcdKv(addr: string): { put(k: Buffer, v: Buffer): Promise<void>
 }
 
 /** `total` requests with `inFlight` outstanding at a time; resolves with wall milliseconds. */
-export async function etcdLoad(
-  op: (i: number) => Promise<void>, total: number, inFlight: number,
-): Promise<number> {
+export async function etcdLoad(op: (i: number) => Promise<void>, total: number, inFlight: number): Promise<number> {
   let next = 0;
   const t0 = performance.now();
   const worker = async (): Promise<void> => {

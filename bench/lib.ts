@@ -1,10 +1,15 @@
 /** Bench plumbing: child servers, stream pumps, statistics. No buffdb logic lives here. */
-import {
-  credentials, makeGenericClientConstructor, type Client, type ClientDuplexStream, type ServiceDefinition,
-} from '@grpc/grpc-js';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import {
+  type Client,
+  type ClientDuplexStream,
+  credentials,
+  makeGenericClientConstructor,
+  type ServiceDefinition,
+} from '@grpc/grpc-js';
 import { serializer } from '../src/server/codec.js';
 
 export const MAX_MESSAGE = 64 * 1024 * 1024;
@@ -44,7 +49,9 @@ export function startChild(cmd: string, args: string[], cwd: string): Promise<Ch
   const child = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
   return new Promise((resolve, reject) => {
     const onExit = (): void => reject(new Error(`${args.join(' ')} exited before listening: ${stderr}`));
@@ -55,7 +62,10 @@ export function startChild(cmd: string, args: string[], cwd: string): Promise<Ch
       if (m && child.listenerCount('exit') > 0) {
         child.off('exit', onExit);
         resolve({
-          child, addr: m[1]!, pid: child.pid!, stderr: () => stderr,
+          child,
+          addr: m[1]!,
+          pid: child.pid!,
+          stderr: () => stderr,
           stop: async () => {
             if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
             const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
@@ -80,12 +90,18 @@ export function memoryOf(pid: number): { hwm: number; rss: number } {
  * Writes `n` requests on one bidi stream (respecting backpressure), half-closes, and resolves with
  * the milliseconds from the first write to the end of the stream once all `n` answers arrived.
  */
-export function pump<Req>(call: ClientDuplexStream<Req, unknown>, n: number, make: (i: number) => Req): Promise<number> {
+export function pump<Req>(
+  call: ClientDuplexStream<Req, unknown>,
+  n: number,
+  make: (i: number) => Req,
+): Promise<number> {
   return new Promise((resolve, reject) => {
     let received = 0;
     let i = 0;
     const t0 = performance.now();
-    call.on('data', () => { received++; });
+    call.on('data', () => {
+      received++;
+    });
     call.on('error', reject);
     call.on('end', () => {
       if (received === n) resolve(performance.now() - t0);
@@ -106,7 +122,9 @@ export function pump<Req>(call: ClientDuplexStream<Req, unknown>, n: number, mak
 
 /** `streams` concurrent pumps of `perStream` messages each; resolves with the wall milliseconds. */
 export async function pumpMany<Req>(
-  open: () => ClientDuplexStream<Req, unknown>, streams: number, perStream: number,
+  open: () => ClientDuplexStream<Req, unknown>,
+  streams: number,
+  perStream: number,
   make: (stream: number, i: number) => Req,
 ): Promise<number> {
   const t0 = performance.now();
@@ -119,17 +137,22 @@ interface Codec<T> {
   decode(input: Uint8Array): T;
 }
 
-
 /**
  * A client of the bare echo server whose messages are `codec`'s: the client encodes (with the same
  * serializer buffdb's client uses) and decodes exactly as a buffdb client does; the server only
  * echoes bytes.
  */
-export function echoClient<T>(addr: string, codec: Codec<T>, options: Record<string, unknown> = {}): { open(): ClientDuplexStream<T, T>; close(): void } {
+export function echoClient<T>(
+  addr: string,
+  codec: Codec<T>,
+  options: Record<string, unknown> = {},
+): { open(): ClientDuplexStream<T, T>; close(): void } {
   const serialize = serializer(codec);
   const definition = {
     echo: {
-      path: '/bench.Echo/Echo', requestStream: true, responseStream: true,
+      path: '/bench.Echo/Echo',
+      requestStream: true,
+      responseStream: true,
       requestSerialize: serialize,
       requestDeserialize: (b: Buffer) => codec.decode(b),
       responseSerialize: serialize,
@@ -137,7 +160,10 @@ export function echoClient<T>(addr: string, codec: Codec<T>, options: Record<str
     },
   };
   const Ctor = makeGenericClientConstructor(definition as unknown as ServiceDefinition, 'bench.Echo');
-  const client = new Ctor(addr, credentials.createInsecure(), { ...CLIENT_OPTIONS, ...options }) as unknown as Client & {
+  const client = new Ctor(addr, credentials.createInsecure(), {
+    ...CLIENT_OPTIONS,
+    ...options,
+  }) as unknown as Client & {
     echo(): ClientDuplexStream<T, T>;
   };
   return { open: () => client.echo(), close: () => client.close() };

@@ -14,22 +14,34 @@
  * process. buffdb is the real `buffdb run` (dist/cli/main.js) with default settings (durability
  * full: every acknowledged write is fsynced).
  */
-import Database from 'better-sqlite3';
+
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import Database from 'better-sqlite3';
 import { BACKEND_NAMES } from '../src/backends/index.js';
 import { connect } from '../src/client/network.js';
 import { openTransitive } from '../src/client/transitive.js';
 import * as blobPb from '../src/generated/blob.js';
 import * as kvPb from '../src/generated/kv.js';
-import { summarizeProfile } from './profile-summary.js';
 import { etcdBinary, etcdKv, etcdLoad, startEtcd } from './etcd.js';
 import {
-  echoClient, key16, TUNED_CLIENT, log, median, memoryOf, pump, pumpMany, startChild, VALUE_100, wallTime, type Child,
+  type Child,
+  echoClient,
+  key16,
+  log,
+  median,
+  memoryOf,
+  pump,
+  pumpMany,
+  startChild,
+  TUNED_CLIENT,
+  VALUE_100,
+  wallTime,
 } from './lib.js';
+import { summarizeProfile } from './profile-summary.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const CLI = join(ROOT, 'dist', 'cli', 'main.js');
@@ -39,14 +51,45 @@ const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
 const JSON_OUT = argv.includes('--json');
 /** `--only=kv,blob,etcd,library,backends,cold,rss`: run just those sections. */
-const ONLY = argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
+const ONLY = argv
+  .find((a) => a.startsWith('--only='))
+  ?.slice('--only='.length)
+  .split(',');
 const want = (section: string): boolean => !ONLY || ONLY.includes(section);
 const PROFILE_ARG = argv.find((a) => a === '--profile' || a.startsWith('--profile='));
 const PROFILE = PROFILE_ARG === undefined ? undefined : (PROFILE_ARG.split('=')[1] ?? 'set');
 
 const cfg = QUICK
-  ? { n: 15_000, rounds: 3, streams16: 16, blobs: 16, blobRounds: 3, lib: 20_000, libRounds: 3, backendN: 8_000, backendRounds: 1, cold: 7, rssStreams: 64, rssPer: 300, etcdN: 2_000 }
-  : { n: 100_000, rounds: 5, streams16: 16, blobs: 100, blobRounds: 5, lib: 100_000, libRounds: 5, backendN: 50_000, backendRounds: 3, cold: 20, rssStreams: 64, rssPer: 2_000, etcdN: 5_000 };
+  ? {
+      n: 15_000,
+      rounds: 3,
+      streams16: 16,
+      blobs: 16,
+      blobRounds: 3,
+      lib: 20_000,
+      libRounds: 3,
+      backendN: 8_000,
+      backendRounds: 1,
+      cold: 7,
+      rssStreams: 64,
+      rssPer: 300,
+      etcdN: 2_000,
+    }
+  : {
+      n: 100_000,
+      rounds: 5,
+      streams16: 16,
+      blobs: 100,
+      blobRounds: 5,
+      lib: 100_000,
+      libRounds: 5,
+      backendN: 50_000,
+      backendRounds: 3,
+      cold: 20,
+      rssStreams: 64,
+      rssPer: 2_000,
+      etcdN: 5_000,
+    };
 
 const MiB = 1024 * 1024;
 
@@ -69,14 +112,24 @@ interface Row {
 const rows: Row[] = [];
 const notes: string[] = [];
 
-function addRatioRow(row: Omit<Row, 'value' | 'reference' | 'ratio' | 'pass'>, values: number[], refs: number[], min?: number): void {
+function addRatioRow(
+  row: Omit<Row, 'value' | 'reference' | 'ratio' | 'pass'>,
+  values: number[],
+  refs: number[],
+  min?: number,
+): void {
   const ratios = values.map((v, i) => v / refs[i]!);
   const ratio = median(ratios);
   rows.push({
-    ...row, value: median(values), reference: median(refs), ratio,
+    ...row,
+    value: median(values),
+    reference: median(refs),
+    ratio,
     ...(min !== undefined ? { target: `>= ${min}x`, pass: ratio >= min } : {}),
   });
-  log(`${row.group} / ${row.name}: ${median(values).toFixed(1)} ${row.unit} vs ${median(refs).toFixed(1)} → ${ratio.toFixed(2)}x`);
+  log(
+    `${row.group} / ${row.name}: ${median(values).toFixed(1)} ${row.unit} vs ${median(refs).toFixed(1)} → ${ratio.toFixed(2)}x`,
+  );
 }
 
 /** The folder of a recursive readdir entry (`parentPath` from Node 20.12, `path` before). */
@@ -84,9 +137,10 @@ const direntDir = (e: { parentPath?: string; path?: string }): string => e.paren
 
 /** Rebuilds dist when a source file is newer than the built CLI (the bench measures `buffdb run`). */
 function ensureBuilt(): void {
-  const newest = (dir: string): number => readdirSync(dir, { withFileTypes: true, recursive: true })
-    .filter((e) => e.isFile() && e.name.endsWith('.ts'))
-    .reduce((m, e) => Math.max(m, statSync(join(direntDir(e), e.name)).mtimeMs), 0);
+  const newest = (dir: string): number =>
+    readdirSync(dir, { withFileTypes: true, recursive: true })
+      .filter((e) => e.isFile() && e.name.endsWith('.ts'))
+      .reduce((m, e) => Math.max(m, statSync(join(direntDir(e), e.name)).mtimeMs), 0);
   if (existsSync(CLI) && statSync(CLI).mtimeMs >= newest(join(ROOT, 'src'))) return;
   log('dist is missing or older than src: npm run build');
   const res = spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
@@ -98,29 +152,60 @@ function ensureBuilt(): void {
 }
 
 function startBuffdb(dir: string, backend = 'sqlite', extra: string[] = []): Promise<Child> {
-  return startChild(process.execPath, [...extra, CLI, 'run', '127.0.0.1:0', '--backend', backend,
-    '--kv-store', join(dir, `kv-${backend}.db`), '--blob-store', join(dir, `blob-${backend}.db`)], dir);
+  return startChild(
+    process.execPath,
+    [
+      ...extra,
+      CLI,
+      'run',
+      '127.0.0.1:0',
+      '--backend',
+      backend,
+      '--kv-store',
+      join(dir, `kv-${backend}.db`),
+      '--blob-store',
+      join(dir, `blob-${backend}.db`),
+    ],
+    dir,
+  );
 }
 
 const startEcho = (dir: string): Promise<Child> => startChild(process.execPath, [ECHO], dir);
 
-const setReq = (prefix: string) => (i: number): kvPb.SetRequest => ({ key: key16(prefix, i), value: VALUE_100, transactionId: undefined });
-const getReq = (prefix: string) => (i: number): kvPb.GetRequest => ({ key: key16(prefix, i), transactionId: undefined });
+const setReq =
+  (prefix: string) =>
+  (i: number): kvPb.SetRequest => ({ key: key16(prefix, i), value: VALUE_100, transactionId: undefined });
+const getReq =
+  (prefix: string) =>
+  (i: number): kvPb.GetRequest => ({ key: key16(prefix, i), transactionId: undefined });
 
 /**
  * Single-stream and 16-stream Kv Set/Get, each against the bare echo of its own request message
  * (SetRequest for Set, GetRequest for Get: the grpc-js client's cost per message depends on the
  * message size, see docs/performance.md). Rounds interleave so noise hits every figure alike.
  */
-async function kvStreams(addr: string, echoAddr: string, group: string, n: number, rounds: number, withMulti: boolean): Promise<void> {
+async function kvStreams(
+  addr: string,
+  echoAddr: string,
+  group: string,
+  n: number,
+  rounds: number,
+  withMulti: boolean,
+): Promise<void> {
   const db = connect(addr);
   const echoSet = echoClient(echoAddr, kvPb.SetRequest);
   const echoGet = echoClient(echoAddr, kvPb.GetRequest);
   const setMsg = setReq('k');
   const getMsg = getReq('k');
   const m = {
-    echoSet1: [] as number[], set1: [] as number[], echoGet1: [] as number[], get1: [] as number[],
-    echoSetN: [] as number[], setN: [] as number[], echoGetN: [] as number[], getN: [] as number[],
+    echoSet1: [] as number[],
+    set1: [] as number[],
+    echoGet1: [] as number[],
+    get1: [] as number[],
+    echoSetN: [] as number[],
+    setN: [] as number[],
+    echoGetN: [] as number[],
+    getN: [] as number[],
   };
   const S = cfg.streams16;
   const per = Math.floor(n / S);
@@ -132,7 +217,10 @@ async function kvStreams(addr: string, echoAddr: string, group: string, n: numbe
   await pump(db.kv.set(), n, setMsg);
   if (withMulti) await pumpMany(() => db.kv.set(), S, per, setS);
   await pump(db.kv.get(), 2000, getMsg);
-  const rate = (count: number) => (ms: number): number => count / (ms / 1000);
+  const rate =
+    (count: number) =>
+    (ms: number): number =>
+      count / (ms / 1000);
   for (let r = 0; r < rounds; r++) {
     m.echoSet1.push(rate(n)(await pump(echoSet.open(), n, setMsg)));
     m.set1.push(rate(n)(await pump(db.kv.set(), n, setMsg)));
@@ -147,12 +235,32 @@ async function kvStreams(addr: string, echoAddr: string, group: string, n: numbe
   }
   const main = group === 'gRPC (sqlite)';
   const ref1 = (what: string): string => `bare grpc-js echo of the same ${what} messages, ${n} msgs, 1 stream`;
-  addRatioRow({ group, name: 'Kv Set, 1 stream', unit: 'msgs/s', referenceName: ref1('SetRequest') }, m.set1, m.echoSet1, main ? 0.8 : undefined);
-  addRatioRow({ group, name: 'Kv Get, 1 stream', unit: 'msgs/s', referenceName: ref1('GetRequest') }, m.get1, m.echoGet1, main ? 0.85 : undefined);
+  addRatioRow(
+    { group, name: 'Kv Set, 1 stream', unit: 'msgs/s', referenceName: ref1('SetRequest') },
+    m.set1,
+    m.echoSet1,
+    main ? 0.8 : undefined,
+  );
+  addRatioRow(
+    { group, name: 'Kv Get, 1 stream', unit: 'msgs/s', referenceName: ref1('GetRequest') },
+    m.get1,
+    m.echoGet1,
+    main ? 0.85 : undefined,
+  );
   if (withMulti) {
     const refN = (what: string): string => `bare grpc-js echo of the same ${what} messages, ${S} streams × ${per}`;
-    addRatioRow({ group, name: `Kv Set, ${S} streams (aggregate)`, unit: 'msgs/s', referenceName: refN('SetRequest') }, m.setN, m.echoSetN, 0.8);
-    addRatioRow({ group, name: `Kv Get, ${S} streams (aggregate)`, unit: 'msgs/s', referenceName: refN('GetRequest') }, m.getN, m.echoGetN, 0.85);
+    addRatioRow(
+      { group, name: `Kv Set, ${S} streams (aggregate)`, unit: 'msgs/s', referenceName: refN('SetRequest') },
+      m.setN,
+      m.echoSetN,
+      0.8,
+    );
+    addRatioRow(
+      { group, name: `Kv Get, ${S} streams (aggregate)`, unit: 'msgs/s', referenceName: refN('GetRequest') },
+      m.getN,
+      m.echoGetN,
+      0.85,
+    );
   }
   db.close();
   echoSet.close();
@@ -165,7 +273,9 @@ async function blobStreams(addr: string, echoAddr: string): Promise<void> {
   const payload = Buffer.alloc(MiB, 0xab);
   const n = cfg.blobs;
   const storeMsg = (): blobPb.StoreRequest => ({ bytes: payload, metadata: undefined, transactionId: undefined });
-  const echoR: number[] = []; const storeR: number[] = []; const getR: number[] = [];
+  const echoR: number[] = [];
+  const storeR: number[] = [];
+  const getR: number[] = [];
   // Warm-up, and the ids Get reads.
   await pump(echo.open(), 4, storeMsg);
   const ids: bigint[] = [];
@@ -184,8 +294,18 @@ async function blobStreams(addr: string, echoAddr: string): Promise<void> {
     getR.push(mbps(await pump(db.blob.get(), n, (i) => ({ id: ids[i]!, transactionId: undefined }))));
   }
   const ref = `bare grpc-js echo of ${n} × 1 MiB messages`;
-  addRatioRow({ group: 'gRPC (sqlite)', name: 'Blob Store 1 MiB, 1 stream', unit: 'MB/s', referenceName: ref }, storeR, echoR, 0.6);
-  addRatioRow({ group: 'gRPC (sqlite)', name: 'Blob Get 1 MiB, 1 stream', unit: 'MB/s', referenceName: ref }, getR, echoR, 0.6);
+  addRatioRow(
+    { group: 'gRPC (sqlite)', name: 'Blob Store 1 MiB, 1 stream', unit: 'MB/s', referenceName: ref },
+    storeR,
+    echoR,
+    0.6,
+  );
+  addRatioRow(
+    { group: 'gRPC (sqlite)', name: 'Blob Get 1 MiB, 1 stream', unit: 'MB/s', referenceName: ref },
+    getR,
+    echoR,
+    0.6,
+  );
   db.close();
   echo.close();
 }
@@ -219,7 +339,8 @@ async function library(dir: string): Promise<void> {
   };
 
   const lib = await openTransitive({ kvStore: join(dir, 'lib-kv.db'), blobStore: join(dir, 'lib-blob.db') });
-  const tSet = (): Promise<number> => pump(lib.kv.set(), n, (i) => ({ key: keys[i]!, value: VALUE_100, transactionId: undefined }));
+  const tSet = (): Promise<number> =>
+    pump(lib.kv.set(), n, (i) => ({ key: keys[i]!, value: VALUE_100, transactionId: undefined }));
   const tGet = (): Promise<number> => pump(lib.kv.get(), n, (i) => ({ key: keys[i]!, transactionId: undefined }));
   const promiseSet = async (): Promise<number> => {
     const t0 = performance.now();
@@ -239,8 +360,18 @@ async function library(dir: string): Promise<void> {
     }
     return performance.now() - t0;
   };
-  rawSet(); rawGet(); await tSet(); await tGet(); // warm-up
-  const r = { rawSet: [] as number[], rawGet: [] as number[], tSet: [] as number[], tGet: [] as number[], pSet: [] as number[], pGet: [] as number[] };
+  rawSet();
+  rawGet();
+  await tSet();
+  await tGet(); // warm-up
+  const r = {
+    rawSet: [] as number[],
+    rawGet: [] as number[],
+    tSet: [] as number[],
+    tGet: [] as number[],
+    pSet: [] as number[],
+    pGet: [] as number[],
+  };
   const ops = (ms: number): number => n / (ms / 1000);
   for (let round = 0; round < cfg.libRounds; round++) {
     r.rawSet.push(ops(rawSet()));
@@ -253,10 +384,30 @@ async function library(dir: string): Promise<void> {
   const refSet = `raw better-sqlite3: prepared INSERT, ${BATCH} per transaction, WAL, synchronous=FULL`;
   const refGet = `raw better-sqlite3: prepared SELECT, ${BATCH} per transaction`;
   const group = 'library (in-process, sqlite)';
-  addRatioRow({ group, name: `transitive kv.set stream, ${n} msgs`, unit: 'ops/s', referenceName: refSet }, r.tSet, r.rawSet, 0.7);
-  addRatioRow({ group, name: `transitive kv.get stream, ${n} msgs`, unit: 'ops/s', referenceName: refGet }, r.tGet, r.rawGet, 0.7);
-  addRatioRow({ group, name: `store setValue() promises, ${BATCH} in flight`, unit: 'ops/s', referenceName: refSet }, r.pSet, r.rawSet, 0.7);
-  addRatioRow({ group, name: `store getValue() promises, ${BATCH} in flight`, unit: 'ops/s', referenceName: refGet }, r.pGet, r.rawGet, 0.7);
+  addRatioRow(
+    { group, name: `transitive kv.set stream, ${n} msgs`, unit: 'ops/s', referenceName: refSet },
+    r.tSet,
+    r.rawSet,
+    0.7,
+  );
+  addRatioRow(
+    { group, name: `transitive kv.get stream, ${n} msgs`, unit: 'ops/s', referenceName: refGet },
+    r.tGet,
+    r.rawGet,
+    0.7,
+  );
+  addRatioRow(
+    { group, name: `store setValue() promises, ${BATCH} in flight`, unit: 'ops/s', referenceName: refSet },
+    r.pSet,
+    r.rawSet,
+    0.7,
+  );
+  addRatioRow(
+    { group, name: `store getValue() promises, ${BATCH} in flight`, unit: 'ops/s', referenceName: refGet },
+    r.pGet,
+    r.rawGet,
+    0.7,
+  );
   await lib.close();
   raw.close();
 }
@@ -271,12 +422,15 @@ function coldStart(dir: string): void {
   if (set.status !== 0 || probe.status !== 0 || !probe.stdout.includes('cold-value')) {
     args = [CLI, '--version'];
     what = '`buffdb --version` (kv get unavailable)';
-    notes.push('cold start measured `buffdb --version`: `buffdb kv get` did not work in this tree '
-      + `(${(probe.stderr || set.stderr?.toString() || '').trim().split('\n')[0] ?? ''})`);
+    notes.push(
+      'cold start measured `buffdb --version`: `buffdb kv get` did not work in this tree ' +
+        `(${(probe.stderr || set.stderr?.toString() || '').trim().split('\n')[0] ?? ''})`,
+    );
   }
   wallTime(process.execPath, ['-e', '0'], 2, dir); // warm the page cache
   wallTime(process.execPath, args, 2, dir);
-  const node: number[] = []; const buff: number[] = [];
+  const node: number[] = [];
+  const buff: number[] = [];
   for (let r = 0; r < cfg.cold; r++) {
     node.push(...wallTime(process.execPath, ['-e', '0'], 1, dir));
     buff.push(...wallTime(process.execPath, args, 1, dir));
@@ -284,8 +438,16 @@ function coldStart(dir: string): void {
   const ratios = buff.map((b, i) => b / node[i]!);
   const ratio = median(ratios);
   rows.push({
-    group: 'CLI', name: `${what} cold start`, unit: 'ms', value: median(buff), reference: median(node),
-    referenceName: '`node -e 0`', ratio, lowerIsBetter: true, target: '<= 2x', pass: ratio <= 2,
+    group: 'CLI',
+    name: `${what} cold start`,
+    unit: 'ms',
+    value: median(buff),
+    reference: median(node),
+    referenceName: '`node -e 0`',
+    ratio,
+    lowerIsBetter: true,
+    target: '<= 2x',
+    pass: ratio <= 2,
   });
   log(`cold start: ${median(buff).toFixed(1)} ms vs node -e 0 ${median(node).toFixed(1)} ms → ${ratio.toFixed(2)}x`);
 }
@@ -296,20 +458,43 @@ async function peakRss(dir: string): Promise<void> {
   const idle = memoryOf(server.pid);
   const db = connect(server.addr);
   const S = cfg.rssStreams;
-  await pumpMany(() => db.kv.set(), S, cfg.rssPer, (s, i) => setReq(`r${s}-`)(i));
-  await pumpMany(() => db.kv.get(), S, cfg.rssPer, (s, i) => getReq(`r${s}-`)(i));
+  await pumpMany(
+    () => db.kv.set(),
+    S,
+    cfg.rssPer,
+    (s, i) => setReq(`r${s}-`)(i),
+  );
+  await pumpMany(
+    () => db.kv.get(),
+    S,
+    cfg.rssPer,
+    (s, i) => getReq(`r${s}-`)(i),
+  );
   const kvPeak = memoryOf(server.pid).hwm;
   rows.push({
-    group: 'server', name: `peak RSS, ${S} concurrent Kv streams × ${cfg.rssPer} Set then Get`, unit: 'MiB',
-    value: kvPeak, target: '<= 200 MiB', pass: kvPeak <= 200, note: `idle RSS ${idle.rss.toFixed(0)} MiB`,
+    group: 'server',
+    name: `peak RSS, ${S} concurrent Kv streams × ${cfg.rssPer} Set then Get`,
+    unit: 'MiB',
+    value: kvPeak,
+    target: '<= 200 MiB',
+    pass: kvPeak <= 200,
+    note: `idle RSS ${idle.rss.toFixed(0)} MiB`,
   });
   log(`peak RSS with ${S} Kv streams: ${kvPeak.toFixed(1)} MiB (idle ${idle.rss.toFixed(1)} MiB)`);
   // The same 64 streams carrying 1 MiB blobs (4 each): informational.
   const payload = Buffer.alloc(MiB, 0xcd);
-  await pumpMany(() => db.blob.store(), S, 4, () => ({ bytes: payload, metadata: undefined, transactionId: undefined }));
+  await pumpMany(
+    () => db.blob.store(),
+    S,
+    4,
+    () => ({ bytes: payload, metadata: undefined, transactionId: undefined }),
+  );
   const blobPeak = memoryOf(server.pid).hwm;
   rows.push({
-    group: 'server', name: `peak RSS, then ${S} concurrent Blob Store streams × 4 × 1 MiB`, unit: 'MiB', value: blobPeak,
+    group: 'server',
+    name: `peak RSS, then ${S} concurrent Blob Store streams × 4 × 1 MiB`,
+    unit: 'MiB',
+    value: blobPeak,
     note: 'informational: 64 MiB of blobs in flight at once',
   });
   log(`peak RSS after ${S} blob streams: ${blobPeak.toFixed(1)} MiB`);
@@ -332,17 +517,56 @@ async function etcd(dir: string, buffAddr: string): Promise<void> {
   const value = Buffer.from(VALUE_100);
   for (const inFlight of [16, 64]) {
     await etcdLoad((i) => kv.put(keys[i % n]!, value), Math.min(500, n), inFlight); // warm-up
-    const ePut: number[] = []; const eGet: number[] = []; const bSet: number[] = []; const bGet: number[] = [];
+    const ePut: number[] = [];
+    const eGet: number[] = [];
+    const bSet: number[] = [];
+    const bGet: number[] = [];
     const per = Math.floor(n / inFlight);
     for (let r = 0; r < Math.min(3, cfg.rounds); r++) {
-      ePut.push(n / (await etcdLoad((i) => kv.put(keys[i]!, value), n, inFlight) / 1000));
-      eGet.push(n / (await etcdLoad((i) => kv.get(keys[i]!), n, inFlight) / 1000));
-      bSet.push((per * inFlight) / (await pumpMany(() => db.kv.set(), inFlight, per, (s, i) => setReq(`e${s}-`)(i)) / 1000));
-      bGet.push((per * inFlight) / (await pumpMany(() => db.kv.get(), inFlight, per, (s, i) => getReq(`e${s}-`)(i)) / 1000));
+      ePut.push(n / ((await etcdLoad((i) => kv.put(keys[i]!, value), n, inFlight)) / 1000));
+      eGet.push(n / ((await etcdLoad((i) => kv.get(keys[i]!), n, inFlight)) / 1000));
+      bSet.push(
+        (per * inFlight) /
+          ((await pumpMany(
+            () => db.kv.set(),
+            inFlight,
+            per,
+            (s, i) => setReq(`e${s}-`)(i),
+          )) /
+            1000),
+      );
+      bGet.push(
+        (per * inFlight) /
+          ((await pumpMany(
+            () => db.kv.get(),
+            inFlight,
+            per,
+            (s, i) => getReq(`e${s}-`)(i),
+          )) /
+            1000),
+      );
     }
     const group = 'peer: etcd';
-    addRatioRow({ group, name: `buffdb Set (${inFlight} streams) vs etcd Put (${inFlight} in flight)`, unit: 'ops/s', referenceName: 'etcd 3 Put, default durability' }, bSet, ePut);
-    addRatioRow({ group, name: `buffdb Get (${inFlight} streams) vs etcd Range (${inFlight} in flight)`, unit: 'ops/s', referenceName: 'etcd 3 Range' }, bGet, eGet);
+    addRatioRow(
+      {
+        group,
+        name: `buffdb Set (${inFlight} streams) vs etcd Put (${inFlight} in flight)`,
+        unit: 'ops/s',
+        referenceName: 'etcd 3 Put, default durability',
+      },
+      bSet,
+      ePut,
+    );
+    addRatioRow(
+      {
+        group,
+        name: `buffdb Get (${inFlight} streams) vs etcd Range (${inFlight} in flight)`,
+        unit: 'ops/s',
+        referenceName: 'etcd 3 Range',
+      },
+      bGet,
+      eGet,
+    );
   }
   kv.close();
   db.close();
@@ -362,21 +586,43 @@ async function profile(dir: string, workload: string): Promise<void> {
       call.on('data', (res: blobPb.StoreResponse) => ids.push(res.id));
       await pump(call, cfg.blobs, () => ({ bytes: payload, metadata: undefined, transactionId: undefined }));
     }
-    for (let r = 0; r < 3; r++) await pump(db.blob.get(), cfg.blobs, (i) => ({ id: ids[i]!, transactionId: undefined }));
+    for (let r = 0; r < 3; r++)
+      await pump(db.blob.get(), cfg.blobs, (i) => ({ id: ids[i]!, transactionId: undefined }));
   } else {
     const get = workload === 'get';
     if (get) await pump(db.kv.set(), cfg.n, setReq('p'));
-    for (let r = 0; r < 3; r++) await (get ? pump(db.kv.get(), cfg.n, getReq('p')) : pump(db.kv.set(), cfg.n, setReq('p')));
-    if (get) await pumpMany(() => db.kv.set(), 16, Math.floor(cfg.n / 16), (s, i) => setReq(`p${s}-`)(i));
+    for (let r = 0; r < 3; r++)
+      await (get ? pump(db.kv.get(), cfg.n, getReq('p')) : pump(db.kv.set(), cfg.n, setReq('p')));
+    if (get)
+      await pumpMany(
+        () => db.kv.set(),
+        16,
+        Math.floor(cfg.n / 16),
+        (s, i) => setReq(`p${s}-`)(i),
+      );
     for (let r = 0; r < 2; r++) {
-      if (get) await pumpMany(() => db.kv.get(), 16, Math.floor(cfg.n / 16), (s, i) => getReq(`p${s}-`)(i));
-      else await pumpMany(() => db.kv.set(), 16, Math.floor(cfg.n / 16), (s, i) => setReq(`p${s}-`)(i));
+      if (get)
+        await pumpMany(
+          () => db.kv.get(),
+          16,
+          Math.floor(cfg.n / 16),
+          (s, i) => getReq(`p${s}-`)(i),
+        );
+      else
+        await pumpMany(
+          () => db.kv.set(),
+          16,
+          Math.floor(cfg.n / 16),
+          (s, i) => setReq(`p${s}-`)(i),
+        );
     }
   }
   db.close();
   await server.stop();
-  const file = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'))
-    .map((f) => join(profDir, f)).sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
+  const file = readdirSync(profDir)
+    .filter((f) => f.endsWith('.cpuprofile'))
+    .map((f) => join(profDir, f))
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
   if (!file) throw new Error('no .cpuprofile written');
   process.stdout.write(summarizeProfile(file, ROOT));
 }
@@ -390,13 +636,21 @@ function fmt(x: number | undefined, unit: string): string {
 function table(): string {
   const header = ['group', 'measurement', 'buffdb', 'reference', 'unit', 'ratio', 'target', 'result'];
   const body = rows.map((r) => [
-    r.group, r.name, fmt(r.value, r.unit), fmt(r.reference, r.unit), r.unit,
-    r.ratio === undefined ? '' : `${r.ratio.toFixed(2)}x`, r.target ?? '', r.pass === undefined ? '' : r.pass ? 'PASS' : 'MISS',
+    r.group,
+    r.name,
+    fmt(r.value, r.unit),
+    fmt(r.reference, r.unit),
+    r.unit,
+    r.ratio === undefined ? '' : `${r.ratio.toFixed(2)}x`,
+    r.target ?? '',
+    r.pass === undefined ? '' : r.pass ? 'PASS' : 'MISS',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]): string => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
   const out = [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...body.map(line)];
-  const refs = [...new Set(rows.filter((r) => r.referenceName).map((r) => `${r.group} / ${r.name}: ${r.referenceName}`))];
+  const refs = [
+    ...new Set(rows.filter((r) => r.referenceName).map((r) => `${r.group} / ${r.name}: ${r.referenceName}`)),
+  ];
   out.push('', 'references:', ...refs.map((r) => `  ${r}`));
   for (const r of rows.filter((x) => x.note)) out.push(`  note — ${r.name}: ${r.note}`);
   if (notes.length) out.push('', ...notes.map((n) => `note: ${n}`));
@@ -413,8 +667,10 @@ async function main(): Promise<void> {
       await profile(dir, PROFILE);
       return;
     }
-    const echo = await startEcho(dir); children.push(echo);
-    const buff = await startBuffdb(dir); children.push(buff);
+    const echo = await startEcho(dir);
+    children.push(echo);
+    const buff = await startBuffdb(dir);
+    children.push(buff);
     log(`${QUICK ? 'quick' : 'full'} run; echo ${echo.addr}, buffdb ${buff.addr}, files in ${dir}`);
     if (want('kv')) await kvStreams(buff.addr, echo.addr, 'gRPC (sqlite)', cfg.n, cfg.rounds, true);
     if (want('blob')) await blobStreams(buff.addr, echo.addr);
@@ -423,17 +679,22 @@ async function main(): Promise<void> {
     if (want('library')) await library(dir);
     for (const backend of BACKEND_NAMES.filter((b) => b !== 'sqlite' && want('backends'))) {
       try {
-        const server = await startBuffdb(dir, backend); children.push(server);
+        const server = await startBuffdb(dir, backend);
+        children.push(server);
         // A slow engine gets fewer messages (about 3 s per stream) so the run stays bounded.
         const probe = connect(server.addr);
         const probeN = 2000;
-        const slowest = Math.min(
-          probeN / await pump(probe.kv.set(), probeN, setReq('k')),
-          probeN / await pump(probe.kv.get(), probeN, getReq('k')),
-        ) * 1000;
+        const slowest =
+          Math.min(
+            probeN / (await pump(probe.kv.set(), probeN, setReq('k'))),
+            probeN / (await pump(probe.kv.get(), probeN, getReq('k'))),
+          ) * 1000;
         probe.close();
         const n = Math.max(probeN, Math.min(cfg.backendN, Math.round((slowest * (QUICK ? 1.5 : 3)) / 1000) * 1000));
-        if (n < cfg.backendN) notes.push(`backend ${backend}: ${n} messages per stream (a slow engine: ~${Math.round(slowest)} msgs/s in a probe)`);
+        if (n < cfg.backendN)
+          notes.push(
+            `backend ${backend}: ${n} messages per stream (a slow engine: ~${Math.round(slowest)} msgs/s in a probe)`,
+          );
         await kvStreams(server.addr, echo.addr, `gRPC (${backend})`, n, cfg.backendRounds, false);
         await server.stop();
       } catch (err) {
@@ -453,15 +714,24 @@ async function main(): Promise<void> {
   }
   const seconds = (performance.now() - t0) / 1000;
   const meta = {
-    date: new Date().toISOString(), mode: QUICK ? 'quick' : 'full', seconds: Math.round(seconds),
-    node: process.version, cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', config: cfg,
+    date: new Date().toISOString(),
+    mode: QUICK ? 'quick' : 'full',
+    seconds: Math.round(seconds),
+    node: process.version,
+    cpus: cpus().length,
+    cpu: cpus()[0]?.model ?? 'unknown',
+    config: cfg,
   };
   if (JSON_OUT) {
-    process.stdout.write(JSON.stringify({ ...meta, rows, notes }, null, 2) + '\n');
+    process.stdout.write(`${JSON.stringify({ ...meta, rows, notes }, null, 2)}\n`);
   } else {
-    process.stdout.write(`\nbuffdb bench (${meta.mode}) — ${meta.date}, node ${meta.node}, ${meta.cpus} × ${meta.cpu}, ${meta.seconds} s\n`);
-    process.stdout.write('ratio = buffdb / reference, median of per-round ratios measured side by side (cold start: lower is better)\n\n');
-    process.stdout.write(table() + '\n');
+    process.stdout.write(
+      `\nbuffdb bench (${meta.mode}) — ${meta.date}, node ${meta.node}, ${meta.cpus} × ${meta.cpu}, ${meta.seconds} s\n`,
+    );
+    process.stdout.write(
+      'ratio = buffdb / reference, median of per-round ratios measured side by side (cold start: lower is better)\n\n',
+    );
+    process.stdout.write(`${table()}\n`);
   }
 }
 

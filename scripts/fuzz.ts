@@ -10,13 +10,14 @@
  *   npm run fuzz -- [--cases 20000] [--seed N] [--abandon 5000] [--corpus test/fuzz-corpus]
  *   npm run fuzz -- --write-corpus test/fuzz-corpus     (regenerates the seed corpus)
  */
-import { Client, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { spawn, type ChildProcess } from 'node:child_process';
+
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { Client, credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { loadBackend } from '../src/backends/index.js';
 import * as blob from '../src/generated/blob.js';
 import * as kv from '../src/generated/kv.js';
@@ -27,43 +28,100 @@ const CLI = resolve(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
 export const FUZZ_MAX_MESSAGE = 1024 * 1024;
 
 type Kind = 'bidi' | 'client' | 'unary';
-interface MethodSpec { path: string; kind: Kind; seeds: Uint8Array[] }
+interface MethodSpec {
+  path: string;
+  kind: Kind;
+  seeds: Uint8Array[];
+}
 
 const enc = <T>(codec: { encode(m: T): { finish(): Uint8Array } }, ...msgs: T[]): Uint8Array[] =>
   msgs.map((m) => codec.encode(m).finish());
 
 /** Every RPC, with valid requests to mutate. SQL seeds only read (mutations must not write havoc). */
 export const METHODS: MethodSpec[] = [
-  { path: '/buffdb.kv.Kv/Get', kind: 'bidi', seeds: enc(kv.GetRequest, { key: 'fuzz-a' }, { key: 'fuzz-missing', transactionId: 'nope' }) },
-  { path: '/buffdb.kv.Kv/Set', kind: 'bidi', seeds: enc(kv.SetRequest, { key: 'fuzz-a', value: 'value-a' }, { key: 'fuzz-ü', value: '✓' }) },
+  {
+    path: '/buffdb.kv.Kv/Get',
+    kind: 'bidi',
+    seeds: enc(kv.GetRequest, { key: 'fuzz-a' }, { key: 'fuzz-missing', transactionId: 'nope' }),
+  },
+  {
+    path: '/buffdb.kv.Kv/Set',
+    kind: 'bidi',
+    seeds: enc(kv.SetRequest, { key: 'fuzz-a', value: 'value-a' }, { key: 'fuzz-ü', value: '✓' }),
+  },
   { path: '/buffdb.kv.Kv/Delete', kind: 'bidi', seeds: enc(kv.DeleteRequest, { key: 'fuzz-gone' }) },
   { path: '/buffdb.kv.Kv/Eq', kind: 'client', seeds: enc(kv.EqRequest, { key: 'fuzz-a' }) },
   { path: '/buffdb.kv.Kv/NotEq', kind: 'client', seeds: enc(kv.NotEqRequest, { key: 'fuzz-a' }) },
-  { path: '/buffdb.kv.Kv/BeginTransaction', kind: 'unary', seeds: enc(kv.BeginTransactionRequest, { readOnly: true, timeoutMs: 1000 }) },
-  { path: '/buffdb.kv.Kv/CommitTransaction', kind: 'unary', seeds: enc(kv.CommitTransactionRequest, { transactionId: 'fuzz-tx' }) },
-  { path: '/buffdb.kv.Kv/RollbackTransaction', kind: 'unary', seeds: enc(kv.RollbackTransactionRequest, { transactionId: 'fuzz-tx' }) },
+  {
+    path: '/buffdb.kv.Kv/BeginTransaction',
+    kind: 'unary',
+    seeds: enc(kv.BeginTransactionRequest, { readOnly: true, timeoutMs: 1000 }),
+  },
+  {
+    path: '/buffdb.kv.Kv/CommitTransaction',
+    kind: 'unary',
+    seeds: enc(kv.CommitTransactionRequest, { transactionId: 'fuzz-tx' }),
+  },
+  {
+    path: '/buffdb.kv.Kv/RollbackTransaction',
+    kind: 'unary',
+    seeds: enc(kv.RollbackTransactionRequest, { transactionId: 'fuzz-tx' }),
+  },
   { path: '/buffdb.blob.Blob/Get', kind: 'bidi', seeds: enc(blob.GetRequest, { id: 1n }) },
-  { path: '/buffdb.blob.Blob/Store', kind: 'bidi', seeds: enc(blob.StoreRequest, { bytes: Buffer.from('blob data'), metadata: 'meta' }) },
-  { path: '/buffdb.blob.Blob/Update', kind: 'bidi', seeds: enc(blob.UpdateRequest,
-    { id: 1n, bytes: Buffer.from('new'), shouldUpdateMetadata: true, metadata: 'm2' }) },
+  {
+    path: '/buffdb.blob.Blob/Store',
+    kind: 'bidi',
+    seeds: enc(blob.StoreRequest, { bytes: Buffer.from('blob data'), metadata: 'meta' }),
+  },
+  {
+    path: '/buffdb.blob.Blob/Update',
+    kind: 'bidi',
+    seeds: enc(blob.UpdateRequest, { id: 1n, bytes: Buffer.from('new'), shouldUpdateMetadata: true, metadata: 'm2' }),
+  },
   { path: '/buffdb.blob.Blob/Delete', kind: 'bidi', seeds: enc(blob.DeleteRequest, { id: 999999n }) },
   { path: '/buffdb.blob.Blob/EqData', kind: 'client', seeds: enc(blob.EqDataRequest, { id: 1n }) },
   { path: '/buffdb.blob.Blob/NotEqData', kind: 'client', seeds: enc(blob.NotEqDataRequest, { id: 1n }) },
-  { path: '/buffdb.query.Query/Query', kind: 'bidi', seeds: enc(query.RawQuery,
-    { query: 'SELECT key, value FROM kv LIMIT 3', target: query.TargetStore.KV },
-    { query: 'SELECT id, length(data) FROM blob LIMIT 3', target: query.TargetStore.BLOB }) },
-  { path: '/buffdb.query.Query/Execute', kind: 'bidi', seeds: enc(query.RawQuery,
-    { query: "SELECT count(*) FROM kv WHERE key = 'fuzz'", target: query.TargetStore.KV }) },
+  {
+    path: '/buffdb.query.Query/Query',
+    kind: 'bidi',
+    seeds: enc(
+      query.RawQuery,
+      { query: 'SELECT key, value FROM kv LIMIT 3', target: query.TargetStore.KV },
+      { query: 'SELECT id, length(data) FROM blob LIMIT 3', target: query.TargetStore.BLOB },
+    ),
+  },
+  {
+    path: '/buffdb.query.Query/Execute',
+    kind: 'bidi',
+    seeds: enc(query.RawQuery, { query: "SELECT count(*) FROM kv WHERE key = 'fuzz'", target: query.TargetStore.KV }),
+  },
 ];
 
 /** Statuses a bad request may end with. INTERNAL, UNKNOWN, UNAVAILABLE or a timeout are failures. */
 export const ALLOWED = new Set<number>([
-  status.OK, status.INVALID_ARGUMENT, status.NOT_FOUND, status.ALREADY_EXISTS, status.PERMISSION_DENIED,
-  status.RESOURCE_EXHAUSTED, status.FAILED_PRECONDITION, status.ABORTED, status.OUT_OF_RANGE, status.UNIMPLEMENTED,
+  status.OK,
+  status.INVALID_ARGUMENT,
+  status.NOT_FOUND,
+  status.ALREADY_EXISTS,
+  status.PERMISSION_DENIED,
+  status.RESOURCE_EXHAUSTED,
+  status.FAILED_PRECONDITION,
+  status.ABORTED,
+  status.OUT_OF_RANGE,
+  status.UNIMPLEMENTED,
 ]);
 
-export interface FuzzCase { name?: string; method: string; payloads: string[]; expect?: number[] }
-export interface Outcome { code: number; details: string; responses: number }
+export interface FuzzCase {
+  name?: string;
+  method: string;
+  payloads: string[];
+  expect?: number[];
+}
+export interface Outcome {
+  code: number;
+  details: string;
+  responses: number;
+}
 
 export function rng(seed: number): () => number {
   let a = seed >>> 0;
@@ -112,7 +170,7 @@ export function craftedPayloads(): Uint8Array[] {
     bytes(tag(1, 0), [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), // unterminated varint
     bytes(tag(1, 0), varint(2n ** 64n - 1n)), // max uint64 id
     bytes([0]), // field number 0
-    bytes(varint(2 ** 29 << 3 >>> 0)), // field number beyond 2^29
+    bytes(varint(((2 ** 29) << 3) >>> 0)), // field number beyond 2^29
     bytes(tag(2, 0), varint(7)), // enum value 7 (RawQuery.target)
     bytes(tag(2, 0), varint(2n ** 64n - 1n)), // enum -1
     bytes(tag(1, 2), [6], Array.from(Buffer.from('SELECT')), tag(2, 0), [99]), // query with target 99
@@ -135,7 +193,8 @@ export function mutate(rand: () => number, input: Uint8Array): Uint8Array {
     else if (op === 2) b.splice(at, 0, Math.floor(rand() * 256));
     else if (op === 3) b.splice(at, 0, ...b.slice(0, Math.floor(rand() * 8)));
     else if (op === 4 && b.length > 0) b[at % b.length] = [0, 0x7f, 0x80, 0xff][Math.floor(rand() * 4)]!;
-    else if (op === 5) b.splice(at, 0, ...[0xc3, 0x28, 0xa0, 0xa1, 0xe2, 0x28, 0xa1].slice(0, 1 + Math.floor(rand() * 6)));
+    else if (op === 5)
+      b.splice(at, 0, ...[0xc3, 0x28, 0xa0, 0xa1, 0xe2, 0x28, 0xa1].slice(0, 1 + Math.floor(rand() * 6)));
     else b.splice(at, 0, ...varint(Math.floor(rand() * 2 ** 32)));
   }
   return Uint8Array.from(b);
@@ -173,20 +232,36 @@ export function sendRaw(client: Client, method: string, payloads: Buffer[], dead
   return new Promise((resolvePromise) => {
     let responses = 0;
     const done = (err: ServiceError | null): void => {
-      resolvePromise(err ? { code: err.code, details: err.details, responses } : { code: status.OK, details: '', responses });
+      resolvePromise(
+        err ? { code: err.code, details: err.details, responses } : { code: status.OK, details: '', responses },
+      );
     };
     if (kind === 'unary') {
-      client.makeUnaryRequest(method, identity, identity, payloads[0] ?? Buffer.alloc(0), new Metadata(), { deadline },
-        (err) => { if (!err) responses++; done(err); });
+      client.makeUnaryRequest(
+        method,
+        identity,
+        identity,
+        payloads[0] ?? Buffer.alloc(0),
+        new Metadata(),
+        { deadline },
+        (err) => {
+          if (!err) responses++;
+          done(err);
+        },
+      );
     } else if (kind === 'client') {
-      const call = client.makeClientStreamRequest(method, identity, identity, new Metadata(), { deadline },
-        (err) => { if (!err) responses++; done(err); });
+      const call = client.makeClientStreamRequest(method, identity, identity, new Metadata(), { deadline }, (err) => {
+        if (!err) responses++;
+        done(err);
+      });
       call.on('error', () => {});
       for (const p of payloads) call.write(p);
       call.end();
     } else {
       const call = client.makeBidiStreamRequest(method, identity, identity, new Metadata(), { deadline });
-      call.on('data', () => { responses++; });
+      call.on('data', () => {
+        responses++;
+      });
       call.on('error', (err: ServiceError) => done(err));
       call.on('end', () => done(null));
       for (const p of payloads) call.write(p);
@@ -203,18 +278,40 @@ export function judge(c: FuzzCase, o: Outcome, rawSql = true): string | undefine
   if (!expect.has(o.code)) {
     return `${c.name ?? c.method}: status ${status[o.code] ?? o.code} (${o.details}) for ${c.payloads.join(' | ') || '(no message)'}`;
   }
-  if (o.code !== status.OK && o.details.trim().length < 12) return `${c.name ?? c.method}: unhelpful message ${JSON.stringify(o.details)}`;
+  if (o.code !== status.OK && o.details.trim().length < 12)
+    return `${c.name ?? c.method}: unhelpful message ${JSON.stringify(o.details)}`;
   return undefined;
 }
 
-export interface ServerProc { child: ChildProcess; addr: string; stderr: () => string; exited: Promise<number | null> }
+export interface ServerProc {
+  child: ChildProcess;
+  addr: string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
 
 export function startFuzzServer(dir: string, extra: string[] = []): Promise<ServerProc> {
-  const child = spawn(process.execPath, [CLI, 'run', '127.0.0.1:0', '--kv-store', join(dir, 'kv.db'),
-    '--blob-store', join(dir, 'blob.db'), '--max-message-size', String(FUZZ_MAX_MESSAGE), ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [
+      CLI,
+      'run',
+      '127.0.0.1:0',
+      '--kv-store',
+      join(dir, 'kv.db'),
+      '--blob-store',
+      join(dir, 'blob.db'),
+      '--max-message-size',
+      String(FUZZ_MAX_MESSAGE),
+      ...extra,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let out = '';
   let err = '';
-  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
   const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
   return new Promise((res, rej) => {
     child.stdout!.on('data', (d: Buffer) => {
@@ -235,60 +332,121 @@ const frame = (flag: number, length: number, body: Uint8Array): Buffer => {
   return b;
 };
 
-export interface H2Result { name: string; http?: number; code?: number; details?: string; hung?: boolean }
+export interface H2Result {
+  name: string;
+  http?: number;
+  code?: number;
+  details?: string;
+  hung?: boolean;
+}
 
 /** Raw HTTP/2 requests with broken gRPC framing. Each must end with a status (or an HTTP error), never hang. */
 export async function rawHttp2Cases(addr: string): Promise<{ results: H2Result[]; problems: string[] }> {
   const session = http2.connect(`http://${addr}`);
   session.on('error', () => {});
   const set = kv.SetRequest.encode({ key: 'h2', value: 'v' }).finish();
-  const send = (name: string, path: string, chunks: Buffer[], headers: http2.OutgoingHttpHeaders = {},
-    how: 'end' | 'rst' | 'open' = 'end'): Promise<H2Result> => new Promise((res) => {
-    const s = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...headers });
-    let head: http2.IncomingHttpHeaders = {};
-    let trailers: http2.IncomingHttpHeaders = {};
-    s.on('response', (h) => { head = h; });
-    s.on('trailers', (t) => { trailers = t; });
-    s.on('data', () => {});
-    s.on('error', () => {});
-    const timer = setTimeout(() => { s.close(http2.constants.NGHTTP2_CANCEL); res({ name, hung: true }); }, 10_000);
-    s.on('close', () => {
-      clearTimeout(timer);
-      const code = trailers['grpc-status'] ?? head['grpc-status'];
-      const details = trailers['grpc-message'] ?? head['grpc-message'];
-      res({ name, http: Number(head[':status']), code: code === undefined ? undefined : Number(code),
-        details: details === undefined ? undefined : decodeURIComponent(String(details)) });
+  const send = (
+    name: string,
+    path: string,
+    chunks: Buffer[],
+    headers: http2.OutgoingHttpHeaders = {},
+    how: 'end' | 'rst' | 'open' = 'end',
+  ): Promise<H2Result> =>
+    new Promise((res) => {
+      const s = session.request({
+        ':method': 'POST',
+        ':path': path,
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        ...headers,
+      });
+      let head: http2.IncomingHttpHeaders = {};
+      let trailers: http2.IncomingHttpHeaders = {};
+      s.on('response', (h) => {
+        head = h;
+      });
+      s.on('trailers', (t) => {
+        trailers = t;
+      });
+      s.on('data', () => {});
+      s.on('error', () => {});
+      const timer = setTimeout(() => {
+        s.close(http2.constants.NGHTTP2_CANCEL);
+        res({ name, hung: true });
+      }, 10_000);
+      s.on('close', () => {
+        clearTimeout(timer);
+        const code = trailers['grpc-status'] ?? head['grpc-status'];
+        const details = trailers['grpc-message'] ?? head['grpc-message'];
+        res({
+          name,
+          http: Number(head[':status']),
+          code: code === undefined ? undefined : Number(code),
+          details: details === undefined ? undefined : decodeURIComponent(String(details)),
+        });
+      });
+      for (const c of chunks) s.write(c);
+      if (how === 'end') s.end();
+      else if (how === 'rst') setTimeout(() => s.close(http2.constants.NGHTTP2_CANCEL), 20);
     });
-    for (const c of chunks) s.write(c);
-    if (how === 'end') s.end();
-    else if (how === 'rst') setTimeout(() => s.close(http2.constants.NGHTTP2_CANCEL), 20);
-  });
   const kvSet = '/buffdb.kv.Kv/Set';
   const results: H2Result[] = [];
   const problems: string[] = [];
   const expectStatus = (r: H2Result, codes: number[]): void => {
     if (r.hung) problems.push(`${r.name}: no answer within 10 s`);
-    else if (r.code === undefined || !codes.includes(r.code)) problems.push(`${r.name}: status ${r.code} (${r.details})`);
+    else if (r.code === undefined || !codes.includes(r.code))
+      problems.push(`${r.name}: status ${r.code} (${r.details})`);
     else if (r.code !== 0 && (r.details ?? '').length < 12) problems.push(`${r.name}: unhelpful message ${r.details}`);
     results.push(r);
   };
   // grpc-js discards a partial message at end of stream unread: nothing is applied, OK with no answer.
   expectStatus(await send('truncated message body', kvSet, [frame(0, 100, set)]), [status.OK]);
   expectStatus(await send('truncated length prefix', kvSet, [Buffer.from([0, 0, 0])]), [status.OK]);
-  expectStatus(await send('huge length prefix (4 GiB)', kvSet, [frame(0, 0xffffffff, set)]), [status.RESOURCE_EXHAUSTED]);
-  expectStatus(await send('length prefix just over the limit', kvSet, [frame(0, FUZZ_MAX_MESSAGE + 1, set)]), [status.RESOURCE_EXHAUSTED]);
-  expectStatus(await send('compressed flag, no grpc-encoding', kvSet, [frame(1, set.length, set)]), [status.OK, status.INTERNAL]);
-  expectStatus(await send('gzip flag with garbage', kvSet, [frame(1, set.length, set)], { 'grpc-encoding': 'gzip' }), [status.INTERNAL]);
-  expectStatus(await send('unknown grpc-encoding', kvSet, [frame(1, set.length, set)], { 'grpc-encoding': 'zstd9' }), [status.UNIMPLEMENTED]);
+  expectStatus(await send('huge length prefix (4 GiB)', kvSet, [frame(0, 0xffffffff, set)]), [
+    status.RESOURCE_EXHAUSTED,
+  ]);
+  expectStatus(await send('length prefix just over the limit', kvSet, [frame(0, FUZZ_MAX_MESSAGE + 1, set)]), [
+    status.RESOURCE_EXHAUSTED,
+  ]);
+  expectStatus(await send('compressed flag, no grpc-encoding', kvSet, [frame(1, set.length, set)]), [
+    status.OK,
+    status.INTERNAL,
+  ]);
+  expectStatus(await send('gzip flag with garbage', kvSet, [frame(1, set.length, set)], { 'grpc-encoding': 'gzip' }), [
+    status.INTERNAL,
+  ]);
+  expectStatus(await send('unknown grpc-encoding', kvSet, [frame(1, set.length, set)], { 'grpc-encoding': 'zstd9' }), [
+    status.UNIMPLEMENTED,
+  ]);
   expectStatus(await send('reserved flag bits', kvSet, [frame(0x80, set.length, set)]), [status.OK, status.INTERNAL]);
-  expectStatus(await send('bad grpc-timeout', kvSet, [frame(0, set.length, set)], { 'grpc-timeout': 'soon' }), [status.INTERNAL]);
+  expectStatus(await send('bad grpc-timeout', kvSet, [frame(0, set.length, set)], { 'grpc-timeout': 'soon' }), [
+    status.INTERNAL,
+  ]);
   expectStatus(await send('unknown method', '/buffdb.kv.Kv/Nope', [frame(0, set.length, set)]), [status.UNIMPLEMENTED]);
   expectStatus(await send('unknown service', '/buffdb.nope.Nope/Get', []), [status.UNIMPLEMENTED]);
-  expectStatus(await send('unary without a message', '/buffdb.kv.Kv/BeginTransaction', []), [status.UNIMPLEMENTED, status.INVALID_ARGUMENT]);
-  expectStatus(await send('unary with two messages', '/buffdb.kv.Kv/BeginTransaction',
-    [frame(0, 0, new Uint8Array(0)), frame(0, 0, new Uint8Array(0))]), [status.UNIMPLEMENTED, status.INVALID_ARGUMENT]);
-  expectStatus(await send('message split into 1-byte DATA frames', kvSet, [...frame(0, set.length, set)].map((x) => Buffer.from([x]))), [status.OK]);
-  expectStatus(await send('invalid UTF-8 over raw HTTP/2', kvSet, [frame(0, 4, Uint8Array.from([0x0a, 2, 0xff, 0xfe]))]), [status.INVALID_ARGUMENT]);
+  expectStatus(await send('unary without a message', '/buffdb.kv.Kv/BeginTransaction', []), [
+    status.UNIMPLEMENTED,
+    status.INVALID_ARGUMENT,
+  ]);
+  expectStatus(
+    await send('unary with two messages', '/buffdb.kv.Kv/BeginTransaction', [
+      frame(0, 0, new Uint8Array(0)),
+      frame(0, 0, new Uint8Array(0)),
+    ]),
+    [status.UNIMPLEMENTED, status.INVALID_ARGUMENT],
+  );
+  expectStatus(
+    await send(
+      'message split into 1-byte DATA frames',
+      kvSet,
+      [...frame(0, set.length, set)].map((x) => Buffer.from([x])),
+    ),
+    [status.OK],
+  );
+  expectStatus(
+    await send('invalid UTF-8 over raw HTTP/2', kvSet, [frame(0, 4, Uint8Array.from([0x0a, 2, 0xff, 0xfe]))]),
+    [status.INVALID_ARGUMENT],
+  );
   const bad = await send('wrong content-type', kvSet, [frame(0, set.length, set)], { 'content-type': 'text/plain' });
   if (bad.hung || bad.http !== 415) problems.push(`wrong content-type: HTTP ${bad.http}`);
   results.push(bad);
@@ -311,8 +469,12 @@ export async function abandonStreams(addr: string, count: number): Promise<void>
     await new Promise<void>((res) => session.once('connect', () => res()));
     const n = Math.min(perConn, count - opened);
     for (let i = 0; i < n; i++) {
-      const s = session.request({ ':method': 'POST', ':path': METHODS[i % METHODS.length]!.path,
-        'content-type': 'application/grpc', te: 'trailers' });
+      const s = session.request({
+        ':method': 'POST',
+        ':path': METHODS[i % METHODS.length]!.path,
+        'content-type': 'application/grpc',
+        te: 'trailers',
+      });
       s.on('error', () => {});
       s.on('data', () => {});
       const body = METHODS[i % METHODS.length]!.seeds[0]!;
@@ -340,11 +502,15 @@ export async function healthy(addr: string): Promise<void> {
   const client = new Client(addr, credentials.createInsecure());
   try {
     const key = `health-${Date.now()}`;
-    const set = await sendRaw(client, '/buffdb.kv.Kv/Set', [Buffer.from(kv.SetRequest.encode({ key, value: 'ok' }).finish())]);
+    const set = await sendRaw(client, '/buffdb.kv.Kv/Set', [
+      Buffer.from(kv.SetRequest.encode({ key, value: 'ok' }).finish()),
+    ]);
     if (set.code !== status.OK || set.responses !== 1) throw new Error(`Set after fuzzing: ${set.code} ${set.details}`);
     const values: string[] = [];
     await new Promise<void>((res, rej) => {
-      const call = client.makeBidiStreamRequest('/buffdb.kv.Kv/Get', identity, identity, new Metadata(), { deadline: Date.now() + 10_000 });
+      const call = client.makeBidiStreamRequest('/buffdb.kv.Kv/Get', identity, identity, new Metadata(), {
+        deadline: Date.now() + 10_000,
+      });
       call.on('data', (b: Buffer) => values.push(kv.GetResponse.decode(b).value));
       call.on('error', rej);
       call.on('end', () => res());
@@ -358,8 +524,12 @@ export async function healthy(addr: string): Promise<void> {
 }
 
 export function loadCorpus(dir: string): FuzzCase[] {
-  return readdirSync(dir).filter((f) => f.endsWith('.json')).sort()
-    .flatMap((f) => (JSON.parse(readFileSync(join(dir, f), 'utf8')) as FuzzCase[]).map((c) => ({ ...c, name: c.name ?? f })));
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.json'))
+    .sort()
+    .flatMap((f) =>
+      (JSON.parse(readFileSync(join(dir, f), 'utf8')) as FuzzCase[]).map((c) => ({ ...c, name: c.name ?? f })),
+    );
 }
 
 /** The seed corpus: crafted payloads against every method, oversize messages, and a few mutations. */
@@ -368,73 +538,185 @@ export function buildCorpus(): Record<string, FuzzCase[]> {
   const crafted = craftedPayloads();
   const malformed: FuzzCase[] = [];
   for (const m of METHODS) {
-    crafted.forEach((p, i) => malformed.push({ name: `${m.path} crafted#${i}`, method: m.path, payloads: [hex(p)] }));
+    for (const [i, p] of crafted.entries()) {
+      malformed.push({ name: `${m.path} crafted#${i}`, method: m.path, payloads: [hex(p)] });
+    }
   }
   const strict: FuzzCase[] = [
-    { name: 'Kv.Set invalid UTF-8 key', method: '/buffdb.kv.Kv/Set', payloads: ['0a02fffe1201 61'.replace(/ /g, '')], expect: [status.INVALID_ARGUMENT] },
-    { name: 'Kv.Set invalid UTF-8 value', method: '/buffdb.kv.Kv/Set', payloads: ['0a01611202c328'], expect: [status.INVALID_ARGUMENT] },
-    { name: 'Kv.Get invalid UTF-8 key after a valid one', method: '/buffdb.kv.Kv/Get',
-      payloads: [hex(kv.GetRequest.encode({ key: 'fuzz-a' }).finish()), '0a0180'], expect: [status.INVALID_ARGUMENT, status.NOT_FOUND] },
-    { name: 'Blob.Store invalid UTF-8 metadata', method: '/buffdb.blob.Blob/Store', payloads: ['0a01001201ff'], expect: [status.INVALID_ARGUMENT] },
-    { name: 'Query unknown target 7', method: '/buffdb.query.Query/Query', payloads: ['0a0853454c45435420311007'], expect: [status.INVALID_ARGUMENT] },
-    { name: 'Execute unknown target 7', method: '/buffdb.query.Query/Execute', payloads: ['0a0853454c45435420311007'], expect: [status.INVALID_ARGUMENT] },
+    {
+      name: 'Kv.Set invalid UTF-8 key',
+      method: '/buffdb.kv.Kv/Set',
+      payloads: ['0a02fffe1201 61'.replace(/ /g, '')],
+      expect: [status.INVALID_ARGUMENT],
+    },
+    {
+      name: 'Kv.Set invalid UTF-8 value',
+      method: '/buffdb.kv.Kv/Set',
+      payloads: ['0a01611202c328'],
+      expect: [status.INVALID_ARGUMENT],
+    },
+    {
+      name: 'Kv.Get invalid UTF-8 key after a valid one',
+      method: '/buffdb.kv.Kv/Get',
+      payloads: [hex(kv.GetRequest.encode({ key: 'fuzz-a' }).finish()), '0a0180'],
+      expect: [status.INVALID_ARGUMENT, status.NOT_FOUND],
+    },
+    {
+      name: 'Blob.Store invalid UTF-8 metadata',
+      method: '/buffdb.blob.Blob/Store',
+      payloads: ['0a01001201ff'],
+      expect: [status.INVALID_ARGUMENT],
+    },
+    {
+      name: 'Query unknown target 7',
+      method: '/buffdb.query.Query/Query',
+      payloads: ['0a0853454c45435420311007'],
+      expect: [status.INVALID_ARGUMENT],
+    },
+    {
+      name: 'Execute unknown target 7',
+      method: '/buffdb.query.Query/Execute',
+      payloads: ['0a0853454c45435420311007'],
+      expect: [status.INVALID_ARGUMENT],
+    },
     // A known field with the wrong wire type is skipped as an unknown field (as protobuf's own
     // parsers do): here that leaves the query empty, and an empty query is INVALID_ARGUMENT.
-    { name: 'Query string field sent as varint', method: '/buffdb.query.Query/Query', payloads: ['0805'], expect: [status.INVALID_ARGUMENT] },
-    { name: 'Kv.Set length beyond the message', method: '/buffdb.kv.Kv/Set', payloads: ['0a8080808008'], expect: [status.INVALID_ARGUMENT] },
-    { name: 'Kv.Eq invalid UTF-8', method: '/buffdb.kv.Kv/Eq', payloads: ['0a01ff'], expect: [status.INVALID_ARGUMENT] },
-    { name: 'Blob.Get wrong wire type (skipped: id 0)', method: '/buffdb.blob.Blob/Get', payloads: ['0a0101'], expect: [status.NOT_FOUND] },
-    { name: 'Kv.Set oversize inner length, valid frame', method: '/buffdb.kv.Kv/Set', payloads: ['0affffffff0f'], expect: [status.INVALID_ARGUMENT] },
+    {
+      name: 'Query string field sent as varint',
+      method: '/buffdb.query.Query/Query',
+      payloads: ['0805'],
+      expect: [status.INVALID_ARGUMENT],
+    },
+    {
+      name: 'Kv.Set length beyond the message',
+      method: '/buffdb.kv.Kv/Set',
+      payloads: ['0a8080808008'],
+      expect: [status.INVALID_ARGUMENT],
+    },
+    {
+      name: 'Kv.Eq invalid UTF-8',
+      method: '/buffdb.kv.Kv/Eq',
+      payloads: ['0a01ff'],
+      expect: [status.INVALID_ARGUMENT],
+    },
+    {
+      name: 'Blob.Get wrong wire type (skipped: id 0)',
+      method: '/buffdb.blob.Blob/Get',
+      payloads: ['0a0101'],
+      expect: [status.NOT_FOUND],
+    },
+    {
+      name: 'Kv.Set oversize inner length, valid frame',
+      method: '/buffdb.kv.Kv/Set',
+      payloads: ['0affffffff0f'],
+      expect: [status.INVALID_ARGUMENT],
+    },
     { name: 'Kv.Get empty message (key "")', method: '/buffdb.kv.Kv/Get', payloads: [''], expect: [status.NOT_FOUND] },
     // Found by `npm run fuzz` (seed 6): a NUL in the SQL text answered INTERNAL.
-    { name: 'Execute SQL with a NUL byte', method: '/buffdb.query.Query/Execute',
-      payloads: ['0a2a00454c45435420636f756e74282a292046524f4d206b76005748457f45206b6579203d202766757a7a27'], expect: [status.INVALID_ARGUMENT] },
-    { name: 'Query SQL with a NUL byte', method: '/buffdb.query.Query/Query',
-      payloads: [hex(query.RawQuery.encode({ query: "SELECT 1\0; ATTACH 'x' AS y", target: query.TargetStore.KV }).finish())], expect: [status.INVALID_ARGUMENT] },
+    {
+      name: 'Execute SQL with a NUL byte',
+      method: '/buffdb.query.Query/Execute',
+      payloads: ['0a2a00454c45435420636f756e74282a292046524f4d206b76005748457f45206b6579203d202766757a7a27'],
+      expect: [status.INVALID_ARGUMENT],
+    },
+    {
+      name: 'Query SQL with a NUL byte',
+      method: '/buffdb.query.Query/Query',
+      payloads: [
+        hex(query.RawQuery.encode({ query: "SELECT 1\0; ATTACH 'x' AS y", target: query.TargetStore.KV }).finish()),
+      ],
+      expect: [status.INVALID_ARGUMENT],
+    },
     // Found by `npm run fuzz` (seed 8): SQL with a parameter ($value, ?, :x) answered INTERNAL.
-    { name: 'Query with a named parameter', method: '/buffdb.query.Query/Query',
-      payloads: ['0a2153454c454354206b65792c2476616c75652046524f4d206b76204c494d49542033'], expect: [status.INVALID_ARGUMENT] },
-    { name: 'Execute with a positional parameter', method: '/buffdb.query.Query/Execute',
-      payloads: [hex(query.RawQuery.encode({ query: 'UPDATE kv SET value = ? WHERE key = ?', target: query.TargetStore.KV }).finish())],
-      expect: [status.INVALID_ARGUMENT] },
-    { name: 'Query refused ATTACH', method: '/buffdb.query.Query/Execute',
-      payloads: [hex(query.RawQuery.encode({ query: "ATTACH 'x' AS y", target: query.TargetStore.KV }).finish())], expect: [status.PERMISSION_DENIED] },
+    {
+      name: 'Query with a named parameter',
+      method: '/buffdb.query.Query/Query',
+      payloads: ['0a2153454c454354206b65792c2476616c75652046524f4d206b76204c494d49542033'],
+      expect: [status.INVALID_ARGUMENT],
+    },
+    {
+      name: 'Execute with a positional parameter',
+      method: '/buffdb.query.Query/Execute',
+      payloads: [
+        hex(
+          query.RawQuery.encode({
+            query: 'UPDATE kv SET value = ? WHERE key = ?',
+            target: query.TargetStore.KV,
+          }).finish(),
+        ),
+      ],
+      expect: [status.INVALID_ARGUMENT],
+    },
+    {
+      name: 'Query refused ATTACH',
+      method: '/buffdb.query.Query/Execute',
+      payloads: [hex(query.RawQuery.encode({ query: "ATTACH 'x' AS y", target: query.TargetStore.KV }).finish())],
+      expect: [status.PERMISSION_DENIED],
+    },
   ];
   const rand = rng(20261124);
   const mutated = generateCases(rand, 120).map((c, i) => ({ ...c, name: `mutated#${i} ${c.method}` }));
   return { '01-malformed.json': malformed, '02-strict.json': strict, '03-mutated.json': mutated };
 }
 
-export interface FuzzStats { cases: number; problems: string[]; h2: number; abandoned: number; oversize: number; seconds: number; rssMiB: number }
+export interface FuzzStats {
+  cases: number;
+  problems: string[];
+  h2: number;
+  abandoned: number;
+  oversize: number;
+  seconds: number;
+  rssMiB: number;
+}
 
 /** Runs corpus cases, then `random` generated cases, raw HTTP/2 cases, oversize and abandoned streams. */
-export async function runFuzz(addr: string, corpus: FuzzCase[], random: number, seed: number, abandon: number,
-  log: (l: string) => void = () => {}, rawSql = true): Promise<FuzzStats> {
+export async function runFuzz(
+  addr: string,
+  corpus: FuzzCase[],
+  random: number,
+  seed: number,
+  abandon: number,
+  log: (l: string) => void = () => {},
+  rawSql = true,
+): Promise<FuzzStats> {
   const started = Date.now();
   const problems: string[] = [];
   const client = new Client(addr, credentials.createInsecure(), {
-    'grpc.max_send_message_length': -1, 'grpc.max_receive_message_length': -1,
+    'grpc.max_send_message_length': -1,
+    'grpc.max_receive_message_length': -1,
   });
   let cases = 0;
   const all = [...corpus, ...generateCases(rng(seed), random)];
   // A few streams at a time: enough concurrency to interleave, little load.
   const width = 8;
   for (let i = 0; i < all.length; i += width) {
-    await Promise.all(all.slice(i, i + width).map(async (c) => {
-      const o = await sendRaw(client, c.method, c.payloads.map((p) => Buffer.from(p, 'hex')));
-      cases++;
-      const problem = judge(c, o, rawSql);
-      if (problem) problems.push(problem);
-    }));
+    await Promise.all(
+      all.slice(i, i + width).map(async (c) => {
+        const o = await sendRaw(
+          client,
+          c.method,
+          c.payloads.map((p) => Buffer.from(p, 'hex')),
+        );
+        cases++;
+        const problem = judge(c, o, rawSql);
+        if (problem) problems.push(problem);
+      }),
+    );
     if (cases % 5000 < width) log(`  ${cases}/${all.length} cases, ${problems.length} problems`);
   }
   // Oversize messages: just over the server's limit, on a bidi, a client-stream and a unary method.
   let oversize = 0;
   for (const method of ['/buffdb.blob.Blob/Store', '/buffdb.kv.Kv/Eq', '/buffdb.kv.Kv/BeginTransaction']) {
-    const big = Buffer.concat([Buffer.from([0x0a, ...varint(FUZZ_MAX_MESSAGE + 10)]), Buffer.alloc(FUZZ_MAX_MESSAGE + 10, 0x41)]);
+    const big = Buffer.concat([
+      Buffer.from([0x0a, ...varint(FUZZ_MAX_MESSAGE + 10)]),
+      Buffer.alloc(FUZZ_MAX_MESSAGE + 10, 0x41),
+    ]);
     const o = await sendRaw(client, method, [big]);
     oversize++;
-    const problem = judge({ name: `oversize ${method}`, method, payloads: ['<1 MiB + 10>'], expect: [status.RESOURCE_EXHAUSTED] }, o);
+    const problem = judge(
+      { name: `oversize ${method}`, method, payloads: ['<1 MiB + 10>'], expect: [status.RESOURCE_EXHAUSTED] },
+      o,
+    );
     if (problem) problems.push(problem);
   }
   client.close();
@@ -446,7 +728,15 @@ export async function runFuzz(addr: string, corpus: FuzzCase[], random: number, 
   } catch (err) {
     problems.push(`after fuzzing: ${(err as Error).message}`);
   }
-  return { cases, problems, h2: h2.results.length, abandoned: abandon, oversize, seconds: (Date.now() - started) / 1000, rssMiB: 0 };
+  return {
+    cases,
+    problems,
+    h2: h2.results.length,
+    abandoned: abandon,
+    oversize,
+    seconds: (Date.now() - started) / 1000,
+    rssMiB: 0,
+  };
 }
 
 /** Resident set size of a process, from /proc (Linux), in MiB; 0 where unavailable. */
@@ -482,12 +772,21 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'buffdb-fuzz-'));
   const { capabilities } = await loadBackend(values.backend);
   const server = await startFuzzServer(dir, ['--backend', values.backend]);
-  console.log(`fuzz: backend ${values.backend}, server pid ${server.child.pid} on ${server.addr}, seed ${seed}, ${values.cases} random cases`);
+  console.log(
+    `fuzz: backend ${values.backend}, server pid ${server.child.pid} on ${server.addr}, seed ${seed}, ${values.cases} random cases`,
+  );
   const rssBefore = rssOf(server.child.pid!);
   let stats: FuzzStats;
   try {
-    stats = await runFuzz(server.addr, loadCorpus(values.corpus), Number(values.cases), seed, Number(values.abandon),
-      (l) => console.log(l), capabilities.rawSql);
+    stats = await runFuzz(
+      server.addr,
+      loadCorpus(values.corpus),
+      Number(values.cases),
+      seed,
+      Number(values.abandon),
+      (l) => console.log(l),
+      capabilities.rawSql,
+    );
     stats.rssMiB = rssOf(server.child.pid!);
     if (server.child.exitCode !== null) stats.problems.push(`server exited with ${server.child.exitCode}`);
   } finally {
@@ -497,9 +796,11 @@ async function main(): Promise<void> {
   if (code !== 0) stats.problems.push(`server exit status ${code} after SIGTERM`);
   if (/\n\s+at /.test(server.stderr())) stats.problems.push('server printed a stack trace');
   rmSync(dir, { recursive: true, force: true });
-  console.log(`fuzz: ${stats.cases} gRPC cases, ${stats.oversize} oversize, ${stats.h2} raw HTTP/2 cases, `
-    + `${stats.abandoned} abandoned streams in ${stats.seconds.toFixed(1)} s; server RSS ${rssBefore.toFixed(0)} → `
-    + `${stats.rssMiB.toFixed(0)} MiB; ${stats.problems.length} problems`);
+  console.log(
+    `fuzz: ${stats.cases} gRPC cases, ${stats.oversize} oversize, ${stats.h2} raw HTTP/2 cases, ` +
+      `${stats.abandoned} abandoned streams in ${stats.seconds.toFixed(1)} s; server RSS ${rssBefore.toFixed(0)} → ` +
+      `${stats.rssMiB.toFixed(0)} MiB; ${stats.problems.length} problems`,
+  );
   for (const p of stats.problems.slice(0, 50)) console.log(`  PROBLEM ${p}`);
   process.exit(stats.problems.length > 0 ? 1 : 0);
 }

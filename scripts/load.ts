@@ -5,21 +5,31 @@
  *
  *   npm run load -- [--seconds 60] [--clients 64] [--backend sqlite] [--durability full]
  */
-import type { ServiceError } from '@grpc/grpc-js';
+
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { ServiceError } from '@grpc/grpc-js';
 import { loadBackend } from '../src/backends/index.js';
-import { connect, type BuffDbClients } from '../src/client/network.js';
+import { type BuffDbClients, connect } from '../src/client/network.js';
 import { TargetStore } from '../src/generated/query.js';
 
 const CLI = resolve(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
 
-export interface LoadOptions { seconds: number; clients: number; backend: string; durability: 'full' | 'normal'; log?: (l: string) => void }
+export interface LoadOptions {
+  seconds: number;
+  clients: number;
+  backend: string;
+  durability: 'full' | 'normal';
+  log?: (l: string) => void;
+}
 export interface LoadResult {
-  calls: number; messages: number; errors: string[]; seconds: number;
+  calls: number;
+  messages: number;
+  errors: string[];
+  seconds: number;
   latencyMs: Record<string, { n: number; p50: number; p99: number; max: number }>;
   rssMiB: number[];
 }
@@ -33,7 +43,8 @@ function rss(pid: number): number {
   }
 }
 
-const pct = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0;
+const pct = (sorted: number[], p: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0;
 
 function bidi<Req, Res>(call: import('@grpc/grpc-js').ClientDuplexStream<Req, Res>, reqs: Req[]): Promise<Res[]> {
   return new Promise((res, rej) => {
@@ -46,8 +57,10 @@ function bidi<Req, Res>(call: import('@grpc/grpc-js').ClientDuplexStream<Req, Re
   });
 }
 
-function fold<Req>(start: (cb: (err: ServiceError | null, v?: boolean) => void) => import('@grpc/grpc-js').ClientWritableStream<Req>,
-  reqs: Req[]): Promise<boolean> {
+function fold<Req>(
+  start: (cb: (err: ServiceError | null, v?: boolean) => void) => import('@grpc/grpc-js').ClientWritableStream<Req>,
+  reqs: Req[],
+): Promise<boolean> {
   return new Promise((res, rej) => {
     const call = start((err, v) => (err ? rej(err) : res(v ?? false)));
     call.on('error', () => {});
@@ -60,10 +73,27 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const log = options.log ?? ((l: string) => console.log(l));
   const { capabilities } = await loadBackend(options.backend);
   const dir = mkdtempSync(join(tmpdir(), 'buffdb-load-'));
-  const child = spawn(process.execPath, [CLI, 'run', '127.0.0.1:0', '--backend', options.backend, '--durability', options.durability,
-    '--kv-store', join(dir, 'kv.db'), '--blob-store', join(dir, 'blob.db')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [
+      CLI,
+      'run',
+      '127.0.0.1:0',
+      '--backend',
+      options.backend,
+      '--durability',
+      options.durability,
+      '--kv-store',
+      join(dir, 'kv.db'),
+      '--blob-store',
+      join(dir, 'blob.db'),
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   const addr = await new Promise<string>((res, rej) => {
     let out = '';
@@ -74,7 +104,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     });
     void exited.then(() => rej(new Error(`server exited at start: ${stderr}`)));
   });
-  log(`load: ${options.clients} clients for ${options.seconds} s against ${addr} (backend ${options.backend}, durability ${options.durability})`);
+  log(
+    `load: ${options.clients} clients for ${options.seconds} s against ${addr} (backend ${options.backend}, durability ${options.durability})`,
+  );
 
   const latencies = new Map<string, number[]>();
   const errors: string[] = [];
@@ -106,48 +138,83 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     const blobIds: bigint[] = [];
     let n = 0;
     // Seed a few keys and blobs so reads never miss.
-    await timed('kv.set', 5, () => bidi(c.kv.set(), Array.from({ length: 5 }, (_, i) => {
-      keys.push(`c${who}-${i}`);
-      return { key: `c${who}-${i}`, value: `v${i}` };
-    })));
-    const stored = await timed('blob.store', 2, () => bidi(c.blob.store(), [{ bytes: Buffer.alloc(1024, who) }, { bytes: Buffer.alloc(2048, who), metadata: 'm' }]));
+    await timed('kv.set', 5, () =>
+      bidi(
+        c.kv.set(),
+        Array.from({ length: 5 }, (_, i) => {
+          keys.push(`c${who}-${i}`);
+          return { key: `c${who}-${i}`, value: `v${i}` };
+        }),
+      ),
+    );
+    const stored = await timed('blob.store', 2, () =>
+      bidi(c.blob.store(), [{ bytes: Buffer.alloc(1024, who) }, { bytes: Buffer.alloc(2048, who), metadata: 'm' }]),
+    );
     for (const s of stored ?? []) blobIds.push(s.id);
     while (Date.now() < deadline) {
       n++;
       const op = n % 12;
       const key = keys[n % keys.length]!;
       if (op === 0 || op === 1) {
-        const batch = Array.from({ length: 1 + (n % 10) }, (_, i) => ({ key: `c${who}-${(n + i) % 100}`, value: `value-${n}-${i}` }));
+        const batch = Array.from({ length: 1 + (n % 10) }, (_, i) => ({
+          key: `c${who}-${(n + i) % 100}`,
+          value: `value-${n}-${i}`,
+        }));
         for (const b of batch) if (!keys.includes(b.key)) keys.push(b.key);
         await timed('kv.set', batch.length, () => bidi(c.kv.set(), batch));
       } else if (op === 2 || op === 3) {
         await timed('kv.get', 3, () => bidi(c.kv.get(), [{ key }, { key: keys[0]! }, { key: keys[keys.length - 1]! }]));
       } else if (op === 4) {
         const victim = keys.pop()!;
-        if (keys.length < 3) { keys.push(victim); continue; }
+        if (keys.length < 3) {
+          keys.push(victim);
+          continue;
+        }
         await timed('kv.delete', 1, () => bidi(c.kv.delete(), [{ key: victim }]));
       } else if (op === 5) {
-        await timed(n % 2 ? 'kv.eq' : 'kv.not-eq', 2, () => fold((cb) => (n % 2 ? c.kv.eq(cb) : c.kv.notEq(cb)), [{ key }, { key: keys[0]! }]));
+        await timed(n % 2 ? 'kv.eq' : 'kv.not-eq', 2, () =>
+          fold((cb) => (n % 2 ? c.kv.eq(cb) : c.kv.notEq(cb)), [{ key }, { key: keys[0]! }]),
+        );
       } else if (op === 6) {
-        const s = await timed('blob.store', 1, () => bidi(c.blob.store(), [{ bytes: Buffer.alloc(512 + (n % 8192), n % 256), metadata: `m${n}` }]));
+        const s = await timed('blob.store', 1, () =>
+          bidi(c.blob.store(), [{ bytes: Buffer.alloc(512 + (n % 8192), n % 256), metadata: `m${n}` }]),
+        );
         for (const x of s ?? []) blobIds.push(x.id);
       } else if (op === 7) {
-        await timed('blob.get', 2, () => bidi(c.blob.get(), [{ id: blobIds[0]! }, { id: blobIds[blobIds.length - 1]! }]));
+        await timed('blob.get', 2, () =>
+          bidi(c.blob.get(), [{ id: blobIds[0]! }, { id: blobIds[blobIds.length - 1]! }]),
+        );
       } else if (op === 8) {
         const id = blobIds[n % blobIds.length]!;
-        await timed('blob.update', 1, () => bidi(c.blob.update(), [{ id, bytes: Buffer.alloc(256, n % 256), shouldUpdateMetadata: n % 2 === 0, metadata: `u${n}` }]));
+        await timed('blob.update', 1, () =>
+          bidi(c.blob.update(), [
+            { id, bytes: Buffer.alloc(256, n % 256), shouldUpdateMetadata: n % 2 === 0, metadata: `u${n}` },
+          ]),
+        );
       } else if (op === 9) {
         if (blobIds.length > 4) {
           const id = blobIds.splice(1, 1)[0]!;
           await timed('blob.delete', 1, () => bidi(c.blob.delete(), [{ id }]));
         } else {
           await timed(n % 2 ? 'blob.eq-data' : 'blob.not-eq-data', 2, () =>
-            fold((cb) => (n % 2 ? c.blob.eqData(cb) : c.blob.notEqData(cb)), [{ id: blobIds[0]! }, { id: blobIds[1]! }]));
+            fold(
+              (cb) => (n % 2 ? c.blob.eqData(cb) : c.blob.notEqData(cb)),
+              [{ id: blobIds[0]! }, { id: blobIds[1]! }],
+            ),
+          );
         }
       } else if (op === 10 && capabilities.rawSql) {
-        await timed('query.query', 1, () => bidi(c.query.query(), [{ query: `SELECT key, value FROM kv WHERE key LIKE 'c${who}-%' LIMIT 20`, target: TargetStore.KV }]));
+        await timed('query.query', 1, () =>
+          bidi(c.query.query(), [
+            { query: `SELECT key, value FROM kv WHERE key LIKE 'c${who}-%' LIMIT 20`, target: TargetStore.KV },
+          ]),
+        );
       } else if (op === 11 && capabilities.rawSql) {
-        await timed('query.execute', 1, () => bidi(c.query.execute(), [{ query: `UPDATE kv SET value = 'x${n}' WHERE key = '${key}'`, target: TargetStore.KV }]));
+        await timed('query.execute', 1, () =>
+          bidi(c.query.execute(), [
+            { query: `UPDATE kv SET value = 'x${n}' WHERE key = '${key}'`, target: TargetStore.KV },
+          ]),
+        );
       } else {
         await timed('kv.get', 1, () => bidi(c.kv.get(), [{ key }]));
       }
@@ -178,18 +245,29 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   all.sort((a, b) => a - b);
   latencyMs.all = { n: all.length, p50: pct(all, 0.5), p99: pct(all, 0.99), max: all[all.length - 1] ?? 0 };
   const result = { calls, messages, errors, seconds, latencyMs, rssMiB: rssSamples };
-  log(`load: ${calls} calls (${messages} messages) in ${seconds.toFixed(1)} s = ${(calls / seconds).toFixed(0)} calls/s, `
-    + `${(messages / seconds).toFixed(0)} messages/s; ${errors.length} errors`);
+  log(
+    `load: ${calls} calls (${messages} messages) in ${seconds.toFixed(1)} s = ${(calls / seconds).toFixed(0)} calls/s, ` +
+      `${(messages / seconds).toFixed(0)} messages/s; ${errors.length} errors`,
+  );
   log('  rpc               calls     p50 ms   p99 ms   max ms');
   for (const [name, l] of Object.entries(latencyMs)) {
-    log(`  ${name.padEnd(16)} ${String(l.n).padStart(6)} ${l.p50.toFixed(2).padStart(10)} ${l.p99.toFixed(2).padStart(8)} ${l.max.toFixed(1).padStart(8)}`);
+    log(
+      `  ${name.padEnd(16)} ${String(l.n).padStart(6)} ${l.p50.toFixed(2).padStart(10)} ${l.p99.toFixed(2).padStart(8)} ${l.max.toFixed(1).padStart(8)}`,
+    );
   }
   const q = Math.max(1, Math.floor(rssSamples.length / 4));
   const avg = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
-  log(`  server RSS MiB: start ${rssSamples[0]!.toFixed(0)}, first quarter avg ${avg(rssSamples.slice(0, q)).toFixed(0)}, `
-    + `last quarter avg ${avg(rssSamples.slice(-q)).toFixed(0)}, max ${Math.max(...rssSamples).toFixed(0)} (${rssSamples.length} samples)`);
+  log(
+    `  server RSS MiB: start ${rssSamples[0]!.toFixed(0)}, first quarter avg ${avg(rssSamples.slice(0, q)).toFixed(0)}, ` +
+      `last quarter avg ${avg(rssSamples.slice(-q)).toFixed(0)}, max ${Math.max(...rssSamples).toFixed(0)} (${rssSamples.length} samples)`,
+  );
   const step = Math.max(1, Math.round(rssSamples.length / 12));
-  log(`  server RSS MiB over time: ${rssSamples.filter((_, i) => i % step === 0).map((x) => x.toFixed(0)).join(' ')}`);
+  log(
+    `  server RSS MiB over time: ${rssSamples
+      .filter((_, i) => i % step === 0)
+      .map((x) => x.toFixed(0))
+      .join(' ')}`,
+  );
   for (const e of errors.slice(0, 20)) log(`  ERROR ${e}`);
   return result;
 }
@@ -208,8 +286,12 @@ async function main(): Promise<void> {
     console.error('load: --seconds must be between 1 and 3600');
     process.exit(2);
   }
-  const result = await runLoad({ seconds, clients: Number(values.clients), backend: values.backend,
-    durability: values.durability === 'normal' ? 'normal' : 'full' });
+  const result = await runLoad({
+    seconds,
+    clients: Number(values.clients),
+    backend: values.backend,
+    durability: values.durability === 'normal' ? 'normal' : 'full',
+  });
   process.exit(result.errors.length > 0 ? 1 : 0);
 }
 

@@ -8,14 +8,14 @@
  *
  *   npm run torture -- --loops 50 --backend sqlite[,other…|all] [--clients 4] [--seed N]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BACKEND_NAMES, loadBackend } from '../src/backends/index.js';
-import { connect, type BuffDbClients } from '../src/client/network.js';
-import { TargetStore, type QueryResult } from '../src/generated/query.js';
+import { type BuffDbClients, connect } from '../src/client/network.js';
+import { type QueryResult, TargetStore } from '../src/generated/query.js';
 import { unpackValue } from '../src/server/any-values.js';
 // The same seeded PRNG as the fuzzer, so a failing run can be replayed with --seed.
 import { rng } from './fuzz.js';
@@ -44,41 +44,79 @@ export interface TortureResult {
   seconds: number;
 }
 
-
 const ABSENT = Symbol('absent');
 type KvState = string | typeof ABSENT;
-interface BlobState { data: Buffer; metadata: string | null }
+interface BlobState {
+  data: Buffer;
+  metadata: string | null;
+}
 type BState = BlobState | typeof ABSENT;
 
 /** What one key (or blob) may hold: the acknowledged state, then in-flight outcomes in order. */
-interface Tracked<S> { confirmed: S; pending: S[] }
+interface Tracked<S> {
+  confirmed: S;
+  pending: S[];
+}
 
 const sameBlob = (a: BState, b: BState): boolean =>
   a === ABSENT || b === ABSENT ? a === b : a.metadata === b.metadata && a.data.equals(b.data);
 
-interface Server { child: ChildProcess; addr: string; exited: Promise<void> }
+interface Server {
+  child: ChildProcess;
+  addr: string;
+  exited: Promise<void>;
+}
 
 function startServer(dir: string, backend: string, durability: string): Promise<Server> {
-  const child = spawn(process.execPath, [CLI, 'run', '127.0.0.1:0', '--backend', backend, '--durability', durability,
-    '--kv-store', join(dir, 'kv.db'), '--blob-store', join(dir, 'blob.db')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [
+      CLI,
+      'run',
+      '127.0.0.1:0',
+      '--backend',
+      backend,
+      '--durability',
+      durability,
+      '--kv-store',
+      join(dir, 'kv.db'),
+      '--blob-store',
+      join(dir, 'blob.db'),
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let out = '';
   let err = '';
   const exited = new Promise<void>((res) => child.on('exit', () => res()));
-  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
   return new Promise((res, rej) => {
-    const timer = setTimeout(() => { child.kill('SIGKILL'); rej(new Error(`server did not start in 30 s: ${err}`)); }, 30_000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      rej(new Error(`server did not start in 30 s: ${err}`));
+    }, 30_000);
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /listening on (\S+)/.exec(out);
-      if (m) { clearTimeout(timer); res({ child, addr: m[1]!, exited }); }
+      if (m) {
+        clearTimeout(timer);
+        res({ child, addr: m[1]!, exited });
+      }
     });
-    void exited.then(() => { clearTimeout(timer); rej(new Error(`server exited at start (files did not open cleanly?): ${err.trim()}`)); });
+    void exited.then(() => {
+      clearTimeout(timer);
+      rej(new Error(`server exited at start (files did not open cleanly?): ${err.trim()}`));
+    });
   });
 }
 
 /** Sends `reqs` on a bidi stream, calling onAck(i) per answer; resolves with the status error, if any. */
-function stream<Req, Res>(call: import('@grpc/grpc-js').ClientDuplexStream<Req, Res>, reqs: Req[],
-  onAck: (i: number, res: Res) => void): Promise<import('@grpc/grpc-js').ServiceError | undefined> {
+function stream<Req, Res>(
+  call: import('@grpc/grpc-js').ClientDuplexStream<Req, Res>,
+  reqs: Req[],
+  onAck: (i: number, res: Res) => void,
+): Promise<import('@grpc/grpc-js').ServiceError | undefined> {
   return new Promise((res) => {
     let i = 0;
     call.on('data', (d: Res) => onAck(i++, d));
@@ -100,7 +138,9 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
   const { capabilities } = await loadBackend(options.backend);
   const dir = mkdtempSync(join(tmpdir(), `buffdb-torture-${options.backend}-`));
   const started = Date.now();
-  log(`torture: backend ${options.backend}, ${options.loops} loops, ${nClients} clients, seed ${seed}, durability ${durability}, dir ${dir}`);
+  log(
+    `torture: backend ${options.backend}, ${options.loops} loops, ${nClients} clients, seed ${seed}, durability ${durability}, dir ${dir}`,
+  );
 
   const kv = new Map<string, Tracked<KvState>>();
   const blobs = new Map<bigint, Tracked<BState>>();
@@ -113,7 +153,9 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
   const violations: string[] = [];
 
   const latest = <S>(t: Tracked<S>): S => (t.pending.length > 0 ? t.pending[t.pending.length - 1]! : t.confirmed);
-  const fail = (msg: string): never => { throw new Error(`torture [${options.backend}, seed ${seed}]: ${msg}`); };
+  const fail = (msg: string): never => {
+    throw new Error(`torture [${options.backend}, seed ${seed}]: ${msg}`);
+  };
 
   /** After a restart: every key and blob must hold its acknowledged state or an in-flight one. */
   async function verify(c: BuffDbClients, loop: number): Promise<void> {
@@ -124,13 +166,17 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
     await inChunks([...kv], async ([key, t]) => {
       {
         let actual: KvState = ABSENT;
-        const res = await stream(c.kv.get(), [{ key }], (_i, r: { value: string }) => { actual = r.value; });
+        const res = await stream(c.kv.get(), [{ key }], (_i, r: { value: string }) => {
+          actual = r.value;
+        });
         if (res && res.code !== 5) fail(`loop ${loop}: get ${key} failed: ${res.details}`);
         const allowed: KvState[] = [t.confirmed, ...t.pending];
         actual = actual as KvState;
         if (!allowed.includes(actual)) {
-          fail(`loop ${loop}: key ${key} holds ${actual === ABSENT ? 'nothing' : JSON.stringify(actual)}; `
-            + `acknowledged ${t.confirmed === ABSENT ? 'absent' : JSON.stringify(t.confirmed)}, in flight ${t.pending.length}`);
+          fail(
+            `loop ${loop}: key ${key} holds ${actual === ABSENT ? 'nothing' : JSON.stringify(actual)}; ` +
+              `acknowledged ${t.confirmed === ABSENT ? 'absent' : JSON.stringify(t.confirmed)}, in flight ${t.pending.length}`,
+          );
         }
         if (actual !== t.confirmed) stats.inFlightLanded++;
         t.confirmed = actual;
@@ -146,8 +192,10 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
       const actual = got as BState;
       if (res && res.code !== 5) fail(`loop ${loop}: blob get ${id} failed: ${res.details}`);
       if (!([t.confirmed, ...t.pending] as BState[]).some((s) => sameBlob(s, actual))) {
-        fail(`loop ${loop}: blob ${id} holds ${actual === ABSENT ? 'nothing' : `${(actual as BlobState).data.length} bytes`}, `
-          + 'which is neither its acknowledged state nor an in-flight one');
+        fail(
+          `loop ${loop}: blob ${id} holds ${actual === ABSENT ? 'nothing' : `${(actual as BlobState).data.length} bytes`}, ` +
+            'which is neither its acknowledged state nor an in-flight one',
+        );
       }
       if (!sameBlob(actual, t.confirmed)) stats.inFlightLanded++;
       t.confirmed = actual;
@@ -215,15 +263,20 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
         });
       } else if (kind < 6) {
         const present = [...kv.entries()].filter(([k, t]) => k.startsWith(`c${who}-`) && latest(t) !== ABSENT);
-        const chosen = [...new Set(Array.from({ length: 1 + int(5) }, () => present[int(present.length)]?.[0]))]
-          .filter((k): k is string => k !== undefined);
+        const chosen = [...new Set(Array.from({ length: 1 + int(5) }, () => present[int(present.length)]?.[0]))].filter(
+          (k): k is string => k !== undefined,
+        );
         if (chosen.length === 0) continue;
         for (const key of chosen) kv.get(key)!.pending.push(ABSENT);
-        err = await stream(c.kv.delete(), chosen.map((key) => ({ key })), (_i, r: { key: string }) => {
-          const t = kv.get(r.key)!;
-          t.confirmed = t.pending.shift()!;
-          stats.ackedWrites++;
-        });
+        err = await stream(
+          c.kv.delete(),
+          chosen.map((key) => ({ key })),
+          (_i, r: { key: string }) => {
+            const t = kv.get(r.key)!;
+            t.confirmed = t.pending.shift()!;
+            stats.ackedWrites++;
+          },
+        );
       } else if (kind < 8) {
         const n = 1 + int(5);
         const states: BlobState[] = Array.from({ length: n }, () => {
@@ -233,7 +286,9 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
           unackedStores.set(tag, s);
           return s;
         });
-        err = await stream(c.blob.store(), states.map((s) => ({ bytes: s.data, metadata: s.metadata ?? undefined })),
+        err = await stream(
+          c.blob.store(),
+          states.map((s) => ({ bytes: s.data, metadata: s.metadata ?? undefined })),
           (i, r: { id: bigint }) => {
             // Ids of one batch reach different clients in any order: check uniqueness, not order.
             if (blobs.has(r.id)) violations.push(`blob id ${r.id} handed out twice`);
@@ -241,18 +296,29 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
             blobs.set(r.id, { confirmed: states[i]!, pending: [] });
             unackedStores.delete(states[i]!.data.subarray(0, 16).toString());
             stats.ackedWrites++;
-          });
+          },
+        );
       } else {
-        const mine = [...blobs.entries()].filter(([, t]) => latest(t) !== ABSENT && (latest(t) as BlobState).data
-          .subarray(0, 16).toString().startsWith(`c${who}n`));
-        const chosen = [...new Map(Array.from({ length: 1 + int(4) }, () => mine[int(mine.length)]).filter((e) => e)
-          .map((e) => [e![0], e![1]])).entries()];
+        const mine = [...blobs.entries()].filter(
+          ([, t]) =>
+            latest(t) !== ABSENT && (latest(t) as BlobState).data.subarray(0, 16).toString().startsWith(`c${who}n`),
+        );
+        const chosen = [
+          ...new Map(
+            Array.from({ length: 1 + int(4) }, () => mine[int(mine.length)])
+              .filter((e) => e)
+              .map((e) => [e![0], e![1]]),
+          ).entries(),
+        ];
         if (chosen.length === 0) continue;
         if (kind === 8) {
           const reqs = chosen.map(([id, t]) => {
             const prev = latest(t) as BlobState;
             const mode = int(3);
-            const data = mode === 1 ? undefined : Buffer.concat([prev.data.subarray(0, 16), Buffer.alloc(int(4096), nonce++ % 256)]);
+            const data =
+              mode === 1
+                ? undefined
+                : Buffer.concat([prev.data.subarray(0, 16), Buffer.alloc(int(4096), nonce++ % 256)]);
             const metadata = mode === 0 ? undefined : int(2) === 0 ? null : `upd-${nonce++}`;
             t.pending.push({ data: data ?? prev.data, metadata: metadata === undefined ? prev.metadata : metadata });
             return { id, bytes: data, shouldUpdateMetadata: metadata !== undefined, metadata: metadata ?? undefined };
@@ -264,11 +330,15 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
           });
         } else {
           for (const [, t] of chosen) t.pending.push(ABSENT);
-          err = await stream(c.blob.delete(), chosen.map(([id]) => ({ id })), (_i, r: { id: bigint }) => {
-            const t = blobs.get(r.id)!;
-            t.confirmed = t.pending.shift()!;
-            stats.ackedWrites++;
-          });
+          err = await stream(
+            c.blob.delete(),
+            chosen.map(([id]) => ({ id })),
+            (_i, r: { id: bigint }) => {
+              const t = blobs.get(r.id)!;
+              t.confirmed = t.pending.shift()!;
+              stats.ackedWrites++;
+            },
+          );
         }
       }
       if (violations.length > 0) fail(violations.join('; '));
@@ -292,14 +362,18 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
         stop.killed = true;
         server.child.kill('SIGKILL');
         await server.exited;
-        await Promise.race([Promise.all(workers), new Promise((_, rej) =>
-          setTimeout(() => rej(new Error('clients hung after the kill')), 20_000))]);
+        await Promise.race([
+          Promise.all(workers),
+          new Promise((_, rej) => setTimeout(() => rej(new Error('clients hung after the kill')), 20_000)),
+        ]);
         let inFlight = unackedStores.size;
         for (const t of kv.values()) inFlight += t.pending.length;
         for (const t of blobs.values()) inFlight += t.pending.length;
         stats.inFlightAtKill += inFlight;
         if (loop % 10 === 0 || loop === options.loops) {
-          log(`  loop ${loop}/${options.loops}: ${stats.ackedWrites} acknowledged writes so far, ${inFlight} in flight at this kill`);
+          log(
+            `  loop ${loop}/${options.loops}: ${stats.ackedWrites} acknowledged writes so far, ${inFlight} in flight at this kill`,
+          );
         }
       } finally {
         c.close();
@@ -313,7 +387,9 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
       await verify(c, options.loops + 1);
       // Ids are never reused, even after crashes.
       let newId = 0n;
-      await stream(c.blob.store(), [{ bytes: Buffer.from('final') }], (_i, r: { id: bigint }) => { newId = r.id; });
+      await stream(c.blob.store(), [{ bytes: Buffer.from('final') }], (_i, r: { id: bigint }) => {
+        newId = r.id;
+      });
       if (newId <= maxIdSeen) fail(`blob id ${newId} reused after restart (largest seen ${maxIdSeen})`);
     } finally {
       c.close();
@@ -324,9 +400,11 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
     rmSync(dir, { recursive: true, force: true });
   }
   const result = { backend: options.backend, loops: options.loops, ...stats, seconds: (Date.now() - started) / 1000 };
-  log(`torture: ${options.backend} survived ${result.loops} kill -9 loops in ${result.seconds.toFixed(1)} s: `
-    + `${result.ackedWrites} acknowledged writes all present, ${result.inFlightAtKill} in flight at kills `
-    + `(${result.inFlightLanded} landed, the rest cleanly absent), ${result.keysChecked} key and ${result.blobsChecked} blob checks`);
+  log(
+    `torture: ${options.backend} survived ${result.loops} kill -9 loops in ${result.seconds.toFixed(1)} s: ` +
+      `${result.ackedWrites} acknowledged writes all present, ${result.inFlightAtKill} in flight at kills ` +
+      `(${result.inFlightLanded} landed, the rest cleanly absent), ${result.keysChecked} key and ${result.blobsChecked} blob checks`,
+  );
   return result;
 }
 
@@ -356,9 +434,12 @@ async function main(): Promise<void> {
   for (const backend of backends) {
     try {
       await runTorture({
-        backend, loops: Number(values.loops), clients: Number(values.clients),
+        backend,
+        loops: Number(values.loops),
+        clients: Number(values.clients),
         seed: values.seed === undefined ? undefined : Number(values.seed),
-        durability: values.durability, maxRunMs: Number(values['max-run-ms']),
+        durability: values.durability,
+        maxRunMs: Number(values['max-run-ms']),
       });
     } catch (err) {
       failed = true;

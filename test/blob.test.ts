@@ -1,8 +1,9 @@
 /** Blob service over a real loopback server, once per backend. */
-import { status } from '@grpc/grpc-js';
+
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { status } from '@grpc/grpc-js';
 import type { BlobClient } from '../src/client/network.js';
 import type { StoreRequest } from '../src/generated/blob.js';
 import { bidi, fold, startTestServer, TEST_BACKENDS, type TestServer } from './helpers/server.js';
@@ -19,8 +20,12 @@ const U64_MAX = 2n ** 64n - 1n;
 for (const backend of TEST_BACKENDS) {
   describe(`Blob service [${backend}]`, () => {
     let srv: TestServer;
-    before(async () => { srv = await startTestServer({ backend }); });
-    after(async () => { await srv.dispose(); });
+    before(async () => {
+      srv = await startTestServer({ backend });
+    });
+    after(async () => {
+      await srv.dispose();
+    });
     const blob = () => srv.clients.blob;
 
     it('store then get returns the bytes and metadata (none, or set)', async () => {
@@ -33,7 +38,12 @@ for (const backend of TEST_BACKENDS) {
     });
 
     it('ids are positive and increase, and are never reused after a delete', async () => {
-      const ids = (await bidi(blob().store(), [1, 2, 3].map((i) => ({ bytes: Buffer.from([i]) })))).out.map((r) => r.id);
+      const ids = (
+        await bidi(
+          blob().store(),
+          [1, 2, 3].map((i) => ({ bytes: Buffer.from([i]) })),
+        )
+      ).out.map((r) => r.id);
       assert.ok(ids[0]! > 0n);
       assert.ok(ids[0]! < ids[1]! && ids[1]! < ids[2]!);
       await bidi(blob().delete(), [{ id: ids[2]! }]);
@@ -61,14 +71,18 @@ for (const backend of TEST_BACKENDS) {
 
     it('update both: data and metadata replaced', async () => {
       const id = await storeOne(blob(), { bytes: Buffer.from('abcdef') });
-      const up = await bidi(blob().update(), [{ id, bytes: Buffer.from('def'), shouldUpdateMetadata: true, metadata: '{}' }]);
+      const up = await bidi(blob().update(), [
+        { id, bytes: Buffer.from('def'), shouldUpdateMetadata: true, metadata: '{}' },
+      ]);
       assert.deepEqual(up.out, [{ id }]);
       assert.deepEqual((await bidi(blob().get(), [{ id }])).out, [{ bytes: Buffer.from('def'), metadata: '{}' }]);
     });
 
     it('update bytes only: metadata untouched even if metadata is sent', async () => {
       const id = await storeOne(blob(), { bytes: Buffer.from('abcdef'), metadata: 'keep' });
-      const up = await bidi(blob().update(), [{ id, bytes: Buffer.from('def'), shouldUpdateMetadata: false, metadata: '{}' }]);
+      const up = await bidi(blob().update(), [
+        { id, bytes: Buffer.from('def'), shouldUpdateMetadata: false, metadata: '{}' },
+      ]);
       assert.deepEqual(up.out, [{ id }]);
       assert.deepEqual((await bidi(blob().get(), [{ id }])).out, [{ bytes: Buffer.from('def'), metadata: 'keep' }]);
     });

@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CLI, ROOT, TEST_BACKENDS, startTestServer, tempDir, bidi } from './helpers/server.js';
+import { bidi, CLI, ROOT, startTestServer, TEST_BACKENDS, tempDir } from './helpers/server.js';
 
 interface Result {
   status: number | null;
@@ -55,7 +55,8 @@ async function runAll(cwd: string, list: string[][], concurrency = 4): Promise<R
 function assertOneLineError(r: Result, status: number, needle: string | RegExp): void {
   assert.equal(r.status, status, `exit status; stderr: ${r.stderr}`);
   assert.match(r.stderr, /^buffdb: [^\n]+\n$/, `one line on stderr: ${JSON.stringify(r.stderr)}`);
-  if (typeof needle === 'string') assert.ok(r.stderr.includes(needle), `stderr ${JSON.stringify(r.stderr)} names ${needle}`);
+  if (typeof needle === 'string')
+    assert.ok(r.stderr.includes(needle), `stderr ${JSON.stringify(r.stderr)} names ${needle}`);
   else assert.match(r.stderr, needle);
   assert.doesNotMatch(r.stderr, /\n\s+at /);
 }
@@ -70,7 +71,9 @@ const ALL_BYTES = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
 
 describe('buffdb CLI: help, version, usage errors', () => {
   let dir: string;
-  before(() => { dir = tempDir('buffdb-cli-'); });
+  before(() => {
+    dir = tempDir('buffdb-cli-');
+  });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   test('--version and -V print the package version', () => {
@@ -83,7 +86,15 @@ describe('buffdb CLI: help, version, usage errors', () => {
     const results = await runAll(dir, lists);
     for (const [i, args] of lists.entries()) {
       const r = ok(results[i]!);
-      for (const word of ['run|serve', 'kv', 'blob', '--backend', 'default: "sqlite"', 'Exit status', '  3  a key or blob id']) {
+      for (const word of [
+        'run|serve',
+        'kv',
+        'blob',
+        '--backend',
+        'default: "sqlite"',
+        'Exit status',
+        '  3  a key or blob id',
+      ]) {
         assert.ok(r.out.includes(word), `${args.join(' ')} shows ${word}`);
       }
     }
@@ -95,13 +106,24 @@ describe('buffdb CLI: help, version, usage errors', () => {
   test('--help on every command shows its defaults and an example', async () => {
     const commands: [string[], string][] = [
       [['run'], '[::1]:50051'],
-      [['kv'], 'kv_store.db'], [['kv', 'get'], 'kv_store.db'], [['kv', 'set'], 'kv_store.db'],
-      [['kv', 'delete'], 'kv_store.db'], [['kv', 'eq'], 'kv_store.db'], [['kv', 'not-eq'], 'kv_store.db'],
-      [['blob'], 'blob_store.db'], [['blob', 'get'], 'blob_store.db'], [['blob', 'store'], 'blob_store.db'],
-      [['blob', 'update'], 'blob_store.db'], [['blob', 'delete'], 'blob_store.db'],
-      [['blob', 'eq-data'], 'blob_store.db'], [['blob', 'not-eq-data'], 'blob_store.db'],
+      [['kv'], 'kv_store.db'],
+      [['kv', 'get'], 'kv_store.db'],
+      [['kv', 'set'], 'kv_store.db'],
+      [['kv', 'delete'], 'kv_store.db'],
+      [['kv', 'eq'], 'kv_store.db'],
+      [['kv', 'not-eq'], 'kv_store.db'],
+      [['blob'], 'blob_store.db'],
+      [['blob', 'get'], 'blob_store.db'],
+      [['blob', 'store'], 'blob_store.db'],
+      [['blob', 'update'], 'blob_store.db'],
+      [['blob', 'delete'], 'blob_store.db'],
+      [['blob', 'eq-data'], 'blob_store.db'],
+      [['blob', 'not-eq-data'], 'blob_store.db'],
     ];
-    const results = await runAll(dir, commands.map(([cmd]) => [...cmd, '--help']));
+    const results = await runAll(
+      dir,
+      commands.map(([cmd]) => [...cmd, '--help']),
+    );
     for (const [i, [cmd, def]] of commands.entries()) {
       const r = ok(results[i]!);
       assert.ok(r.out.includes(def), `${cmd.join(' ')} --help shows default ${def}`);
@@ -144,7 +166,10 @@ describe('buffdb CLI: help, version, usage errors', () => {
       [['blob', 'update', '1', 'metadata', 'a', 'b'], 'too many arguments'],
       [['run', '--durability', 'sometimes'], /argument 'sometimes' is invalid/],
     ];
-    const results = await runAll(dir, cases.map(([args]) => args));
+    const results = await runAll(
+      dir,
+      cases.map(([args]) => args),
+    );
     for (const [i, [, needle]] of cases.entries()) assertOneLineError(results[i]!, 2, needle);
     // Nothing was created by commands that never ran.
     assert.equal(existsSync(join(dir, 'kv_store.db')), false);
@@ -154,7 +179,9 @@ describe('buffdb CLI: help, version, usage errors', () => {
 
 describe('buffdb kv', () => {
   let dir: string;
-  before(() => { dir = tempDir('buffdb-cli-kv-'); });
+  before(() => {
+    dir = tempDir('buffdb-cli-kv-');
+  });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   test('set then get, in kv_store.db by default; the value comes back byte for byte with no newline', () => {
@@ -167,11 +194,18 @@ describe('buffdb kv', () => {
 
   test('unicode keys and values, empty values, newlines and tabs survive exactly', async () => {
     const pairs: [string, string][] = [
-      ['ключ', 'значение'], ['🦁', 'buffdb 🦁 λ ∑ 𝄞'], ['日本語キー', '値\n二行目\tタブ'],
-      ['empty', ''], ['trailing newline', 'line\n'], ['spaces  ', '  both  '],
+      ['ключ', 'значение'],
+      ['🦁', 'buffdb 🦁 λ ∑ 𝄞'],
+      ['日本語キー', '値\n二行目\tタブ'],
+      ['empty', ''],
+      ['trailing newline', 'line\n'],
+      ['spaces  ', '  both  '],
     ];
     for (const [k, v] of pairs) ok(run(dir, ['kv', 'set', k, v]));
-    const got = await runAll(dir, pairs.map(([k]) => ['kv', 'get', k]));
+    const got = await runAll(
+      dir,
+      pairs.map(([k]) => ['kv', 'get', k]),
+    );
     for (const [i, [k, v]] of pairs.entries()) assert.equal(ok(got[i]!).out, v, k);
   });
 
@@ -192,8 +226,11 @@ describe('buffdb kv', () => {
 
   test('missing keys: get, delete, eq and not-eq exit 3 naming the key; get prints nothing', async () => {
     const [g, d, e, n, r] = await runAll(dir, [
-      ['kv', 'get', 'a', 'no-such-key'], ['kv', 'delete', 'no-such-key'], ['kv', 'eq', 'a', 'no-such-key'],
-      ['kv', 'not-eq', 'no-such-key', 'a'], ['kv', 'rm', 'ключ-нет'],
+      ['kv', 'get', 'a', 'no-such-key'],
+      ['kv', 'delete', 'no-such-key'],
+      ['kv', 'eq', 'a', 'no-such-key'],
+      ['kv', 'not-eq', 'no-such-key', 'a'],
+      ['kv', 'rm', 'ключ-нет'],
     ]);
     assertOneLineError(g!, 3, 'key not found: "no-such-key"');
     assert.equal(g!.stdout.length, 0);
@@ -221,10 +258,19 @@ describe('buffdb kv', () => {
       [['not-eq', 'x1', 'x3', 'x2'], 1],
       // Once the answer is known the rest is not needed, as in the gRPC Eq stream.
       [['eq', 'x1', 'x3', 'missing'], 1],
-      ...['equal', 'equals'].flatMap((a): [string[], number][] => [[[a, 'x1', 'x2'], 0], [[a, 'x1', 'x3'], 1]]),
-      ...['unique', 'ne', 'neq'].flatMap((a): [string[], number][] => [[[a, 'x1', 'x3'], 0], [[a, 'x1', 'x2'], 1]]),
+      ...['equal', 'equals'].flatMap((a): [string[], number][] => [
+        [[a, 'x1', 'x2'], 0],
+        [[a, 'x1', 'x3'], 1],
+      ]),
+      ...['unique', 'ne', 'neq'].flatMap((a): [string[], number][] => [
+        [[a, 'x1', 'x3'], 0],
+        [[a, 'x1', 'x2'], 1],
+      ]),
     ];
-    const results = await runAll(dir, cases.map(([args]) => ['kv', ...args]));
+    const results = await runAll(
+      dir,
+      cases.map(([args]) => ['kv', ...args]),
+    );
     for (const [i, [args, status]] of cases.entries()) {
       assert.equal(results[i]!.status, status, `${args.join(' ')}: ${results[i]!.stderr}`);
       assert.equal(results[i]!.out + results[i]!.stderr, '');
@@ -272,7 +318,9 @@ describe('buffdb kv', () => {
 
 describe('buffdb blob', () => {
   let dir: string;
-  before(() => { dir = tempDir('buffdb-cli-blob-'); });
+  before(() => {
+    dir = tempDir('buffdb-cli-blob-');
+  });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   const store = (args: string[], input?: Buffer | number): bigint => {
@@ -318,10 +366,16 @@ describe('buffdb blob', () => {
     const id = String(store(['-', 'image/png ✓'], Buffer.from([1, 0, 2])));
     const bare = String(store(['-'], Buffer.from('x')));
     const emptyMeta = String(store(['-', ''], Buffer.from('x')));
-    const [meta, metaAlias, all, both, none, empty] = (await runAll(dir, [
-      ['blob', 'get', id, 'metadata'], ['blob', 'get', id, 'meta'], ['blob', 'get', id, 'all'], ['blob', 'get', id, 'both'],
-      ['blob', 'get', bare, 'metadata'], ['blob', 'get', emptyMeta, 'all'],
-    ])).map(ok);
+    const [meta, metaAlias, all, both, none, empty] = (
+      await runAll(dir, [
+        ['blob', 'get', id, 'metadata'],
+        ['blob', 'get', id, 'meta'],
+        ['blob', 'get', id, 'all'],
+        ['blob', 'get', id, 'both'],
+        ['blob', 'get', bare, 'metadata'],
+        ['blob', 'get', emptyMeta, 'all'],
+      ])
+    ).map(ok);
     assert.equal(meta!.out, 'image/png ✓');
     assert.equal(metaAlias!.out, 'image/png ✓');
     assert.deepEqual(all!.stdout, Buffer.from('image/png ✓\0\x01\x00\x02', 'utf8'));
@@ -338,7 +392,11 @@ describe('buffdb blob', () => {
 
     ok(run(dir, ['blob', 'update', id, 'metadata', 'second']));
     assert.equal(ok(run(dir, ['blob', 'get', id, 'metadata'])).out, 'second');
-    assert.deepEqual(ok(run(dir, ['blob', 'get', id])).stdout, Buffer.from([0xff, 0, 0xff]), 'metadata update keeps data');
+    assert.deepEqual(
+      ok(run(dir, ['blob', 'get', id])).stdout,
+      Buffer.from([0xff, 0, 0xff]),
+      'metadata update keeps data',
+    );
     ok(run(dir, ['blob', 'update', id, 'meta']));
     assert.equal(ok(run(dir, ['blob', 'get', id, 'metadata'])).stdout.length, 0, 'omitted metadata = null');
 
@@ -346,7 +404,11 @@ describe('buffdb blob', () => {
     ok(run(dir, ['blob', 'update', id, 'all', 'new.bin', 'third']));
     assert.deepEqual(ok(run(dir, ['blob', 'get', id, 'all'])).stdout, Buffer.from('third\0new data\n'));
     ok(run(dir, ['blob', 'update', id, 'both', '-'], Buffer.from('piped')));
-    assert.deepEqual(ok(run(dir, ['blob', 'get', id, 'all'])).stdout, Buffer.from('\0piped'), 'all without METADATA sets null');
+    assert.deepEqual(
+      ok(run(dir, ['blob', 'get', id, 'all'])).stdout,
+      Buffer.from('\0piped'),
+      'all without METADATA sets null',
+    );
   });
 
   test('missing ids exit 3 naming the id, except setting metadata to null', async () => {
@@ -360,7 +422,10 @@ describe('buffdb blob', () => {
       [['blob', 'get', '0'], 'blob id not found: 0'],
       [['blob', 'get', '18446744073709551615'], '18446744073709551615'],
     ];
-    const results = await runAll(dir, cases.map(([args]) => args));
+    const results = await runAll(
+      dir,
+      cases.map(([args]) => args),
+    );
     for (const [i, [, needle]] of cases.entries()) assertOneLineError(results[i]!, 3, needle);
     assertOneLineError(run(dir, ['blob', 'update', '987654', 'data', '-'], Buffer.from('x')), 3, '987654');
     assertOneLineError(run(dir, ['blob', 'update', '987654', 'all', '-', 'm'], Buffer.from('x')), 3, '987654');
@@ -385,10 +450,19 @@ describe('buffdb blob', () => {
     const b = String(store(['-', 'meta b'], Buffer.from([0, 1, 0xff])));
     const c = String(store(['-', 'meta a'], Buffer.from([0, 1, 0xfe])));
     const cases: [string[], number][] = [
-      ...['eq-data', 'equal', 'equals'].flatMap((cmd): [string[], number][] => [[[cmd, a, b], 0], [[cmd, a, b, c], 1]]),
-      ...['not-eq-data', 'unique', 'ne', 'neq'].flatMap((cmd): [string[], number][] => [[[cmd, a, c], 0], [[cmd, a, c, b], 1]]),
+      ...['eq-data', 'equal', 'equals'].flatMap((cmd): [string[], number][] => [
+        [[cmd, a, b], 0],
+        [[cmd, a, b, c], 1],
+      ]),
+      ...['not-eq-data', 'unique', 'ne', 'neq'].flatMap((cmd): [string[], number][] => [
+        [[cmd, a, c], 0],
+        [[cmd, a, c, b], 1],
+      ]),
     ];
-    const results = await runAll(dir, cases.map(([args]) => ['blob', ...args]));
+    const results = await runAll(
+      dir,
+      cases.map(([args]) => ['blob', ...args]),
+    );
     for (const [i, [args, status]] of cases.entries()) {
       assert.equal(results[i]!.status, status, `${args.join(' ')}: ${results[i]!.stderr}`);
     }
@@ -417,7 +491,11 @@ describe('buffdb blob', () => {
   });
 
   test('unreadable input and bad store files exit 4 with one line', () => {
-    assertOneLineError(run(dir, ['blob', 'store', 'no-such-file.bin']), 4, 'cannot read no-such-file.bin: no such file');
+    assertOneLineError(
+      run(dir, ['blob', 'store', 'no-such-file.bin']),
+      4,
+      'cannot read no-such-file.bin: no such file',
+    );
     assertOneLineError(run(dir, ['blob', 'store', '.']), 4, 'cannot read .: is a directory');
     const id = String(store(['-'], Buffer.from('keep')));
     assertOneLineError(run(dir, ['blob', 'update', id, 'data', 'no-such-file.bin']), 4, 'no-such-file.bin');
@@ -467,7 +545,8 @@ describe('buffdb blob', () => {
   test('on a terminal, kv get and blob get ID metadata end with a newline (and only there)', () => {
     ok(run(dir, ['kv', 'set', 'tty', 'on a terminal']));
     const id = ok(run(dir, ['blob', 'store', '-', 'meta on a terminal'], Buffer.from('x'))).out.trim();
-    const tty = (args: string) => spawnSync('script', ['-qec', `"${process.execPath}" "${CLI}" ${args}`, '/dev/null'], { cwd: dir });
+    const tty = (args: string) =>
+      spawnSync('script', ['-qec', `"${process.execPath}" "${CLI}" ${args}`, '/dev/null'], { cwd: dir });
     assert.equal(tty('kv get tty').stdout.toString(), 'on a terminal\r\n');
     assert.equal(tty(`blob get ${id} metadata`).stdout.toString(), 'meta on a terminal\r\n');
     assert.equal(ok(run(dir, ['kv', 'get', 'tty'])).out, 'on a terminal');
@@ -531,7 +610,10 @@ describe('the CLI on every backend under test', () => {
     try {
       ok(run(dir, ['kv', 'set', 'k', 'v']));
       // NODE_DEBUG=module logs every CommonJS load: the engines and grpc-js are all CommonJS.
-      const r = spawnSync(process.execPath, [CLI, 'kv', 'get', 'k'], { cwd: dir, env: { ...process.env, NODE_DEBUG: 'module' } });
+      const r = spawnSync(process.execPath, [CLI, 'kv', 'get', 'k'], {
+        cwd: dir,
+        env: { ...process.env, NODE_DEBUG: 'module' },
+      });
       assert.equal(r.status, 0);
       const log = r.stderr.toString();
       assert.match(log, /better-sqlite3/, 'the log shows what loads');

@@ -3,29 +3,49 @@
  * server. Each is a clean one-line error at start (documented exit status) or a clean gRPC status
  * per request — never a crash, never a stack trace, never an acknowledged write lost.
  */
-import { status } from '@grpc/grpc-js';
+
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, openSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  mkdirSync,
+  openSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { status } from '@grpc/grpc-js';
 import { EXIT } from '../src/cli/exit-codes.js';
 import { connect } from '../src/client/network.js';
 import { BuffDb } from '../src/store/buffdb.js';
-import { bidi, CLI, spawnServer, tempDir, TEST_BACKENDS } from './helpers/server.js';
+import { bidi, CLI, spawnServer, TEST_BACKENDS, tempDir } from './helpers/server.js';
 
-interface Exit { code: number | null; stderr: string }
+interface Exit {
+  code: number | null;
+  stderr: string;
+}
 
 /** Runs `buffdb run ARGS` expecting it to fail at start; bounded by a timeout. */
 function runFails(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): Promise<Exit> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, 'run', '127.0.0.1:0', ...args], {
-      cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';
     let stdout = '';
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`buffdb run ${args.join(' ')} did not fail (stdout ${stdout})`));
@@ -65,33 +85,54 @@ const MOUNT = canMount();
 
 describe('storage faults at start: one line, exit status 4 (2 for a malformed path)', () => {
   let dir: string;
-  before(() => { dir = tempDir('buffdb-faults-'); });
-  after(() => { rmSync(dir, { recursive: true, force: true }); });
+  before(() => {
+    dir = tempDir('buffdb-faults-');
+  });
+  after(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   it('a directory instead of a store file', async () => {
     mkdirSync(join(dir, 'adir'));
     assertOneLine(await runFails(['--kv-store', 'adir', '--blob-store', 'b.db'], dir), /KV store adir is a directory/);
-    assertOneLine(await runFails(['--kv-store', 'k.db', '--blob-store', 'adir'], dir), /BLOB store adir is a directory/);
+    assertOneLine(
+      await runFails(['--kv-store', 'k.db', '--blob-store', 'adir'], dir),
+      /BLOB store adir is a directory/,
+    );
   });
 
   it('a store in a directory that does not exist', async () => {
-    assertOneLine(await runFails(['--kv-store', 'missing/kv.db', '--blob-store', 'b.db'], dir),
-      /cannot create the KV store missing\/kv\.db: directory .*missing does not exist/);
+    assertOneLine(
+      await runFails(['--kv-store', 'missing/kv.db', '--blob-store', 'b.db'], dir),
+      /cannot create the KV store missing\/kv\.db: directory .*missing does not exist/,
+    );
   });
 
   it('malformed paths are usage errors', async () => {
-    assertOneLine(await runFails(['--kv-store', '', '--blob-store', 'b.db'], dir), /--kv-store must not be empty/, EXIT.USAGE);
-    assertOneLine(await runFails(['--kv-store', 'file:kv.db?mode=memory', '--blob-store', 'b.db'], dir), /looks like a URI/, EXIT.USAGE);
+    assertOneLine(
+      await runFails(['--kv-store', '', '--blob-store', 'b.db'], dir),
+      /--kv-store must not be empty/,
+      EXIT.USAGE,
+    );
+    assertOneLine(
+      await runFails(['--kv-store', 'file:kv.db?mode=memory', '--blob-store', 'b.db'], dir),
+      /looks like a URI/,
+      EXIT.USAGE,
+    );
   });
 
   it('a corrupt store file (random bytes) is refused, and left untouched', async () => {
     const bytes = Buffer.alloc(16384);
     for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7919 + 13) % 251;
     writeFileSync(join(dir, 'corrupt.db'), bytes);
-    assertOneLine(await runFails(['--kv-store', 'corrupt.db', '--blob-store', 'b2.db'], dir),
-      /cannot open the KV store corrupt\.db: file is not a database/);
-    assertOneLine(await runFails(['--kv-store', 'k2.db', '--blob-store', 'corrupt.db'], dir),
-      /cannot open the BLOB store corrupt\.db: file is not a database/);
+    assertOneLine(
+      await runFails(['--kv-store', 'corrupt.db', '--blob-store', 'b2.db'], dir),
+      /cannot open the KV store corrupt\.db: file is not a database/,
+    );
+    assertOneLine(
+      await runFails(['--kv-store', 'k2.db', '--blob-store', 'corrupt.db'], dir),
+      /cannot open the BLOB store corrupt\.db: file is not a database/,
+    );
     assert.equal(statSync(join(dir, 'corrupt.db')).size, bytes.length);
   });
 
@@ -113,13 +154,19 @@ describe('storage faults at start: one line, exit status 4 (2 for a malformed pa
     if (isRoot) assert.equal(spawnSync('mount', ['--bind', '-o', 'ro', ro, ro]).status, 0);
     else chmodSync(ro, 0o555);
     try {
-      assertOneLine(await runFails(['--kv-store', 'ro/new.db', '--blob-store', 'b3.db'], dir),
-        /cannot write in .*ro, the directory of the KV store ro\/new\.db .*--read-only/);
-      assertOneLine(await runFails(['--kv-store', 'ro/kv.db', '--blob-store', 'ro/blob.db'], dir),
-        /cannot write in .*ro, the directory of the KV store/);
+      assertOneLine(
+        await runFails(['--kv-store', 'ro/new.db', '--blob-store', 'b3.db'], dir),
+        /cannot write in .*ro, the directory of the KV store ro\/new\.db .*--read-only/,
+      );
+      assertOneLine(
+        await runFails(['--kv-store', 'ro/kv.db', '--blob-store', 'ro/blob.db'], dir),
+        /cannot write in .*ro, the directory of the KV store/,
+      );
       // Read-only serving needs SQLite's -shm beside the store: the message says what to do.
-      assertOneLine(await runFails(['--kv-store', 'ro/kv.db', '--blob-store', 'ro/blob.db', '--read-only'], dir),
-        /cannot serve the KV store ro\/kv\.db from a read-only directory/);
+      assertOneLine(
+        await runFails(['--kv-store', 'ro/kv.db', '--blob-store', 'ro/blob.db', '--read-only'], dir),
+        /cannot serve the KV store ro\/kv\.db from a read-only directory/,
+      );
     } finally {
       if (isRoot) spawnSync('umount', [ro]);
       else chmodSync(ro, 0o755);
@@ -150,9 +197,15 @@ async function fillUntilFull(dir: string, env: NodeJS.ProcessEnv, grow: () => No
     assert.ok(acked.size > 3, `only ${acked.size} writes fitted`);
     // The server keeps serving: reads of what was acknowledged work, KV reads work.
     const first = [...acked.keys()].slice(0, 3);
-    const got = await bidi(clients.blob.get(), first.map((id) => ({ id })));
+    const got = await bidi(
+      clients.blob.get(),
+      first.map((id) => ({ id })),
+    );
     assert.equal(got.err, undefined, got.err?.details);
-    assert.deepEqual(got.out.map((g) => Buffer.from(g.bytes)), first.map((id) => acked.get(id)));
+    assert.deepEqual(
+      got.out.map((g) => Buffer.from(g.bytes)),
+      first.map((id) => acked.get(id)),
+    );
     const again = await bidi(clients.blob.store(), [{ bytes: Buffer.alloc(256 * 1024, 1) }]);
     assert.equal(again.err?.code, status.RESOURCE_EXHAUSTED);
   } finally {
@@ -165,10 +218,15 @@ async function fillUntilFull(dir: string, env: NodeJS.ProcessEnv, grow: () => No
   const clients2 = connect(proc2.addr);
   try {
     const ids = [...acked.keys()];
-    const got = await bidi(clients2.blob.get(), ids.map((id) => ({ id })));
+    const got = await bidi(
+      clients2.blob.get(),
+      ids.map((id) => ({ id })),
+    );
     assert.equal(got.err, undefined, got.err?.details);
     assert.equal(got.out.length, ids.length);
-    got.out.forEach((g, i) => assert.ok(Buffer.from(g.bytes).equals(acked.get(ids[i]!)!), `blob ${ids[i]} differs`));
+    for (const [i, g] of got.out.entries()) {
+      assert.ok(Buffer.from(g.bytes).equals(acked.get(ids[i]!)!), `blob ${ids[i]} differs`);
+    }
     const more = await bidi(clients2.blob.store(), [{ bytes: Buffer.alloc(1024, 2) }]);
     assert.equal(more.err, undefined, more.err?.details);
   } finally {
@@ -188,7 +246,9 @@ describe('a full disk', () => {
     }
   });
 
-  it('a real 1 MiB tmpfs: RESOURCE_EXHAUSTED, nothing acknowledged lost', { skip: !MOUNT && 'needs root to mount a tmpfs' }, async () => {
+  it('a real 1 MiB tmpfs: RESOURCE_EXHAUSTED, nothing acknowledged lost', {
+    skip: !MOUNT && 'needs root to mount a tmpfs',
+  }, async () => {
     const dir = tempDir('buffdb-tmpfs-');
     assert.equal(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]).status, 0);
     try {
@@ -204,27 +264,31 @@ describe('a full disk', () => {
 });
 
 describe('the store changes under a running server', () => {
-  for (const backend of TEST_BACKENDS) it(`store file deleted [${backend}]: requests on it fail FAILED_PRECONDITION, the rest carries on`, async () => {
-    const dir = tempDir('buffdb-deleted-');
-    const proc = await spawnServer(['127.0.0.1:0', '-b', backend, '--kv-store', 'kv.db', '--blob-store', 'blob.db'], dir);
-    const clients = connect(proc.addr);
-    try {
-      assert.equal((await bidi(clients.kv.set(), [{ key: 'before', value: '1' }])).err, undefined);
-      unlinkSync(join(dir, 'kv.db'));
-      const set = await bidi(clients.kv.set(), [{ key: 'after', value: '2' }]);
-      assert.equal(set.err?.code, status.FAILED_PRECONDITION);
-      assert.match(set.err!.details, /kv\.db was deleted or replaced while the server was running/);
-      const get = await bidi(clients.kv.get(), [{ key: 'before' }]);
-      assert.equal(get.err?.code, status.FAILED_PRECONDITION);
-      const blob = await bidi(clients.blob.store(), [{ bytes: Buffer.from('still fine') }]);
-      assert.equal(blob.err, undefined, blob.err?.details);
-    } finally {
-      clients.close();
-      proc.child.kill('SIGTERM');
-      assert.equal((await proc.exited).code, 0);
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+  for (const backend of TEST_BACKENDS)
+    it(`store file deleted [${backend}]: requests on it fail FAILED_PRECONDITION, the rest carries on`, async () => {
+      const dir = tempDir('buffdb-deleted-');
+      const proc = await spawnServer(
+        ['127.0.0.1:0', '-b', backend, '--kv-store', 'kv.db', '--blob-store', 'blob.db'],
+        dir,
+      );
+      const clients = connect(proc.addr);
+      try {
+        assert.equal((await bidi(clients.kv.set(), [{ key: 'before', value: '1' }])).err, undefined);
+        unlinkSync(join(dir, 'kv.db'));
+        const set = await bidi(clients.kv.set(), [{ key: 'after', value: '2' }]);
+        assert.equal(set.err?.code, status.FAILED_PRECONDITION);
+        assert.match(set.err!.details, /kv\.db was deleted or replaced while the server was running/);
+        const get = await bidi(clients.kv.get(), [{ key: 'before' }]);
+        assert.equal(get.err?.code, status.FAILED_PRECONDITION);
+        const blob = await bidi(clients.blob.store(), [{ bytes: Buffer.from('still fine') }]);
+        assert.equal(blob.err, undefined, blob.err?.details);
+      } finally {
+        clients.close();
+        proc.child.kill('SIGTERM');
+        assert.equal((await proc.exited).code, 0);
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
 
   it('damaged pages in an existing store: DATA_LOSS per request, the server keeps serving', async () => {
     const dir = tempDir('buffdb-damaged-');

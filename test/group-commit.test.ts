@@ -5,27 +5,30 @@
  * No mocks: every store is real SQLite on a real file. Where a test needs to see the batches, the
  * real engine is wrapped by a `StoreEngine` that counts `batch` calls and forwards everything.
  */
-import Database from 'better-sqlite3';
-import type { ClientDuplexStream, ServiceError } from '@grpc/grpc-js';
+
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import type { ClientDuplexStream, ServiceError } from '@grpc/grpc-js';
+import Database from 'better-sqlite3';
 import type { Backend, KvOps, StoreEngine } from '../src/backends/backend.js';
 import { sqliteBackend } from '../src/backends/sqlite/sqlite-backend.js';
 import { connect } from '../src/client/network.js';
 import * as blobPb from '../src/generated/blob.js';
-import * as kvPb from '../src/generated/kv.js';
 import type * as kv from '../src/generated/kv.js';
+import * as kvPb from '../src/generated/kv.js';
 import { BlobDefinition, KvDefinition } from '../src/server/definitions.js';
 import { startServer } from '../src/server/server.js';
 import { BuffDb } from '../src/store/buffdb.js';
-import { status, type StoreError } from '../src/store/errors.js';
+import { type StoreError, status } from '../src/store/errors.js';
 import { Sequence } from '../src/store/group-commit.js';
 import { bidi, spawnServer, tempDir } from './helpers/server.js';
 
 const dirs: string[] = [];
-after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
 function dir(): string {
   const d = tempDir('buffdb-gc-');
   dirs.push(d);
@@ -33,7 +36,10 @@ function dir(): string {
 }
 
 /** What one batch did: how many operations it ran and whether it committed. */
-interface BatchRecord { ops: number; committed: boolean }
+interface BatchRecord {
+  ops: number;
+  committed: boolean;
+}
 
 /** The real SQLite backend, with its KV engine wrapped to record every batch. */
 function countingBackend(): { backend: Backend; batches: BatchRecord[] } {
@@ -48,11 +54,22 @@ function countingBackend(): { backend: Backend; batches: BatchRecord[] } {
         async batch(work) {
           const record: BatchRecord = { ops: 0, committed: false };
           batches.push(record);
-          const result = await inner.batch((ops) => work({
-            get: (k) => { record.ops++; return ops.get(k); },
-            put: (k, v) => { record.ops++; return ops.put(k, v); },
-            delete: (k) => { record.ops++; return ops.delete(k); },
-          }));
+          const result = await inner.batch((ops) =>
+            work({
+              get: (k) => {
+                record.ops++;
+                return ops.get(k);
+              },
+              put: (k, v) => {
+                record.ops++;
+                return ops.put(k, v);
+              },
+              delete: (k) => {
+                record.ops++;
+                return ops.delete(k);
+              },
+            }),
+          );
           record.committed = true;
           return result;
         },
@@ -74,7 +91,10 @@ function readKv(path: string): Map<string, string> {
   }
 }
 
-interface Outcome { err: StoreError | null; answered: boolean }
+interface Outcome {
+  err: StoreError | null;
+  answered: boolean;
+}
 
 /** Records each operation's answer by name, to check which were answered and how. */
 function tracker() {
@@ -82,7 +102,10 @@ function tracker() {
   const track = (name: string) => {
     const o: Outcome = { err: null, answered: false };
     outcomes.set(name, o);
-    return (err: StoreError | null) => { o.err = err; o.answered = true; };
+    return (err: StoreError | null) => {
+      o.err = err;
+      o.answered = true;
+    };
   };
   return { outcomes, track };
 }
@@ -100,20 +123,35 @@ describe('group commit', () => {
       const all: Promise<void>[] = [];
       for (let i = 0; i < 100; i++) {
         streams.forEach((seq, s) => {
-          all.push(new Promise((resolve, reject) => db.kv.set(`s${s}-${i}`, `v${i}`, (err) => {
-            if (err) return reject(err);
-            answers.push({ stream: s, i, committedWhenAnswered: batches.at(-1)!.committed });
-            resolve();
-          }, seq)));
+          all.push(
+            new Promise((resolve, reject) =>
+              db.kv.set(
+                `s${s}-${i}`,
+                `v${i}`,
+                (err) => {
+                  if (err) return reject(err);
+                  answers.push({ stream: s, i, committedWhenAnswered: batches.at(-1)!.committed });
+                  resolve();
+                },
+                seq,
+              ),
+            ),
+          );
         });
       }
       await Promise.all(all);
       assert.equal(batches.length - before, 1, 'all 300 operations ran in one batch');
       assert.equal(batches.at(-1)!.ops, 300);
-      assert.ok(answers.every((a) => a.committedWhenAnswered), 'no answer before the commit');
+      assert.ok(
+        answers.every((a) => a.committedWhenAnswered),
+        'no answer before the commit',
+      );
       // Order within each stream is request order.
       for (let s = 0; s < 3; s++) {
-        assert.deepEqual(answers.filter((a) => a.stream === s).map((a) => a.i), [...Array(100).keys()]);
+        assert.deepEqual(
+          answers.filter((a) => a.stream === s).map((a) => a.i),
+          [...Array(100).keys()],
+        );
       }
       assert.equal(readKv(join(d, 'kv.db')).size, 300);
     } finally {
@@ -236,7 +274,10 @@ describe('group commit over gRPC', () => {
 
   test('acknowledged writes survive SIGKILL of `buffdb run`', async () => {
     const d = dir();
-    const server = await spawnServer(['127.0.0.1:0', '--kv-store', join(d, 'kv.db'), '--blob-store', join(d, 'blob.db')], d);
+    const server = await spawnServer(
+      ['127.0.0.1:0', '--kv-store', join(d, 'kv.db'), '--blob-store', join(d, 'blob.db')],
+      d,
+    );
     const clients = connect(server.addr);
     const acked: string[] = [];
     try {
@@ -273,8 +314,16 @@ describe('group commit over gRPC', () => {
     const clients = connect(running.addr);
     try {
       const n = 500;
-      const first: kv.SetRequest[] = Array.from({ length: n }, (_, i) => ({ key: `f${i}`, value: 'x', transactionId: undefined }));
-      const healthy: kv.SetRequest[] = Array.from({ length: n }, (_, i) => ({ key: `h${i}`, value: 'y', transactionId: undefined }));
+      const first: kv.SetRequest[] = Array.from({ length: n }, (_, i) => ({
+        key: `f${i}`,
+        value: 'x',
+        transactionId: undefined,
+      }));
+      const healthy: kv.SetRequest[] = Array.from({ length: n }, (_, i) => ({
+        key: `h${i}`,
+        value: 'y',
+        transactionId: undefined,
+      }));
       assert.equal((await bidi(clients.kv.set(), first)).err, undefined);
       // A Delete stream whose second message fails, beside a Set stream.
       const [deleted, set] = await Promise.all([
@@ -289,7 +338,11 @@ describe('group commit over gRPC', () => {
       assert.equal(set.out.length, n);
       assert.equal((deleted.err as ServiceError | undefined)?.code, status.NOT_FOUND);
       assert.match(deleted.err!.details, /never-set/);
-      assert.deepEqual(deleted.out.map((r) => r.key), ['f0'], 'the answer before the failure was sent');
+      assert.deepEqual(
+        deleted.out.map((r) => r.key),
+        ['f0'],
+        'the answer before the failure was sent',
+      );
       const rows = readKv(path);
       assert.equal(rows.has('f0'), false, 'the acknowledged delete is committed');
       assert.equal(rows.get('f1'), 'x', 'the message after the failing one was not applied');
@@ -304,17 +357,37 @@ describe('group commit over gRPC', () => {
 describe('direct encoders on the stream path', () => {
   // The server and client serialize the flat messages without the generated writer (a profile
   // finding); the bytes must be exactly the generated encoder's.
-  const strings = ['', 'a', 'key-0000000001', 'é', '日本語', '😀', '\ud800 lone', 'x'.repeat(127), 'y'.repeat(128),
-    'z'.repeat(16_384), '\u0000nul'];
+  const strings = [
+    '',
+    'a',
+    'key-0000000001',
+    'é',
+    '日本語',
+    '😀',
+    '\ud800 lone',
+    'x'.repeat(127),
+    'y'.repeat(128),
+    'z'.repeat(16_384),
+    '\u0000nul',
+  ];
   const same = (a: Uint8Array, b: Uint8Array): void => assert.deepEqual(Buffer.from(a), Buffer.from(b));
 
   test('Kv messages encode byte-for-byte as the generated encoder', () => {
     for (const key of strings) {
       for (const other of ['', 'value', '日本'.repeat(50)]) {
         for (const transactionId of [undefined, '', 'tx-1']) {
-          same(KvDefinition.set.requestSerialize({ key, value: other, transactionId }), kvPb.SetRequest.encode({ key, value: other, transactionId }).finish());
-          same(KvDefinition.get.requestSerialize({ key, transactionId }), kvPb.GetRequest.encode({ key, transactionId }).finish());
-          same(KvDefinition.delete.requestSerialize({ key, transactionId }), kvPb.DeleteRequest.encode({ key, transactionId }).finish());
+          same(
+            KvDefinition.set.requestSerialize({ key, value: other, transactionId }),
+            kvPb.SetRequest.encode({ key, value: other, transactionId }).finish(),
+          );
+          same(
+            KvDefinition.get.requestSerialize({ key, transactionId }),
+            kvPb.GetRequest.encode({ key, transactionId }).finish(),
+          );
+          same(
+            KvDefinition.delete.requestSerialize({ key, transactionId }),
+            kvPb.DeleteRequest.encode({ key, transactionId }).finish(),
+          );
         }
       }
       same(KvDefinition.get.responseSerialize({ value: key }), kvPb.GetResponse.encode({ value: key }).finish());
@@ -322,7 +395,9 @@ describe('direct encoders on the stream path', () => {
       same(KvDefinition.delete.responseSerialize({ key }), kvPb.DeleteResponse.encode({ key }).finish());
       same(KvDefinition.eq.requestSerialize({ key }), kvPb.EqRequest.encode({ key }).finish());
       // And they decode back to the same message.
-      assert.deepEqual(kvPb.SetResponse.decode(KvDefinition.set.responseSerialize({ key })), { key: Buffer.from(key).toString() });
+      assert.deepEqual(kvPb.SetResponse.decode(KvDefinition.set.responseSerialize({ key })), {
+        key: Buffer.from(key).toString(),
+      });
     }
   });
 
@@ -330,14 +405,23 @@ describe('direct encoders on the stream path', () => {
     for (const bytes of [Buffer.alloc(0), Buffer.from([0]), Buffer.alloc(200, 7), Buffer.alloc(70_000, 9)]) {
       for (const metadata of [undefined, '', 'meta', '😀']) {
         for (const transactionId of [undefined, 'tx']) {
-          same(BlobDefinition.store.requestSerialize({ bytes, metadata, transactionId }), blobPb.StoreRequest.encode({ bytes, metadata, transactionId }).finish());
+          same(
+            BlobDefinition.store.requestSerialize({ bytes, metadata, transactionId }),
+            blobPb.StoreRequest.encode({ bytes, metadata, transactionId }).finish(),
+          );
         }
-        same(BlobDefinition.get.responseSerialize({ bytes, metadata }), blobPb.GetResponse.encode({ bytes, metadata }).finish());
+        same(
+          BlobDefinition.get.responseSerialize({ bytes, metadata }),
+          blobPb.GetResponse.encode({ bytes, metadata }).finish(),
+        );
       }
     }
     // A Uint8Array that is not a Buffer, at an offset into a larger buffer.
     const backing = new Uint8Array(64).map((_, i) => i);
     const view = backing.subarray(5, 40);
-    same(BlobDefinition.get.responseSerialize({ bytes: view as Buffer, metadata: undefined }), blobPb.GetResponse.encode({ bytes: view as Buffer }).finish());
+    same(
+      BlobDefinition.get.responseSerialize({ bytes: view as Buffer, metadata: undefined }),
+      blobPb.GetResponse.encode({ bytes: view as Buffer }).finish(),
+    );
   });
 });

@@ -2,11 +2,12 @@
  * Wire compatibility: clients built only from the .proto files (as any language's generated client
  * would be) talk to the server, with the contract's method paths and field numbers.
  */
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
 import { BlobClient as GeneratedBlobClient } from '../src/generated/blob.js';
 import { KvClient as GeneratedKvClient } from '../src/generated/kv.js';
 import { bidi, fold, ROOT, startTestServer, type TestServer } from './helpers/server.js';
@@ -21,10 +22,18 @@ describe('interop with clients generated from the .proto files', () => {
   before(async () => {
     srv = await startTestServer();
     const def = protoLoader.loadSync(['kv.proto', 'blob.proto', 'query.proto'], {
-      includeDirs: [join(ROOT, 'proto')], keepCase: true, longs: String, defaults: true, oneofs: true,
+      includeDirs: [join(ROOT, 'proto')],
+      keepCase: true,
+      longs: String,
+      defaults: true,
+      oneofs: true,
     });
     const pkg = grpc.loadPackageDefinition(def) as unknown as {
-      buffdb: { kv: { Kv: typeof grpc.Client }; blob: { Blob: typeof grpc.Client }; query: { Query: typeof grpc.Client } };
+      buffdb: {
+        kv: { Kv: typeof grpc.Client };
+        blob: { Blob: typeof grpc.Client };
+        query: { Query: typeof grpc.Client };
+      };
     };
     const creds = grpc.credentials.createInsecure();
     kv = new pkg.buffdb.kv.Kv(srv.addr, creds) as AnyClient;
@@ -42,45 +51,65 @@ describe('interop with clients generated from the .proto files', () => {
     const def = protoLoader.loadSync(['kv.proto', 'blob.proto', 'query.proto'], { includeDirs: [join(ROOT, 'proto')] });
     assert.equal((def['buffdb.kv.Kv'] as protoLoader.ServiceDefinition).Get!.path, '/buffdb.kv.Kv/Get');
     assert.equal((def['buffdb.blob.Blob'] as protoLoader.ServiceDefinition).Store!.path, '/buffdb.blob.Blob/Store');
-    assert.equal((def['buffdb.query.Query'] as protoLoader.ServiceDefinition).Execute!.path, '/buffdb.query.Query/Execute');
+    assert.equal(
+      (def['buffdb.query.Query'] as protoLoader.ServiceDefinition).Execute!.path,
+      '/buffdb.query.Query/Execute',
+    );
   });
 
   it('Kv Set/Get/Delete/Eq/NotEq from a proto-loader client', async () => {
-    const set = await bidi(kv.Set!() as grpc.ClientDuplexStream<object, { key: string }>,
-      [{ key: 'pl-a', value: 'x' }, { key: 'pl-b', value: 'x' }]);
+    const set = await bidi(kv.Set!() as grpc.ClientDuplexStream<object, { key: string }>, [
+      { key: 'pl-a', value: 'x' },
+      { key: 'pl-b', value: 'x' },
+    ]);
     assert.deepEqual(set.out, [{ key: 'pl-a' }, { key: 'pl-b' }]);
     const get = await bidi(kv.Get!() as grpc.ClientDuplexStream<object, { value: string }>, [{ key: 'pl-b' }]);
     assert.deepEqual(get.out, [{ value: 'x' }]);
     const eq = await fold((cb) => kv.Eq!(cb) as grpc.ClientWritableStream<object>, [{ key: 'pl-a' }, { key: 'pl-b' }]);
     assert.deepEqual(eq.value, { value: true } as unknown);
-    const ne = await fold((cb) => kv.NotEq!(cb) as grpc.ClientWritableStream<object>, [{ key: 'pl-a' }, { key: 'pl-b' }]);
+    const ne = await fold(
+      (cb) => kv.NotEq!(cb) as grpc.ClientWritableStream<object>,
+      [{ key: 'pl-a' }, { key: 'pl-b' }],
+    );
     assert.deepEqual(ne.value, { value: false } as unknown);
-    const del = await bidi(kv.Delete!() as grpc.ClientDuplexStream<object, { key: string }>, [{ key: 'pl-a' }, { key: 'pl-a' }]);
+    const del = await bidi(kv.Delete!() as grpc.ClientDuplexStream<object, { key: string }>, [
+      { key: 'pl-a' },
+      { key: 'pl-a' },
+    ]);
     assert.deepEqual(del.out, [{ key: 'pl-a' }]);
     assert.equal(del.err?.code, grpc.status.NOT_FOUND);
   });
 
   it('Blob Store/Get/Update with optional fields from a proto-loader client', async () => {
-    const stored = await bidi(blob.Store!() as grpc.ClientDuplexStream<object, { id: string }>,
-      [{ bytes: Buffer.from('abc') }, { bytes: Buffer.from('abc'), metadata: '{}' }]);
+    const stored = await bidi(blob.Store!() as grpc.ClientDuplexStream<object, { id: string }>, [
+      { bytes: Buffer.from('abc') },
+      { bytes: Buffer.from('abc'), metadata: '{}' },
+    ]);
     const [a, b] = stored.out.map((r) => r.id);
-    const got = await bidi(blob.Get!() as grpc.ClientDuplexStream<object, Record<string, unknown>>, [{ id: a }, { id: b }]);
+    const got = await bidi(blob.Get!() as grpc.ClientDuplexStream<object, Record<string, unknown>>, [
+      { id: a },
+      { id: b },
+    ]);
     assert.deepEqual(got.out[0]!.bytes, Buffer.from('abc'));
     assert.equal(got.out[0]!.metadata, undefined, 'unset optional metadata stays unset');
     assert.equal(got.out[1]!.metadata, '{}');
-    const up = await bidi(blob.Update!() as grpc.ClientDuplexStream<object, { id: string }>,
-      [{ id: b, should_update_metadata: true }]);
+    const up = await bidi(blob.Update!() as grpc.ClientDuplexStream<object, { id: string }>, [
+      { id: b, should_update_metadata: true },
+    ]);
     assert.deepEqual(up.out, [{ id: b }]);
     const after = await bidi(blob.Get!() as grpc.ClientDuplexStream<object, Record<string, unknown>>, [{ id: b }]);
     assert.equal(after.out[0]!.metadata, undefined);
   });
 
   it('Query and Execute are served (the Rust original forgot to serve Query)', async () => {
-    const ex = await bidi(query.Execute!() as grpc.ClientDuplexStream<object, { rows_changed: string }>,
-      [{ query: "INSERT INTO kv VALUES ('pl-q', 'v')", target: 'KV' }]);
+    const ex = await bidi(query.Execute!() as grpc.ClientDuplexStream<object, { rows_changed: string }>, [
+      { query: "INSERT INTO kv VALUES ('pl-q', 'v')", target: 'KV' },
+    ]);
     assert.deepEqual(ex.out, [{ rows_changed: '1' }]);
-    const res = await bidi(query.Query!() as grpc.ClientDuplexStream<object, { fields: { type_url: string; value: Buffer }[] }>,
-      [{ query: "SELECT value FROM kv WHERE key = 'pl-q'", target: 'KV' }]);
+    const res = await bidi(
+      query.Query!() as grpc.ClientDuplexStream<object, { fields: { type_url: string; value: Buffer }[] }>,
+      [{ query: "SELECT value FROM kv WHERE key = 'pl-q'", target: 'KV' }],
+    );
     assert.equal(res.out[0]!.fields[0]!.type_url, 'type.googleapis.com/google.protobuf.StringValue');
     assert.deepEqual(res.out[0]!.fields[0]!.value, Buffer.from([10, 1, 118]));
   });
@@ -106,12 +135,22 @@ describe('interop with clients generated from the .proto files', () => {
     const raw = new grpc.Client(srv.addr, grpc.credentials.createInsecure());
     // SetRequest { key = 1: bytes ff fe, value = 2: "v" }
     const bad = Buffer.from([0x0a, 0x02, 0xff, 0xfe, 0x12, 0x01, 0x76]);
-    const call = raw.makeBidiStreamRequest('/buffdb.kv.Kv/Set', (b: Buffer) => b, (b: Buffer) => b);
+    const call = raw.makeBidiStreamRequest(
+      '/buffdb.kv.Kv/Set',
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+    );
     const res = await bidi(call, [bad]);
     assert.equal(res.err?.code, grpc.status.INVALID_ARGUMENT);
     assert.match(res.err!.details, /UTF-8/);
-    const garbage = await bidi(raw.makeBidiStreamRequest('/buffdb.kv.Kv/Get', (b: Buffer) => b, (b: Buffer) => b),
-      [Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f])]);
+    const garbage = await bidi(
+      raw.makeBidiStreamRequest(
+        '/buffdb.kv.Kv/Get',
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+      ),
+      [Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f])],
+    );
     assert.equal(garbage.err?.code, grpc.status.INVALID_ARGUMENT);
     raw.close();
     assert.deepEqual((await bidi(srv.clients.kv.get(), [{ key: 'gen' }])).out, [{ value: 'v' }]);
@@ -119,8 +158,9 @@ describe('interop with clients generated from the .proto files', () => {
 
   it('a message over the size limit is RESOURCE_EXHAUSTED and the server keeps serving', async () => {
     const big = Buffer.alloc(65 * 1024 * 1024, 1);
-    const client = new GeneratedBlobClient(srv.addr, grpc.credentials.createInsecure(),
-      { 'grpc.max_send_message_length': 128 * 1024 * 1024 });
+    const client = new GeneratedBlobClient(srv.addr, grpc.credentials.createInsecure(), {
+      'grpc.max_send_message_length': 128 * 1024 * 1024,
+    });
     const res = await bidi(client.store(), [{ bytes: big }]);
     client.close();
     assert.equal(res.err?.code, grpc.status.RESOURCE_EXHAUSTED);

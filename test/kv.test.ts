@@ -1,14 +1,19 @@
 /** Kv service over a real loopback server, once per backend. */
-import { status } from '@grpc/grpc-js';
+
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { status } from '@grpc/grpc-js';
 import { bidi, fold, startTestServer, TEST_BACKENDS, type TestServer } from './helpers/server.js';
 
 for (const backend of TEST_BACKENDS) {
   describe(`Kv service [${backend}]`, () => {
     let srv: TestServer;
-    before(async () => { srv = await startTestServer({ backend }); });
-    after(async () => { await srv.dispose(); });
+    before(async () => {
+      srv = await startTestServer({ backend });
+    });
+    after(async () => {
+      await srv.dispose();
+    });
     const kv = () => srv.clients.kv;
 
     it('set then get answers one response per request, in order', async () => {
@@ -25,7 +30,10 @@ for (const backend of TEST_BACKENDS) {
     });
 
     it('set replaces an existing value', async () => {
-      await bidi(kv().set(), [{ key: 'r', value: 'old' }, { key: 'r', value: 'new' }]);
+      await bidi(kv().set(), [
+        { key: 'r', value: 'old' },
+        { key: 'r', value: 'new' },
+      ]);
       assert.deepEqual((await bidi(kv().get(), [{ key: 'r' }])).out, [{ value: 'new' }]);
     });
 
@@ -66,12 +74,22 @@ for (const backend of TEST_BACKENDS) {
         { key: 'é', value: 'x'.repeat(100_000) },
       ];
       assert.equal((await bidi(kv().set(), pairs)).err, undefined);
-      const got = await bidi(kv().get(), pairs.map(({ key }) => ({ key })));
-      assert.deepEqual(got.out.map((r) => r.value), pairs.map((p) => p.value));
+      const got = await bidi(
+        kv().get(),
+        pairs.map(({ key }) => ({ key })),
+      );
+      assert.deepEqual(
+        got.out.map((r) => r.value),
+        pairs.map((p) => p.value),
+      );
     });
 
     it('eq is true for equal values, false for different, true for an empty stream', async () => {
-      await bidi(kv().set(), [{ key: 'e1', value: 'same' }, { key: 'e2', value: 'same' }, { key: 'e3', value: 'other' }]);
+      await bidi(kv().set(), [
+        { key: 'e1', value: 'same' },
+        { key: 'e2', value: 'same' },
+        { key: 'e3', value: 'other' },
+      ]);
       assert.deepEqual(await fold(kv().eq.bind(kv()), [{ key: 'e1' }, { key: 'e2' }]), { value: true });
       assert.deepEqual(await fold(kv().eq.bind(kv()), [{ key: 'e1' }, { key: 'e2' }, { key: 'e3' }]), { value: false });
       assert.deepEqual(await fold(kv().eq.bind(kv()), []), { value: true });
@@ -93,9 +111,15 @@ for (const backend of TEST_BACKENDS) {
     });
 
     it('not-eq is true when all values differ, false when any two are equal', async () => {
-      await bidi(kv().set(), [{ key: 'n1', value: 'a' }, { key: 'n2', value: 'b' }, { key: 'n3', value: 'a' }]);
+      await bidi(kv().set(), [
+        { key: 'n1', value: 'a' },
+        { key: 'n2', value: 'b' },
+        { key: 'n3', value: 'a' },
+      ]);
       assert.deepEqual(await fold(kv().notEq.bind(kv()), [{ key: 'n1' }, { key: 'n2' }]), { value: true });
-      assert.deepEqual(await fold(kv().notEq.bind(kv()), [{ key: 'n1' }, { key: 'n2' }, { key: 'n3' }]), { value: false });
+      assert.deepEqual(await fold(kv().notEq.bind(kv()), [{ key: 'n1' }, { key: 'n2' }, { key: 'n3' }]), {
+        value: false,
+      });
       assert.deepEqual(await fold(kv().notEq.bind(kv()), []), { value: true });
     });
 
@@ -113,16 +137,26 @@ for (const backend of TEST_BACKENDS) {
       }
       call.end();
       await new Promise((resolve) => call.on('end', resolve));
-      assert.deepEqual(answers.map((a) => a.key), [0, 1, 2, 3, 4].map((i) => `inter-${i}`));
+      assert.deepEqual(
+        answers.map((a) => a.key),
+        [0, 1, 2, 3, 4].map((i) => `inter-${i}`),
+      );
     });
 
     it('many concurrent streams each get their own answers in order', async () => {
       const streams = Array.from({ length: 16 }, (_, s) =>
-        bidi(kv().set(), Array.from({ length: 200 }, (_, i) => ({ key: `c${s}-${i}`, value: `${s}:${i}` }))));
+        bidi(
+          kv().set(),
+          Array.from({ length: 200 }, (_, i) => ({ key: `c${s}-${i}`, value: `${s}:${i}` })),
+        ),
+      );
       const results = await Promise.all(streams);
       results.forEach((r, s) => {
         assert.equal(r.err, undefined);
-        assert.deepEqual(r.out.map((x) => x.key), Array.from({ length: 200 }, (_, i) => `c${s}-${i}`));
+        assert.deepEqual(
+          r.out.map((x) => x.key),
+          Array.from({ length: 200 }, (_, i) => `c${s}-${i}`),
+        );
       });
       const got = await bidi(kv().get(), [{ key: 'c7-199' }, { key: 'c0-0' }]);
       assert.deepEqual(got.out, [{ value: '7:199' }, { value: '0:0' }]);

@@ -1,16 +1,20 @@
 /** The library API: the transitive (in-process) client, embedding in your own server, the store API. */
-import * as grpc from '@grpc/grpc-js';
+
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
 import { addBuffDbServices, BuffDb, connect, openTransitive, StoreError } from '../src/index.js';
 import { bidi, fold, tempDir } from './helpers/server.js';
 
 describe('library API', () => {
   it('transitive client: same methods and messages as the gRPC client, no network', async () => {
     const dir = tempDir();
-    const { kv, blob, query, close } = await openTransitive({ kvStore: join(dir, 'kv.db'), blobStore: join(dir, 'blob.db') });
+    const { kv, blob, query, close } = await openTransitive({
+      kvStore: join(dir, 'kv.db'),
+      blobStore: join(dir, 'blob.db'),
+    });
     try {
       assert.deepEqual((await bidi(kv.set(), [{ key: 'key_set', value: 'value_set' }])).out, [{ key: 'key_set' }]);
       assert.deepEqual((await bidi(kv.get(), [{ key: 'key_set' }])).out, [{ value: 'value_set' }]);
@@ -47,7 +51,8 @@ describe('library API', () => {
     const server = new grpc.Server();
     addBuffDbServices(server, db);
     const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    );
     const clients = connect(`127.0.0.1:${port}`);
     try {
       assert.deepEqual((await bidi(clients.kv.set(), [{ key: 'embedded', value: 'v' }])).out, [{ key: 'embedded' }]);
@@ -67,7 +72,10 @@ describe('library API', () => {
       await db.kv.setValue('a', '1');
       assert.equal(await db.kv.getValue('a'), '1');
       await db.kv.deleteKey('a');
-      await assert.rejects(db.kv.getValue('a'), (e: unknown) => e instanceof StoreError && e.code === grpc.status.NOT_FOUND);
+      await assert.rejects(
+        db.kv.getValue('a'),
+        (e: unknown) => e instanceof StoreError && e.code === grpc.status.NOT_FOUND,
+      );
       const id = await db.blob.storeBlob(Buffer.from('data'), 'meta');
       await db.blob.updateBlob(id, { shouldUpdateMetadata: true, metadata: 'new' });
       const record = await db.blob.getBlob(id);
@@ -80,7 +88,10 @@ describe('library API', () => {
 
   it('refuses the same file for the KV and the BLOB store', async () => {
     const dir = tempDir();
-    await assert.rejects(BuffDb.open({ kvStore: join(dir, 'same.db'), blobStore: join(dir, '.', 'same.db') }), /different files/);
+    await assert.rejects(
+      BuffDb.open({ kvStore: join(dir, 'same.db'), blobStore: join(dir, '.', 'same.db') }),
+      /different files/,
+    );
     rmSync(dir, { recursive: true, force: true });
   });
 });

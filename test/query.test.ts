@@ -1,7 +1,8 @@
 /** Query service: raw SQL on the KV and BLOB stores (SQL backends), sandboxed. */
-import { status } from '@grpc/grpc-js';
+
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { status } from '@grpc/grpc-js';
 import { loadBackend } from '../src/backends/index.js';
 import { TargetStore } from '../src/generated/query.js';
 import { unpackValue } from '../src/server/any-values.js';
@@ -11,8 +12,12 @@ for (const backend of TEST_BACKENDS) {
   describe(`Query service [${backend}]`, async () => {
     const { capabilities } = await loadBackend(backend);
     let srv: TestServer;
-    before(async () => { srv = await startTestServer({ backend }); });
-    after(async () => { await srv.dispose(); });
+    before(async () => {
+      srv = await startTestServer({ backend });
+    });
+    after(async () => {
+      await srv.dispose();
+    });
     const q = () => srv.clients.query;
 
     if (!capabilities.rawSql) {
@@ -28,12 +33,17 @@ for (const backend of TEST_BACKENDS) {
     }
 
     it('query on the KV store sees the kv table; values are packed as well-known types', async () => {
-      await bidi(srv.clients.kv.set(), [{ key: 'k1', value: 'v1' }, { key: 'k2', value: 'v2' }]);
-      const res = await bidi(q().query(), [{
-        // Raw SQL is the engine's dialect: DuckDB has no x'..' literal.
-        query: `SELECT key, value, 42, 2.5, NULL, ${backend === 'duckdb' ? "'\\x00\\xFF'::BLOB" : "x'00ff'"}, 9223372036854775807 FROM kv WHERE key IN ('k1','k2') ORDER BY key`,
-        target: TargetStore.KV,
-      }]);
+      await bidi(srv.clients.kv.set(), [
+        { key: 'k1', value: 'v1' },
+        { key: 'k2', value: 'v2' },
+      ]);
+      const res = await bidi(q().query(), [
+        {
+          // Raw SQL is the engine's dialect: DuckDB has no x'..' literal.
+          query: `SELECT key, value, 42, 2.5, NULL, ${backend === 'duckdb' ? "'\\x00\\xFF'::BLOB" : "x'00ff'"}, 9223372036854775807 FROM kv WHERE key IN ('k1','k2') ORDER BY key`,
+          target: TargetStore.KV,
+        },
+      ]);
       assert.equal(res.err, undefined);
       assert.equal(res.out.length, 2);
       const urls = res.out[0]!.fields.map((f) => f.typeUrl);
@@ -46,16 +56,28 @@ for (const backend of TEST_BACKENDS) {
         'type.googleapis.com/google.protobuf.BytesValue',
         'type.googleapis.com/google.protobuf.Int64Value',
       ]);
-      assert.deepEqual(res.out[0]!.fields.map(unpackValue),
-        ['k1', 'v1', 42n, 2.5, null, Buffer.from([0, 255]), 9223372036854775807n]);
+      assert.deepEqual(res.out[0]!.fields.map(unpackValue), [
+        'k1',
+        'v1',
+        42n,
+        2.5,
+        null,
+        Buffer.from([0, 255]),
+        9223372036854775807n,
+      ]);
       assert.deepEqual(res.out[1]!.fields.map(unpackValue).slice(0, 2), ['k2', 'v2']);
     });
 
     it('query on the BLOB store sees blob (id, data, metadata) with the blob ids', async () => {
       const stored = await bidi(srv.clients.blob.store(), [{ bytes: Buffer.from('abcdef'), metadata: 'm' }]);
       const id = stored.out[0]!.id;
-      const res = await bidi(q().query(), [{ query: `SELECT id, data, metadata FROM blob WHERE id = ${id}`, target: TargetStore.BLOB }]);
-      assert.deepEqual(res.out.map((r) => r.fields.map(unpackValue)), [[id, Buffer.from('abcdef'), 'm']]);
+      const res = await bidi(q().query(), [
+        { query: `SELECT id, data, metadata FROM blob WHERE id = ${id}`, target: TargetStore.BLOB },
+      ]);
+      assert.deepEqual(
+        res.out.map((r) => r.fields.map(unpackValue)),
+        [[id, Buffer.from('abcdef'), 'm']],
+      );
       const count = await bidi(q().query(), [{ query: 'SELECT COUNT(*) FROM blob', target: TargetStore.BLOB }]);
       assert.equal(count.out.length, 1);
       assert.equal(count.out[0]!.fields.length, 1);
@@ -66,16 +88,23 @@ for (const backend of TEST_BACKENDS) {
         { query: 'SELECT 1', target: TargetStore.KV },
         { query: "SELECT 'two'", target: TargetStore.BLOB },
       ]);
-      assert.deepEqual(res.out.map((r) => r.fields.map(unpackValue)), [[1n], ['two']]);
+      assert.deepEqual(
+        res.out.map((r) => r.fields.map(unpackValue)),
+        [[1n], ['two']],
+      );
     });
 
     it('a 100k-row result streams completely', async () => {
-      const res = await bidi(q().query(), [{
-        // DuckDB runs a recursive CTE one step per row (seconds per 10k rows); range() streams the same rows.
-        query: backend === 'duckdb' ? 'SELECT i FROM range(1, 100001) t(i)'
-          : 'WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) SELECT i FROM n',
-        target: TargetStore.KV,
-      }]);
+      const res = await bidi(q().query(), [
+        {
+          // DuckDB runs a recursive CTE one step per row (seconds per 10k rows); range() streams the same rows.
+          query:
+            backend === 'duckdb'
+              ? 'SELECT i FROM range(1, 100001) t(i)'
+              : 'WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) SELECT i FROM n',
+          target: TargetStore.KV,
+        },
+      ]);
       assert.equal(res.err, undefined);
       assert.equal(res.out.length, 100_000);
       assert.deepEqual(res.out[99_999]!.fields.map(unpackValue), [100_000n]);
@@ -89,7 +118,10 @@ for (const backend of TEST_BACKENDS) {
         { query: 'DELETE FROM blob WHERE id < 0', target: TargetStore.BLOB },
       ]);
       assert.equal(res.err, undefined);
-      assert.deepEqual(res.out.map((r) => r.rowsChanged), [2n, 2n, 0n, 0n]);
+      assert.deepEqual(
+        res.out.map((r) => r.rowsChanged),
+        [2n, 2n, 0n, 0n],
+      );
       const got = await bidi(srv.clients.kv.get(), [{ key: 'e1' }]);
       assert.deepEqual(got.out, [{ value: 'z' }]);
     });
@@ -122,7 +154,10 @@ for (const backend of TEST_BACKENDS) {
         for (const call of [q().query(), q().execute()]) {
           const res = await bidi(call, [{ query, target: TargetStore.KV }]);
           assert.ok(res.err, `${query} must be refused`);
-          assert.ok([status.PERMISSION_DENIED, status.INVALID_ARGUMENT].includes(res.err.code), `${query}: ${res.err.code}`);
+          assert.ok(
+            [status.PERMISSION_DENIED, status.INVALID_ARGUMENT].includes(res.err.code),
+            `${query}: ${res.err.code}`,
+          );
         }
       }
     });

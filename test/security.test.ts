@@ -2,17 +2,18 @@
  * Security: raw SQL stays inside its own store (no ATTACH, no extensions, no file access, no
  * durability changes, whatever the spelling), `run --read-only` refuses writes, logs hold no data.
  */
-import { status } from '@grpc/grpc-js';
+
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { status } from '@grpc/grpc-js';
 import { loadBackend } from '../src/backends/index.js';
 import { connect } from '../src/client/network.js';
 import { TargetStore } from '../src/generated/query.js';
 import { unpackValue } from '../src/server/any-values.js';
 import { BuffDb } from '../src/store/buffdb.js';
-import { bidi, spawnServer, startTestServer, tempDir, TEST_BACKENDS, type TestServer } from './helpers/server.js';
+import { bidi, spawnServer, startTestServer, TEST_BACKENDS, type TestServer, tempDir } from './helpers/server.js';
 
 /** Statements that must never run; `F` is replaced by a path in a scratch directory. */
 const ATTACKS: string[] = [
@@ -29,7 +30,7 @@ const ATTACKS: string[] = [
   "WITH a AS (SELECT 1) ATTACH 'F' AS x",
   "EXPLAIN ATTACH 'F' AS x",
   "EXPLAIN QUERY PLAN ATTACH 'F' AS x",
-  "DETACH x",
+  'DETACH x',
   // Extensions.
   "SELECT load_extension('F')",
   "SELECT LOAD_EXTENSION('F', 'entry')",
@@ -103,8 +104,8 @@ const ATTACKS: string[] = [
   'ALTER TABLE kv RENAME TO kv2',
   "UPDATE sqlite_schema SET sql = 'x'",
   "UPDATE sqlite_master SET sql = 'x'",
-  "UPDATE sqlite_sequence SET seq = 0",
-  "DELETE FROM sqlite_sequence",
+  'UPDATE sqlite_sequence SET seq = 0',
+  'DELETE FROM sqlite_sequence',
   "INSERT INTO sqlite_sequence VALUES ('blob', 0)",
   'WITH c AS (SELECT 1) DELETE FROM sqlite_sequence',
   'WITH c AS (SELECT 1) UPDATE sqlite_sequence SET seq = 0',
@@ -164,8 +165,10 @@ for (const backend of TEST_BACKENDS) {
           for (const rpc of ['query', 'execute'] as const) {
             const res = await bidi(srv.clients.query[rpc](), [{ query: sql, target }]);
             assert.ok(res.err, `${rpc} ${JSON.stringify(sql)} was not refused`);
-            assert.ok(res.err.code === status.PERMISSION_DENIED || res.err.code === status.INVALID_ARGUMENT,
-              `${rpc} ${JSON.stringify(sql)}: unexpected ${res.err.code} ${res.err.details}`);
+            assert.ok(
+              res.err.code === status.PERMISSION_DENIED || res.err.code === status.INVALID_ARGUMENT,
+              `${rpc} ${JSON.stringify(sql)}: unexpected ${res.err.code} ${res.err.details}`,
+            );
             assert.ok(res.err.details.length > 10, `${JSON.stringify(sql)}: message too short: ${res.err.details}`);
             assert.equal(res.out.length, 0);
           }
@@ -217,65 +220,81 @@ for (const backend of TEST_BACKENDS) {
   });
 }
 
-for (const backend of TEST_BACKENDS) describe(`run --read-only [${backend}]`, async () => {
-  const { capabilities } = await loadBackend(backend);
-  let dir: string;
-  let proc: Awaited<ReturnType<typeof spawnServer>>;
-  let clients: ReturnType<typeof connect>;
-  let blobId: bigint;
-  before(async () => {
-    dir = tempDir('buffdb-ro-');
-    const db = await BuffDb.open({ backend, kvStore: join(dir, 'kv.db'), blobStore: join(dir, 'blob.db') });
-    await db.kv.setValue('present', 'value');
-    blobId = BigInt(await db.blob.committer.run((ops) => ops.insert(Buffer.from('data'), 'meta')));
-    await db.close();
-    proc = await spawnServer(['127.0.0.1:0', '-b', backend, '--kv-store', 'kv.db', '--blob-store', 'blob.db', '--read-only'], dir);
-    clients = connect(proc.addr);
-  });
-  after(async () => {
-    clients.close();
-    proc.child.kill('SIGTERM');
-    await proc.exited;
-    rmSync(dir, { recursive: true, force: true });
-  });
+for (const backend of TEST_BACKENDS)
+  describe(`run --read-only [${backend}]`, async () => {
+    const { capabilities } = await loadBackend(backend);
+    let dir: string;
+    let proc: Awaited<ReturnType<typeof spawnServer>>;
+    let clients: ReturnType<typeof connect>;
+    let blobId: bigint;
+    before(async () => {
+      dir = tempDir('buffdb-ro-');
+      const db = await BuffDb.open({ backend, kvStore: join(dir, 'kv.db'), blobStore: join(dir, 'blob.db') });
+      await db.kv.setValue('present', 'value');
+      blobId = BigInt(await db.blob.committer.run((ops) => ops.insert(Buffer.from('data'), 'meta')));
+      await db.close();
+      proc = await spawnServer(
+        ['127.0.0.1:0', '-b', backend, '--kv-store', 'kv.db', '--blob-store', 'blob.db', '--read-only'],
+        dir,
+      );
+      clients = connect(proc.addr);
+    });
+    after(async () => {
+      clients.close();
+      proc.child.kill('SIGTERM');
+      await proc.exited;
+      rmSync(dir, { recursive: true, force: true });
+    });
 
-  it('serves reads', async () => {
-    assert.deepEqual((await bidi(clients.kv.get(), [{ key: 'present' }])).out, [{ value: 'value' }]);
-    const blob = await bidi(clients.blob.get(), [{ id: blobId }]);
-    assert.equal(blob.err, undefined);
-    assert.equal(Buffer.from(blob.out[0]!.bytes).toString(), 'data');
-    if (capabilities.rawSql) {
-      const q = await bidi(clients.query.query(), [{ query: 'SELECT value FROM kv', target: TargetStore.KV }]);
-      assert.deepEqual(q.out.map((r) => r.fields.map(unpackValue)), [['value']]);
-    }
-  });
+    it('serves reads', async () => {
+      assert.deepEqual((await bidi(clients.kv.get(), [{ key: 'present' }])).out, [{ value: 'value' }]);
+      const blob = await bidi(clients.blob.get(), [{ id: blobId }]);
+      assert.equal(blob.err, undefined);
+      assert.equal(Buffer.from(blob.out[0]!.bytes).toString(), 'data');
+      if (capabilities.rawSql) {
+        const q = await bidi(clients.query.query(), [{ query: 'SELECT value FROM kv', target: TargetStore.KV }]);
+        assert.deepEqual(
+          q.out.map((r) => r.fields.map(unpackValue)),
+          [['value']],
+        );
+      }
+    });
 
-  it('refuses every kind of write with FAILED_PRECONDITION naming read-only mode', async () => {
-    const writes = [
-      bidi(clients.kv.set(), [{ key: 'new', value: 'v' }]),
-      bidi(clients.kv.delete(), [{ key: 'present' }]),
-      bidi(clients.blob.store(), [{ bytes: Buffer.from('x') }]),
-      bidi(clients.blob.update(), [{ id: blobId, bytes: Buffer.from('y'), shouldUpdateMetadata: false }]),
-      bidi(clients.blob.delete(), [{ id: blobId }]),
-      ...(capabilities.rawSql ? [bidi(clients.query.execute(), [{ query: "INSERT INTO kv VALUES ('q', 'v')", target: TargetStore.KV }])] : []),
-    ];
-    for (const res of await Promise.all(writes)) {
-      assert.equal(res.err?.code, status.FAILED_PRECONDITION, res.err?.details);
-      assert.match(res.err!.details, /read-only/);
-    }
-    // Nothing changed, and reads interleaved with refused writes still work.
-    assert.deepEqual((await bidi(clients.kv.get(), [{ key: 'present' }, { key: 'present' }])).out,
-      [{ value: 'value' }, { value: 'value' }]);
-    const missing = await bidi(clients.kv.get(), [{ key: 'new' }]);
-    assert.equal(missing.err?.code, status.NOT_FOUND);
-  });
+    it('refuses every kind of write with FAILED_PRECONDITION naming read-only mode', async () => {
+      const writes = [
+        bidi(clients.kv.set(), [{ key: 'new', value: 'v' }]),
+        bidi(clients.kv.delete(), [{ key: 'present' }]),
+        bidi(clients.blob.store(), [{ bytes: Buffer.from('x') }]),
+        bidi(clients.blob.update(), [{ id: blobId, bytes: Buffer.from('y'), shouldUpdateMetadata: false }]),
+        bidi(clients.blob.delete(), [{ id: blobId }]),
+        ...(capabilities.rawSql
+          ? [bidi(clients.query.execute(), [{ query: "INSERT INTO kv VALUES ('q', 'v')", target: TargetStore.KV }])]
+          : []),
+      ];
+      for (const res of await Promise.all(writes)) {
+        assert.equal(res.err?.code, status.FAILED_PRECONDITION, res.err?.details);
+        assert.match(res.err!.details, /read-only/);
+      }
+      // Nothing changed, and reads interleaved with refused writes still work.
+      assert.deepEqual((await bidi(clients.kv.get(), [{ key: 'present' }, { key: 'present' }])).out, [
+        { value: 'value' },
+        { value: 'value' },
+      ]);
+      const missing = await bidi(clients.kv.get(), [{ key: 'new' }]);
+      assert.equal(missing.err?.code, status.NOT_FOUND);
+    });
 
-  it('refuses to start on a store that does not exist, in one line', async () => {
-    await assert.rejects(spawnServer(['127.0.0.1:0', '-b', backend, '--kv-store', 'nope.db', '--blob-store', 'blob.db', '--read-only'], dir),
-      /KV store nope\.db does not exist/);
-    assert.equal(existsSync(join(dir, 'nope.db')), false);
+    it('refuses to start on a store that does not exist, in one line', async () => {
+      await assert.rejects(
+        spawnServer(
+          ['127.0.0.1:0', '-b', backend, '--kv-store', 'nope.db', '--blob-store', 'blob.db', '--read-only'],
+          dir,
+        ),
+        /KV store nope\.db does not exist/,
+      );
+      assert.equal(existsSync(join(dir, 'nope.db')), false);
+    });
   });
-});
 
 describe('logs', () => {
   it('never contain keys, values, blob data or SQL text', async () => {

@@ -1,10 +1,11 @@
 /** `buffdb run` as users run it: the built executable, real files, real signals. */
-import { status } from '@grpc/grpc-js';
+
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { status } from '@grpc/grpc-js';
 import { connect } from '../src/client/network.js';
 import { bidi, CLI, spawnServer, tempDir } from './helpers/server.js';
 
@@ -30,15 +31,25 @@ describe('buffdb run', () => {
     let c = connect(first.addr);
     const sets = Array.from({ length: 500 }, (_, i) => ({ key: `crash-${i}`, value: `v${i}` }));
     assert.equal((await bidi(c.kv.set(), sets)).out.length, 500);
-    const ids = (await bidi(c.blob.store(), [{ bytes: Buffer.from([0, 1, 2, 255]), metadata: 'm' }])).out.map((r) => r.id);
+    const ids = (await bidi(c.blob.store(), [{ bytes: Buffer.from([0, 1, 2, 255]), metadata: 'm' }])).out.map(
+      (r) => r.id,
+    );
     c.close();
     first.child.kill('SIGKILL');
     await first.exited;
     const second = await spawnServer(args, dir);
     c = connect(second.addr);
-    const got = await bidi(c.kv.get(), sets.map(({ key }) => ({ key })));
-    assert.deepEqual(got.out.map((r) => r.value), sets.map((s) => s.value));
-    assert.deepEqual((await bidi(c.blob.get(), [{ id: ids[0]! }])).out, [{ bytes: Buffer.from([0, 1, 2, 255]), metadata: 'm' }]);
+    const got = await bidi(
+      c.kv.get(),
+      sets.map(({ key }) => ({ key })),
+    );
+    assert.deepEqual(
+      got.out.map((r) => r.value),
+      sets.map((s) => s.value),
+    );
+    assert.deepEqual((await bidi(c.blob.get(), [{ id: ids[0]! }])).out, [
+      { bytes: Buffer.from([0, 1, 2, 255]), metadata: 'm' },
+    ]);
     const next = (await bidi(c.blob.store(), [{ bytes: Buffer.from('n') }])).out[0]!.id;
     assert.ok(next > ids[0]!);
     c.close();
@@ -54,7 +65,10 @@ describe('buffdb run', () => {
     const call = c.kv.set();
     const acks: string[] = [];
     call.on('data', (r: { key: string }) => acks.push(r.key));
-    const ended = new Promise<void>((resolve) => { call.on('end', resolve); call.on('error', () => resolve()); });
+    const ended = new Promise<void>((resolve) => {
+      call.on('end', resolve);
+      call.on('error', () => resolve());
+    });
     call.write({ key: 'before-term', value: '1' });
     await new Promise((r) => call.once('data', r));
     srv.child.kill('SIGTERM');
@@ -66,7 +80,10 @@ describe('buffdb run', () => {
     assert.equal((await srv.exited).code, 0);
     const again = await spawnServer(['127.0.0.1:0'], dir);
     const c2 = connect(again.addr);
-    const got = await bidi(c2.kv.get(), acks.map((key) => ({ key })));
+    const got = await bidi(
+      c2.kv.get(),
+      acks.map((key) => ({ key })),
+    );
     assert.equal(got.out.length, acks.length, 'every acknowledged write is present after restart');
     c2.close();
     again.child.kill('SIGTERM');
@@ -76,8 +93,11 @@ describe('buffdb run', () => {
 
   it('refuses the same file for both stores with one clear line and a non-zero exit', () => {
     const dir = tempDir();
-    const res = spawnSync(process.execPath, [CLI, 'run', '127.0.0.1:0', '--kv-store', 'same.db', '--blob-store', 'same.db'],
-      { cwd: dir, encoding: 'utf8' });
+    const res = spawnSync(
+      process.execPath,
+      [CLI, 'run', '127.0.0.1:0', '--kv-store', 'same.db', '--blob-store', 'same.db'],
+      { cwd: dir, encoding: 'utf8' },
+    );
     assert.notEqual(res.status, 0);
     assert.match(res.stderr, /different files/);
     assert.equal(res.stderr.trim().split('\n').length, 1, res.stderr);
@@ -87,7 +107,11 @@ describe('buffdb run', () => {
 
   it('a bad listen address fails with one clear line', () => {
     const dir = tempDir();
-    const res = spawnSync(process.execPath, [CLI, 'run', 'not-an-address:99999'], { cwd: dir, encoding: 'utf8', timeout: 20_000 });
+    const res = spawnSync(process.execPath, [CLI, 'run', 'not-an-address:99999'], {
+      cwd: dir,
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
     assert.notEqual(res.status, 0);
     assert.match(res.stderr, /not-an-address/);
     assert.doesNotMatch(res.stderr, /\n\s+at /);
@@ -99,7 +123,8 @@ describe('buffdb run', () => {
     const srv = await spawnServer(['127.0.0.1:0', '--transaction-timeout', '150'], dir);
     const c = connect(srv.addr);
     const begun = await new Promise<{ transactionId: string }>((resolve, reject) =>
-      c.kv.beginTransaction({}, (err, res) => (err ? reject(err) : resolve(res!))));
+      c.kv.beginTransaction({}, (err, res) => (err ? reject(err) : resolve(res!))),
+    );
     await new Promise((r) => setTimeout(r, 600));
     const res = await bidi(c.kv.set(), [{ key: 'late', value: 'v', transactionId: begun.transactionId }]);
     assert.equal(res.err?.code, status.FAILED_PRECONDITION);
@@ -107,7 +132,10 @@ describe('buffdb run', () => {
     c.close();
     srv.child.kill('SIGTERM');
     await srv.exited;
-    const bad = spawnSync(process.execPath, [CLI, 'run', '127.0.0.1:0', '--transaction-timeout', 'soon'], { cwd: dir, encoding: 'utf8' });
+    const bad = spawnSync(process.execPath, [CLI, 'run', '127.0.0.1:0', '--transaction-timeout', 'soon'], {
+      cwd: dir,
+      encoding: 'utf8',
+    });
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /milliseconds/);
     rmSync(dir, { recursive: true, force: true });

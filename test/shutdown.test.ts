@@ -2,14 +2,15 @@
  * Graceful shutdown of `buffdb run`: SIGTERM under heavy write load loses no acknowledged write and
  * exits 0 within a bounded time; a second signal forces the exit (status 130).
  */
-import type { ServiceError } from '@grpc/grpc-js';
+
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { connect, type BuffDbClients } from '../src/client/network.js';
+import type { ServiceError } from '@grpc/grpc-js';
+import { type BuffDbClients, connect } from '../src/client/network.js';
 import { BuffDb } from '../src/store/buffdb.js';
-import { spawnServer, tempDir, type ServerProcess } from './helpers/server.js';
+import { type ServerProcess, spawnServer, tempDir } from './helpers/server.js';
 
 const ARGS = ['127.0.0.1:0', '--kv-store', 'kv.db', '--blob-store', 'blob.db'];
 
@@ -27,7 +28,10 @@ function exitWithin(proc: ServerProcess, ms: number): Promise<{ code: number | n
 
 function waitForLog(proc: ServerProcess, re: RegExp): Promise<void> {
   return new Promise((resolve) => {
-    const check = (): void => { if (re.test(proc.stderr())) resolve(); else setTimeout(check, 10); };
+    const check = (): void => {
+      if (re.test(proc.stderr())) resolve();
+      else setTimeout(check, 10);
+    };
     check();
   });
 }
@@ -73,13 +77,24 @@ describe('graceful shutdown', () => {
       // One long-lived stream as well: it is cut at the end of the grace period, its answers stay valid.
       const longLived = clients.kv.set();
       let longAcked = 0;
-      longLived.on('data', (r: { key: string }) => { acked.set(r.key, `long ${r.key}`); longAcked++; });
+      longLived.on('data', (r: { key: string }) => {
+        acked.set(r.key, `long ${r.key}`);
+        longAcked++;
+      });
       longLived.on('error', () => {});
-      const feed = (n: number): void => { if (!longLived.destroyed) longLived.write({ key: `long-${n}`, value: `long long-${n}` }); };
+      const feed = (n: number): void => {
+        if (!longLived.destroyed) longLived.write({ key: `long-${n}`, value: `long long-${n}` });
+      };
       longLived.on('data', () => feed(longAcked + 1000));
       for (let i = 0; i < 20; i++) feed(i);
       const writers = Array.from({ length: 8 }, (_, who) => writer(clients, who, acked));
-      await new Promise<void>((resolve) => { const t = (): void => { if (acked.size > 2000) resolve(); else setTimeout(t, 20); }; t(); });
+      await new Promise<void>((resolve) => {
+        const t = (): void => {
+          if (acked.size > 2000) resolve();
+          else setTimeout(t, 20);
+        };
+        t();
+      });
       const ackedAtSignal = acked.size;
       proc.child.kill('SIGTERM');
       const exit = await exitWithin(proc, 30_000);
@@ -120,7 +135,10 @@ describe('graceful shutdown', () => {
       const call = clients.kv.set();
       call.on('error', () => {});
       await new Promise<void>((resolve) => {
-        call.on('data', (r: { key: string }) => { acked.set(r.key, 'held'); resolve(); });
+        call.on('data', (r: { key: string }) => {
+          acked.set(r.key, 'held');
+          resolve();
+        });
         call.write({ key: 'held-open', value: 'held' });
       });
       proc.child.kill('SIGTERM');

@@ -1,23 +1,26 @@
 /** Transactions across Kv and Blob over real gRPC on loopback and real files (docs/transactions.md). */
-import { status, type ServiceError } from '@grpc/grpc-js';
+
 import assert from 'node:assert/strict';
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
-import { connect, type BuffDbClients } from '../src/client/network.js';
-import { openTransitive } from '../src/client/transitive.js';
-import type { KvClient } from '../src/generated/kv.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type ServiceError, status } from '@grpc/grpc-js';
 import type { Backend, BlobOps } from '../src/backends/backend.js';
 import { sqliteBackend } from '../src/backends/sqlite/sqlite-backend.js';
+import { type BuffDbClients, connect } from '../src/client/network.js';
+import { openTransitive } from '../src/client/transitive.js';
+import type { KvClient } from '../src/generated/kv.js';
 import { BuffDb } from '../src/store/buffdb.js';
 import { StoreError } from '../src/store/errors.js';
-import { bidi, spawnServer, startTestServer, tempDir, TEST_BACKENDS, type TestServer } from './helpers/server.js';
+import { bidi, spawnServer, startTestServer, TEST_BACKENDS, type TestServer, tempDir } from './helpers/server.js';
 
 type Unary<Req, Res> = (req: Req, cb: (err: ServiceError | null, res?: Res) => void) => unknown;
 
 function unary<Req, Res>(f: Unary<Req, Res>, req: Req): Promise<{ res?: Res; err?: ServiceError }> {
-  return new Promise((resolve) => { f(req, (err, res) => resolve(err ? { err } : { res })); });
+  return new Promise((resolve) => {
+    f(req, (err, res) => resolve(err ? { err } : { res }));
+  });
 }
 
 async function begin(kv: KvClient, req: { readOnly?: boolean; timeoutMs?: number } = {}): Promise<string> {
@@ -39,13 +42,20 @@ const commit = (kv: KvClient, transactionId: string) =>
 const rollback = (kv: KvClient, transactionId: string) =>
   unary<{ transactionId: string }, Outcome>(kv.rollbackTransaction.bind(kv), { transactionId });
 
-async function getValue(c: BuffDbClients, key: string, transactionId?: string): Promise<{ value?: string; err?: ServiceError }> {
+async function getValue(
+  c: BuffDbClients,
+  key: string,
+  transactionId?: string,
+): Promise<{ value?: string; err?: ServiceError }> {
   const r = await bidi(c.kv.get(), [{ key, transactionId }]);
   return r.err ? { err: r.err } : { value: r.out[0]!.value };
 }
 
 async function setValues(c: BuffDbClients, pairs: Record<string, string>, transactionId?: string): Promise<void> {
-  const r = await bidi(c.kv.set(), Object.entries(pairs).map(([key, value]) => ({ key, value, transactionId })));
+  const r = await bidi(
+    c.kv.set(),
+    Object.entries(pairs).map(([key, value]) => ({ key, value, transactionId })),
+  );
   assert.equal(r.err, undefined, r.err?.details);
 }
 
@@ -125,7 +135,9 @@ for (const backend of TEST_BACKENDS) {
       const blobId = await storeBlob(c, 'b0', 'm0');
       const tx = await begin(c.kv);
       await setValues(c, { 'i-k': 'v1', 'i-new': 'n1' }, tx);
-      const upd = await bidi(c.blob.update(), [{ id: blobId, bytes: Buffer.from('b1'), shouldUpdateMetadata: false, transactionId: tx }]);
+      const upd = await bidi(c.blob.update(), [
+        { id: blobId, bytes: Buffer.from('b1'), shouldUpdateMetadata: false, transactionId: tx },
+      ]);
       assert.equal(upd.err, undefined, upd.err?.details);
       const newId = await storeBlob(c, 'fresh', undefined, tx);
       // Another connection and the plain requests of this one see the committed state only.
@@ -155,7 +167,9 @@ for (const backend of TEST_BACKENDS) {
       assert.deepEqual(mixed.out, [{ value: 'mine' }, { value: 'old' }]);
       const id = await storeBlob(c, 'draft', 'm', tx);
       assert.deepEqual(await getBlob(c, id, tx), { data: 'draft', metadata: 'm' });
-      const upd = await bidi(c.blob.update(), [{ id, shouldUpdateMetadata: true, metadata: 'final', transactionId: tx }]);
+      const upd = await bidi(c.blob.update(), [
+        { id, shouldUpdateMetadata: true, metadata: 'final', transactionId: tx },
+      ]);
       assert.equal(upd.err, undefined);
       assert.deepEqual(await getBlob(c, id, tx), { data: 'draft', metadata: 'final' });
       const delBlob = await bidi(c.blob.delete(), [{ id, transactionId: tx }]);
@@ -200,7 +214,9 @@ for (const backend of TEST_BACKENDS) {
       assert.equal(del.err?.code, status.FAILED_PRECONDITION);
       const store = await bidi(c.blob.store(), [{ bytes: Buffer.from('x'), transactionId: tx }]);
       assert.equal(store.err?.code, status.FAILED_PRECONDITION);
-      const upd = await bidi(c.blob.update(), [{ id: 1n, bytes: Buffer.from('x'), shouldUpdateMetadata: false, transactionId: tx }]);
+      const upd = await bidi(c.blob.update(), [
+        { id: 1n, bytes: Buffer.from('x'), shouldUpdateMetadata: false, transactionId: tx },
+      ]);
       assert.equal(upd.err?.code, status.FAILED_PRECONDITION);
       const bdel = await bidi(c.blob.delete(), [{ id: 1n, transactionId: tx }]);
       assert.equal(bdel.err?.code, status.FAILED_PRECONDITION);
@@ -253,7 +269,11 @@ for (const backend of TEST_BACKENDS) {
       const tx = await begin(c.kv);
       await setValues(c, { 'u-k': 'v' }, tx);
       assertOk(await commit(c.kv, tx));
-      for (const err of [(await commit(c.kv, tx)).err, (await getValue(c, 'u-k', tx)).err, (await rollback(c.kv, tx)).err]) {
+      for (const err of [
+        (await commit(c.kv, tx)).err,
+        (await getValue(c, 'u-k', tx)).err,
+        (await rollback(c.kv, tx)).err,
+      ]) {
         assert.equal(err?.code, status.FAILED_PRECONDITION);
         assert.match(err!.details, /already committed/);
       }
@@ -308,8 +328,13 @@ for (const backend of TEST_BACKENDS) {
       const id = await storeBlob(c, 'base');
       const b1 = await begin(c.kv);
       const b2 = await begin(c.kv);
-      for (const [tx, data] of [[b1, 'from-1'], [b2, 'from-2']] as const) {
-        const r = await bidi(c.blob.update(), [{ id, bytes: Buffer.from(data), shouldUpdateMetadata: false, transactionId: tx }]);
+      for (const [tx, data] of [
+        [b1, 'from-1'],
+        [b2, 'from-2'],
+      ] as const) {
+        const r = await bidi(c.blob.update(), [
+          { id, bytes: Buffer.from(data), shouldUpdateMetadata: false, transactionId: tx },
+        ]);
         assert.equal(r.err, undefined);
       }
       assertOk(await commit(c.kv, b2));
@@ -348,7 +373,10 @@ for (const backend of TEST_BACKENDS) {
       assert.deepEqual(await getValue(leaving, 'dc-k', tx), { value: 'uncommitted' });
       leaving.close();
       // Watch the server without using the id (a use would count as the client coming back).
-      await eventually(async () => !srv.db.transactions.isOpen(tx), 'the disconnected client\'s transaction is rolled back');
+      await eventually(
+        async () => !srv.db.transactions.isOpen(tx),
+        "the disconnected client's transaction is rolled back",
+      );
       const late = await getValue(c, 'dc-k', tx);
       assert.equal(late.err?.code, status.FAILED_PRECONDITION);
       assert.match(late.err!.details, /disconnected/);
@@ -375,13 +403,24 @@ for (const backend of TEST_BACKENDS) {
 
     it('a failed request inside a transaction does not apply the rest of its stream', async () => {
       const tx = await begin(c.kv);
-      const r = await bidi(c.kv.delete(), [{ key: 'f-missing', transactionId: tx }, { key: 'f-never', transactionId: tx }]);
+      const r = await bidi(c.kv.delete(), [
+        { key: 'f-missing', transactionId: tx },
+        { key: 'f-never', transactionId: tx },
+      ]);
       assert.equal(r.err?.code, status.NOT_FOUND);
-      const s = await bidi(c.kv.set(), [{ key: 'f-a', value: '1', transactionId: tx }, { key: 'f-b', value: '2', transactionId: 'bogus' }, { key: 'f-c', value: '3', transactionId: tx }]);
+      const s = await bidi(c.kv.set(), [
+        { key: 'f-a', value: '1', transactionId: tx },
+        { key: 'f-b', value: '2', transactionId: 'bogus' },
+        { key: 'f-c', value: '3', transactionId: tx },
+      ]);
       assert.deepEqual(s.out, [{ key: 'f-a' }]);
       assert.equal(s.err?.code, status.FAILED_PRECONDITION);
       // The same when the request before the failure is a plain one still being committed.
-      const m = await bidi(c.kv.set(), [{ key: 'f-plain', value: 'p' }, { key: 'f-d', value: '4', transactionId: 'bogus' }, { key: 'f-e', value: '5', transactionId: tx }]);
+      const m = await bidi(c.kv.set(), [
+        { key: 'f-plain', value: 'p' },
+        { key: 'f-d', value: '4', transactionId: 'bogus' },
+        { key: 'f-e', value: '5', transactionId: tx },
+      ]);
       assert.deepEqual(m.out, [{ key: 'f-plain' }]);
       assert.equal(m.err?.code, status.FAILED_PRECONDITION);
       assertOk(await commit(c.kv, tx));
@@ -394,7 +433,15 @@ for (const backend of TEST_BACKENDS) {
 
   describe(`transactions survive kill -9 exactly as acknowledged [${backend}]`, () => {
     const dir = tempDir('buffdb-tx-crash-');
-    const args = ['127.0.0.1:0', '--backend', backend, '--kv-store', join(dir, 'kv.db'), '--blob-store', join(dir, 'blob.db')];
+    const args = [
+      '127.0.0.1:0',
+      '--backend',
+      backend,
+      '--kv-store',
+      join(dir, 'kv.db'),
+      '--blob-store',
+      join(dir, 'blob.db'),
+    ];
     after(() => rmSync(dir, { recursive: true, force: true }));
 
     async function withServer<T>(env: NodeJS.ProcessEnv, f: (cl: BuffDbClients) => Promise<T>): Promise<T> {
@@ -451,7 +498,11 @@ for (const backend of TEST_BACKENDS) {
         assert.deepEqual(await getValue(cl, 'crash-mid'), { value: 'tx-value' });
         assert.deepEqual(await getBlob(cl, id), { data: 'mid-blob', metadata: undefined });
       });
-      assert.deepEqual(readdirSync(dir).filter((n) => n.includes('.txlog-')), [], 'the log is removed once replayed');
+      assert.deepEqual(
+        readdirSync(dir).filter((n) => n.includes('.txlog-')),
+        [],
+        'the log is removed once replayed',
+      );
     });
   });
 
@@ -483,11 +534,14 @@ for (const backend of TEST_BACKENDS) {
 
     it('transaction() rolls back when the callback throws', async () => {
       let blobId = 0;
-      await assert.rejects(db.transaction(async (tx) => {
-        await tx.kv.set('lib-b', '1');
-        blobId = await tx.blob.store(Buffer.from('gone'));
-        throw new Error('changed my mind');
-      }), /changed my mind/);
+      await assert.rejects(
+        db.transaction(async (tx) => {
+          await tx.kv.set('lib-b', '1');
+          blobId = await tx.blob.store(Buffer.from('gone'));
+          throw new Error('changed my mind');
+        }),
+        /changed my mind/,
+      );
       await assert.rejects(db.kv.getValue('lib-b'), { name: 'NotFoundError' });
       await assert.rejects(db.blob.getBlob(blobId), { name: 'NotFoundError' });
     });
@@ -506,7 +560,10 @@ for (const backend of TEST_BACKENDS) {
       await t3.rollback();
       assert.equal(await db.kv.getValue('lib-c'), '1');
       const ro = db.beginTransaction({ readOnly: true });
-      await assert.rejects(ro.kv.set('lib-c', '9'), (err: unknown) => err instanceof StoreError && err.code === status.FAILED_PRECONDITION);
+      await assert.rejects(
+        ro.kv.set('lib-c', '9'),
+        (err: unknown) => err instanceof StoreError && err.code === status.FAILED_PRECONDITION,
+      );
       await ro.commit();
     });
 
@@ -537,7 +594,8 @@ describe('transactions on a backend that cannot reserve blob ids', () => {
       const engine = await sqliteBackend.openBlob(path, options);
       return {
         sql: engine.sql,
-        batch: (work) => engine.batch((ops) => work({ ...ops, reserveId: undefined, insertWithId: undefined } as BlobOps)),
+        batch: (work) =>
+          engine.batch((ops) => work({ ...ops, reserveId: undefined, insertWithId: undefined } as BlobOps)),
         close: () => engine.close(),
       };
     },
@@ -545,12 +603,19 @@ describe('transactions on a backend that cannot reserve blob ids', () => {
 
   it('Blob Store inside a transaction is UNIMPLEMENTED; everything else works', async () => {
     const dir = tempDir('buffdb-tx-noreserve-');
-    const db = await BuffDb.open({ backend: withoutReserve, kvStore: join(dir, 'kv.db'), blobStore: join(dir, 'blob.db') });
+    const db = await BuffDb.open({
+      backend: withoutReserve,
+      kvStore: join(dir, 'kv.db'),
+      blobStore: join(dir, 'blob.db'),
+    });
     try {
       const id = await db.blob.storeBlob(Buffer.from('plain'));
       await db.transaction(async (tx) => {
-        await assert.rejects(tx.blob.store(Buffer.from('x')),
-          (err: unknown) => err instanceof StoreError && err.code === status.UNIMPLEMENTED && /reserve blob ids/.test(err.message));
+        await assert.rejects(
+          tx.blob.store(Buffer.from('x')),
+          (err: unknown) =>
+            err instanceof StoreError && err.code === status.UNIMPLEMENTED && /reserve blob ids/.test(err.message),
+        );
         await tx.blob.update(id, { bytes: Buffer.from('changed'), shouldUpdateMetadata: false });
         await tx.kv.set('nr-k', 'v');
       });

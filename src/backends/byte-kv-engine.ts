@@ -7,7 +7,7 @@
  * want the whole set at once, and a failed batch then leaves nothing behind.
  */
 import { createHash } from 'node:crypto';
-import { status, StoreError } from '../store/errors.js';
+import { StoreError, status } from '../store/errors.js';
 import type { BlobOps, BlobRecord, KvOps, StoreEngine } from './backend.js';
 
 /** One pending write: `null` deletes. */
@@ -96,7 +96,10 @@ class Overlay {
 }
 
 class ByteKvOps implements KvOps {
-  constructor(private readonly o: Overlay, private readonly maxKeyBytes: number) {}
+  constructor(
+    private readonly o: Overlay,
+    private readonly maxKeyBytes: number,
+  ) {}
 
   get(key: string): string | undefined {
     const v = this.o.get(kvKey(key, this.maxKeyBytes));
@@ -169,7 +172,10 @@ class ByteBlobOps implements BlobOps {
 class ByteStoreEngine<Ops> implements StoreEngine<Ops> {
   private busy = false;
 
-  constructor(private readonly engine: ByteEngine, private readonly makeOps: (o: Overlay) => Ops) {}
+  constructor(
+    private readonly engine: ByteEngine,
+    private readonly makeOps: (o: Overlay) => Ops,
+  ) {}
 
   async batch<T>(work: (ops: Ops) => Promise<T>): Promise<T> {
     // The store never overlaps batches of one engine; a second one here would lose writes.

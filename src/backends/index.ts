@@ -31,8 +31,14 @@ export async function loadBackend(name: string): Promise<Backend> {
   } catch (err) {
     // A native package that failed to install (no prebuilt binary for this platform) should say so.
     const code = (err as { code?: string }).code;
-    if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND' || /\.node\b|No native build|prebuild/i.test((err as Error).message)) {
-      throw new Error(`backend ${name} is not installed or its native module cannot load on this platform: ${(err as Error).message.split('\n')[0]}`);
+    if (
+      code === 'ERR_MODULE_NOT_FOUND' ||
+      code === 'MODULE_NOT_FOUND' ||
+      /\.node\b|No native build|prebuild/i.test((err as Error).message)
+    ) {
+      throw new Error(
+        `backend ${name} is not installed or its native module cannot load on this platform: ${(err as Error).message.split('\n')[0]}`,
+      );
     }
     throw err;
   }

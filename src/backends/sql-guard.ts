@@ -41,21 +41,58 @@ const REFUSED_STATEMENTS = new Map<string, string>([
 
 /** Function names that read or write files or load code, anywhere in a statement. */
 const REFUSED_FUNCTIONS = new Set([
-  'load_extension', 'readfile', 'writefile', 'edit', 'fts3_tokenizer', 'sqlite_dbpage',
-  'read_csv', 'read_csv_auto', 'read_parquet', 'parquet_scan', 'read_json', 'read_json_auto',
-  'read_json_objects', 'read_ndjson', 'read_ndjson_auto', 'read_text', 'read_blob', 'glob',
-  'sniff_csv', 'parquet_metadata', 'parquet_schema', 'duckdb_secrets', 'getenv', 'query_table',
+  'load_extension',
+  'readfile',
+  'writefile',
+  'edit',
+  'fts3_tokenizer',
+  'sqlite_dbpage',
+  'read_csv',
+  'read_csv_auto',
+  'read_parquet',
+  'parquet_scan',
+  'read_json',
+  'read_json_auto',
+  'read_json_objects',
+  'read_ndjson',
+  'read_ndjson_auto',
+  'read_text',
+  'read_blob',
+  'glob',
+  'sniff_csv',
+  'parquet_metadata',
+  'parquet_schema',
+  'duckdb_secrets',
+  'getenv',
+  'query_table',
   // DuckDB: `query('…')` runs a SQL string the guard never sees; scanners of foreign files.
-  'query', 'sqlite_scan', 'sqlite_attach', 'read_xlsx', 'st_read', 'iceberg_scan', 'delta_scan',
-  'json_execute_serialized_sql', 'read_json_objects_auto', 'postgres_scan', 'postgres_attach',
-  'mysql_scan', 'read_csv_auto', 'read_parquet',
+  'query',
+  'sqlite_scan',
+  'sqlite_attach',
+  'read_xlsx',
+  'st_read',
+  'iceberg_scan',
+  'delta_scan',
+  'json_execute_serialized_sql',
+  'read_json_objects_auto',
+  'postgres_scan',
+  'postgres_attach',
+  'mysql_scan',
+  'read_csv_auto',
+  'read_parquet',
 ]);
 
 /** Names refused wherever they appear (called or not): raw pages and code loading. */
 const REFUSED_NAMES = new Set(['sqlite_dbpage', 'load_extension', 'fts3_tokenizer']);
 
 /** Engine bookkeeping tables raw SQL may read but never write. */
-const INTERNAL_TABLES = new Set(['sqlite_sequence', 'sqlite_schema', 'sqlite_master', 'sqlite_temp_master', 'sqlite_temp_schema']);
+const INTERNAL_TABLES = new Set([
+  'sqlite_sequence',
+  'sqlite_schema',
+  'sqlite_master',
+  'sqlite_temp_master',
+  'sqlite_temp_schema',
+]);
 
 /** Allowed pragmas that are read-only only when they are given no argument. */
 const UNSETTABLE_PRAGMAS = new Set(['journal_mode', 'synchronous', 'user_version']);
@@ -65,11 +102,32 @@ const SERVICE_TABLES = new Set(['kv', 'blob']);
 
 /** Read-only pragmas: introspection that cannot change durability or reach other files. */
 const ALLOWED_PRAGMAS = new Set([
-  'table_info', 'table_xinfo', 'table_list', 'index_list', 'index_info', 'index_xinfo',
-  'foreign_key_list', 'foreign_key_check', 'integrity_check', 'quick_check', 'page_count',
-  'page_size', 'freelist_count', 'user_version', 'schema_version', 'data_version',
-  'compile_options', 'function_list', 'collation_list', 'pragma_list', 'encoding',
-  'journal_mode', 'synchronous', 'show_tables', 'show_tables_expanded', 'database_size',
+  'table_info',
+  'table_xinfo',
+  'table_list',
+  'index_list',
+  'index_info',
+  'index_xinfo',
+  'foreign_key_list',
+  'foreign_key_check',
+  'integrity_check',
+  'quick_check',
+  'page_count',
+  'page_size',
+  'freelist_count',
+  'user_version',
+  'schema_version',
+  'data_version',
+  'compile_options',
+  'function_list',
+  'collation_list',
+  'pragma_list',
+  'encoding',
+  'journal_mode',
+  'synchronous',
+  'show_tables',
+  'show_tables_expanded',
+  'database_size',
 ]);
 
 interface Token {
@@ -97,13 +155,21 @@ export function tokenize(sql: string): Token[] {
       let j = i + 1;
       for (;;) {
         const k = sql.indexOf(close, j);
-        if (k === -1) { j = n; break; }
-        if (close !== ']' && sql[k + 1] === close) { j = k + 2; continue; }
+        if (k === -1) {
+          j = n;
+          break;
+        }
+        if (close !== ']' && sql[k + 1] === close) {
+          j = k + 2;
+          continue;
+        }
         j = k + 1;
         break;
       }
       // A quoted identifier can still name a function ("load_extension"(...)): keep it as a word.
-      tokens.push(c === "'" ? { kind: 'punct', text: "''" } : { kind: 'word', text: sql.slice(i + 1, j - 1), quoted: true });
+      tokens.push(
+        c === "'" ? { kind: 'punct', text: "''" } : { kind: 'word', text: sql.slice(i + 1, j - 1), quoted: true },
+      );
       i = j;
     } else if (/[A-Za-z_\u0080-\uffff]/.test(c)) {
       let j = i + 1;
@@ -139,17 +205,24 @@ export function assertSqlAllowed(sql: string): void {
   if (first === 'PRAGMA') {
     const name = tokens[k + 1]?.text.toLowerCase() ?? '';
     const rest = tokens.slice(k + 2);
-    if (!ALLOWED_PRAGMAS.has(name) || rest.some((t) => t.text === '=')
-      || (UNSETTABLE_PRAGMAS.has(name) && rest.length > 0)) {
+    if (
+      !ALLOWED_PRAGMAS.has(name) ||
+      rest.some((t) => t.text === '=') ||
+      (UNSETTABLE_PRAGMAS.has(name) && rest.length > 0)
+    ) {
       throw new SqlRefusedError(`PRAGMA ${name} refused: only read-only introspection pragmas are allowed`);
     }
   }
-  if ((first === 'DROP' || first === 'ALTER')
-    && tokens.some((t) => t.kind === 'word' && SERVICE_TABLES.has(t.text.toLowerCase()))) {
+  if (
+    (first === 'DROP' || first === 'ALTER') &&
+    tokens.some((t) => t.kind === 'word' && SERVICE_TABLES.has(t.text.toLowerCase()))
+  ) {
     throw new SqlRefusedError(`${first} of the kv or blob table refused: the Kv and Blob services depend on it`);
   }
   const internal = tokens.find((t) => t.kind === 'word' && INTERNAL_TABLES.has(t.text.toLowerCase()));
-  const writes = tokens.some((t) => t.kind === 'word' && !t.quoted && /^(insert|update|delete|replace|drop|alter|create)$/i.test(t.text));
+  const writes = tokens.some(
+    (t) => t.kind === 'word' && !t.quoted && /^(insert|update|delete|replace|drop|alter|create)$/i.test(t.text),
+  );
   if (internal && (writes || (first !== 'SELECT' && first !== 'WITH' && first !== 'VALUES'))) {
     throw new SqlRefusedError(`${internal.text} may only be read: it keeps the schema and the never-reused blob ids`);
   }
@@ -170,7 +243,10 @@ export function assertSqlAllowed(sql: string): void {
     // DuckDB reads a file named by a string or a quoted path after FROM/JOIN (replacement scans).
     if (!t.quoted && (word === 'from' || word === 'join')) {
       const next = tokens[i + 1];
-      if (next && ((next.kind === 'punct' && next.text === "''") || (next.quoted === true && /[./\\:]/.test(next.text)))) {
+      if (
+        next &&
+        ((next.kind === 'punct' && next.text === "''") || (next.quoted === true && /[./\\:]/.test(next.text)))
+      ) {
         throw new SqlRefusedError(`${word.toUpperCase()} a quoted path refused: name a table (kv or blob), not a file`);
       }
     }

@@ -3,10 +3,11 @@
  * when the size is known (a file, or stdin redirected from a file) and written to stdout in chunks
  * that respect backpressure, so memory stays at the blob plus a chunk or two.
  */
-import { once } from 'node:events';
-import { open, type FileHandle } from 'node:fs/promises';
+
 import { constants as bufferConstants } from 'node:buffer';
+import { once } from 'node:events';
 import { fstatSync, read } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { CliError, EXIT } from './exit-codes.js';
 
@@ -17,13 +18,14 @@ const PROGRESS_MIN_BYTES = 4 * CHUNK;
 /** Reads up to `length` bytes at the current position; 0 at EOF. */
 type Reader = (buf: Buffer, offset: number, length: number) => Promise<number>;
 
-const fileReader = (fh: FileHandle): Reader => async (buf, offset, length) =>
-  (await fh.read(buf, offset, length, null)).bytesRead;
+const fileReader =
+  (fh: FileHandle): Reader =>
+  async (buf, offset, length) =>
+    (await fh.read(buf, offset, length, null)).bytesRead;
 
 const readFd = promisify(read);
 /** fd 0 itself, so reading starts where the shell left the file offset. */
-const stdinFileReader: Reader = async (buf, offset, length) =>
-  (await readFd(0, buf, offset, length, null)).bytesRead;
+const stdinFileReader: Reader = async (buf, offset, length) => (await readFd(0, buf, offset, length, null)).bytesRead;
 
 const mib = (n: number): string => `${(n / CHUNK).toFixed(1)} MiB`;
 
@@ -33,7 +35,10 @@ export class Progress {
   private last = 0;
   private shown = false;
 
-  constructor(private readonly label: string, private readonly total: number | undefined) {
+  constructor(
+    private readonly label: string,
+    private readonly total: number | undefined,
+  ) {
     this.enabled = process.stderr.isTTY === true && (total === undefined || total >= PROGRESS_MIN_BYTES);
   }
 
@@ -44,9 +49,10 @@ export class Progress {
     if (now - this.last < 100 && done !== this.total) return;
     this.last = now;
     this.shown = true;
-    const text = this.total === undefined
-      ? `${this.label} ${mib(done)}`
-      : `${this.label} ${mib(done)} / ${mib(this.total)} (${Math.floor((done / Math.max(this.total, 1)) * 100)}%)`;
+    const text =
+      this.total === undefined
+        ? `${this.label} ${mib(done)}`
+        : `${this.label} ${mib(done)} / ${mib(this.total)} (${Math.floor((done / Math.max(this.total, 1)) * 100)}%)`;
     process.stderr.write(`\r\x1b[2K${text}`);
   }
 
@@ -59,10 +65,14 @@ export class Progress {
 
 function ioError(what: string, err: unknown): CliError {
   const e = err as NodeJS.ErrnoException;
-  const reason = e.code === 'ENOENT' ? 'no such file'
-    : e.code === 'EACCES' || e.code === 'EPERM' ? 'permission denied'
-      : e.code === 'EISDIR' ? 'is a directory'
-        : e.message;
+  const reason =
+    e.code === 'ENOENT'
+      ? 'no such file'
+      : e.code === 'EACCES' || e.code === 'EPERM'
+        ? 'permission denied'
+        : e.code === 'EISDIR'
+          ? 'is a directory'
+          : e.message;
   return new CliError(EXIT.FAILURE, `cannot read ${what}: ${reason}`);
 }
 
@@ -89,7 +99,10 @@ async function readKnownSize(readInto: Reader, sizeHint: number, progress: Progr
 interface ResizableArrayBuffer extends ArrayBuffer {
   resize(byteLength: number): void;
 }
-const ResizableArrayBufferCtor = ArrayBuffer as unknown as new (length: number, options: { maxByteLength: number }) => ResizableArrayBuffer;
+const ResizableArrayBufferCtor = ArrayBuffer as unknown as new (
+  length: number,
+  options: { maxByteLength: number },
+) => ResizableArrayBuffer;
 
 /**
  * Bytes of a size known only at EOF. A resizable ArrayBuffer reserves address space and grows in

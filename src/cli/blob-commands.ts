@@ -6,15 +6,13 @@ import type { BlobStore, BlobUpdate } from '../store/blob-store.js';
 import type { EqualityMode } from '../store/equality.js';
 import { openBlobStore } from '../store/open-store.js';
 import { readInput, writeOutput } from './binary-io.js';
-import { CliError, EXIT } from './exit-codes.js';
-import { withStore, type StoreTarget } from './kv-commands.js';
+import { type StoreTarget, withStore } from './kv-commands.js';
 
 export type GetPart = 'data' | 'metadata' | 'all';
 export type UpdatePart = 'data' | 'metadata' | 'all';
 
 function withBlob<T>(target: StoreTarget, work: (blob: BlobStore) => Promise<T>): Promise<T> {
-  return withStore('BLOB', target,
-    ({ backend, store }) => openBlobStore(backend, store), work);
+  return withStore('BLOB', target, ({ backend, store }) => openBlobStore(backend, store), work);
 }
 
 /**
@@ -43,7 +41,11 @@ export async function blobStore(target: StoreTarget, file: string, metadata: str
 }
 
 export async function blobUpdate(
-  target: StoreTarget, id: bigint, part: UpdatePart, file: string | undefined, metadata: string | undefined,
+  target: StoreTarget,
+  id: bigint,
+  part: UpdatePart,
+  file: string | undefined,
+  metadata: string | undefined,
 ): Promise<void> {
   const update: BlobUpdate = { shouldUpdateMetadata: part !== 'data' };
   if (part !== 'metadata') update.bytes = await readInput(file!);

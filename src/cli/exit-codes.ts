@@ -23,7 +23,10 @@ Exit status:
 
 /** A failure the CLI reports as one line with a chosen exit status. */
 export class CliError extends Error {
-  constructor(readonly exitCode: number, message: string) {
+  constructor(
+    readonly exitCode: number,
+    message: string,
+  ) {
     super(message);
     this.name = 'CliError';
   }

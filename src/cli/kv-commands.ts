@@ -15,7 +15,10 @@ export interface StoreTarget {
 
 /** Opens a store, runs `work`, and always closes the store so every write is committed. */
 export async function withStore<S extends { close(): Promise<void> }, T>(
-  label: string, target: StoreTarget, open: (target: StoreTarget) => Promise<S>, work: (store: S) => Promise<T>,
+  label: string,
+  target: StoreTarget,
+  open: (target: StoreTarget) => Promise<S>,
+  work: (store: S) => Promise<T>,
 ): Promise<T> {
   let store: S;
   try {
@@ -35,8 +38,7 @@ export async function withStore<S extends { close(): Promise<void> }, T>(
 }
 
 function withKv<T>(target: StoreTarget, work: (kv: KvStore) => Promise<T>): Promise<T> {
-  return withStore('KV', target,
-    ({ backend, store }) => openKvStore(backend, store), work);
+  return withStore('KV', target, ({ backend, store }) => openKvStore(backend, store), work);
 }
 
 /**

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
+import { createRequire } from 'node:module';
 /**
  * The buffdb command line. Only the argument parser is loaded up front; each command imports what
  * it needs when it runs, so `buffdb kv get` never loads gRPC, the server or another backend.
  */
-import { Command, InvalidArgumentError, Option, type CommandUnknownOpts } from '@commander-js/extra-typings';
-import { createRequire } from 'node:module';
+import { Command, type CommandUnknownOpts, InvalidArgumentError, Option } from '@commander-js/extra-typings';
 import { BACKEND_NAMES, DEFAULT_BACKEND } from '../backends/index.js';
 import { DEFAULT_ADDR, DEFAULT_BLOB_STORE, DEFAULT_KV_STORE, DEFAULT_MAX_MESSAGE_SIZE } from '../defaults.js';
 import { CliError, describeError, EXIT, EXIT_CODES_HELP, exitCodeFor } from './exit-codes.js';
@@ -36,9 +36,15 @@ function parseBlobIds(value: string, previous: bigint[] | undefined): bigint[] {
 
 /** The original buffdb's names for the parts of a blob. */
 const PART_NAMES: Record<string, 'data' | 'metadata' | 'all'> = {
-  data: 'data', bytes: 'data', blob: 'data', content: 'data', contents: 'data',
-  metadata: 'metadata', meta: 'metadata',
-  all: 'all', both: 'all',
+  data: 'data',
+  bytes: 'data',
+  blob: 'data',
+  content: 'data',
+  contents: 'data',
+  metadata: 'metadata',
+  meta: 'metadata',
+  all: 'all',
+  both: 'all',
 };
 
 function parsePart(value: string): 'data' | 'metadata' | 'all' {
@@ -60,17 +66,22 @@ function resolveOption(cmd: CommandUnknownOpts, name: 'store' | 'backend', fallb
   return fallback;
 }
 
-const kvTarget = (cmd: CommandUnknownOpts) =>
-  ({ store: resolveOption(cmd, 'store', DEFAULT_KV_STORE), backend: resolveOption(cmd, 'backend', DEFAULT_BACKEND) });
-const blobTarget = (cmd: CommandUnknownOpts) =>
-  ({ store: resolveOption(cmd, 'store', DEFAULT_BLOB_STORE), backend: resolveOption(cmd, 'backend', DEFAULT_BACKEND) });
+const kvTarget = (cmd: CommandUnknownOpts) => ({
+  store: resolveOption(cmd, 'store', DEFAULT_KV_STORE),
+  backend: resolveOption(cmd, 'backend', DEFAULT_BACKEND),
+});
+const blobTarget = (cmd: CommandUnknownOpts) => ({
+  store: resolveOption(cmd, 'store', DEFAULT_BLOB_STORE),
+  backend: resolveOption(cmd, 'backend', DEFAULT_BACKEND),
+});
 
 const backendOption = () =>
   new Option('-b, --backend <NAME>', `storage engine (default: ${DEFAULT_BACKEND})`).choices(BACKEND_NAMES);
 /** After the subcommand there is no default of its own (the group's applies), so say it in words. */
 const storeOption = (def?: string) => new Option('-s, --store <PATH>', `store file${def ? ` (default: ${def})` : ''}`);
 
-const example = (...lines: string[]) => `\nExample${lines.length > 1 ? 's' : ''}:\n${lines.map((l) => `  ${l}`).join('\n')}`;
+const example = (...lines: string[]) =>
+  `\nExample${lines.length > 1 ? 's' : ''}:\n${lines.map((l) => `  ${l}`).join('\n')}`;
 
 function usageError(cmd: CommandUnknownOpts, message: string): never {
   cmd.error(message, { exitCode: EXIT.USAGE, code: 'buffdb.usage' });
@@ -81,7 +92,10 @@ function groupAction(cmd: CommandUnknownOpts): void {
   if (cmd.args.length > 0) {
     (cmd as unknown as { unknownCommand(): never }).unknownCommand();
   }
-  const names = cmd.commands.filter((c) => c.name() !== 'help').map((c) => c.name()).join(', ');
+  const names = cmd.commands
+    .filter((c) => c.name() !== 'help')
+    .map((c) => c.name())
+    .join(', ');
   usageError(cmd, `missing command: use one of ${names}`);
 }
 
@@ -93,15 +107,19 @@ async function blobCommands() {
 }
 
 function buildKv(program: CommandUnknownOpts): void {
-  const kv = program.command('kv')
+  const kv = program
+    .command('kv')
     .description('work on the key-value store file directly (no server needed)')
     .addOption(storeOption().default(DEFAULT_KV_STORE))
     .addOption(backendOption())
     .addHelpText('after', example('buffdb kv set greeting hello', 'buffdb kv -s other.db get greeting'));
 
-  kv.command('get').alias('fetch')
-    .description('print the value of KEY; for several keys, the values in order separated by NUL (\\0).\n'
-      + 'No newline is added unless stdout is a terminal, so the bytes are exactly the value.')
+  kv.command('get')
+    .alias('fetch')
+    .description(
+      'print the value of KEY; for several keys, the values in order separated by NUL (\\0).\n' +
+        'No newline is added unless stdout is a terminal, so the bytes are exactly the value.',
+    )
     .argument('<KEY...>', 'key(s) to read')
     .addOption(storeOption(DEFAULT_KV_STORE))
     .addOption(backendOption())
@@ -110,7 +128,8 @@ function buildKv(program: CommandUnknownOpts): void {
       await (await kvCommands()).kvGet(kvTarget(cmd), keys);
     });
 
-  kv.command('set').aliases(['put', 'save', 'store'])
+  kv.command('set')
+    .aliases(['put', 'save', 'store'])
     .description('set KEY to VALUE, creating or replacing it (use -- before a value that starts with -)')
     .argument('<KEY>', 'key')
     .argument('<VALUE>', 'value')
@@ -121,7 +140,8 @@ function buildKv(program: CommandUnknownOpts): void {
       await (await kvCommands()).kvSet(kvTarget(cmd), key, value);
     });
 
-  kv.command('delete').aliases(['rm', 'remove'])
+  kv.command('delete')
+    .aliases(['rm', 'remove'])
     .description('delete KEY (fails with status 3 if it does not exist)')
     .argument('<KEY>', 'key')
     .addOption(storeOption(DEFAULT_KV_STORE))
@@ -131,7 +151,8 @@ function buildKv(program: CommandUnknownOpts): void {
       await (await kvCommands()).kvDelete(kvTarget(cmd), key);
     });
 
-  kv.command('eq').aliases(['equal', 'equals'])
+  kv.command('eq')
+    .aliases(['equal', 'equals'])
     .description('exit 0 if the values of all KEYs are equal, 1 if any two differ')
     .argument('<KEY...>', 'keys to compare')
     .addOption(storeOption(DEFAULT_KV_STORE))
@@ -141,7 +162,8 @@ function buildKv(program: CommandUnknownOpts): void {
       if (!(await (await kvCommands()).kvCompare(kvTarget(cmd), keys, 'eq'))) process.exitCode = EXIT.FALSE;
     });
 
-  kv.command('not-eq').aliases(['unique', 'ne', 'neq'])
+  kv.command('not-eq')
+    .aliases(['unique', 'ne', 'neq'])
     .description('exit 0 if the values of all KEYs are pairwise different, 1 if any two are equal')
     .argument('<KEY...>', 'keys to compare')
     .addOption(storeOption(DEFAULT_KV_STORE))
@@ -151,19 +173,29 @@ function buildKv(program: CommandUnknownOpts): void {
       if (!(await (await kvCommands()).kvCompare(kvTarget(cmd), keys, 'not-eq'))) process.exitCode = EXIT.FALSE;
     });
 
-  kv.helpCommand(true).allowExcessArguments().action((_opts, cmd) => groupAction(cmd));
+  kv.helpCommand(true)
+    .allowExcessArguments()
+    .action((_opts, cmd) => groupAction(cmd));
 }
 
 function buildBlob(program: CommandUnknownOpts): void {
-  const blob = program.command('blob')
+  const blob = program
+    .command('blob')
     .description('work on the BLOB store file directly (no server needed)')
     .addOption(storeOption().default(DEFAULT_BLOB_STORE))
     .addOption(backendOption())
-    .addHelpText('after', example('id=$(buffdb blob store photo.jpg "image/jpeg")', 'buffdb blob -s other.db get "$id" > copy.jpg'));
+    .addHelpText(
+      'after',
+      example('id=$(buffdb blob store photo.jpg "image/jpeg")', 'buffdb blob -s other.db get "$id" > copy.jpg'),
+    );
 
-  blob.command('get').alias('fetch')
-    .description('write blob ID to stdout: its data byte for byte (default), its metadata, or all\n'
-      + '(metadata, NUL, data). Metadata gets a newline only when stdout is a terminal; null metadata prints nothing.')
+  blob
+    .command('get')
+    .alias('fetch')
+    .description(
+      'write blob ID to stdout: its data byte for byte (default), its metadata, or all\n' +
+        '(metadata, NUL, data). Metadata gets a newline only when stdout is a terminal; null metadata prints nothing.',
+    )
     .argument('<ID>', 'blob id', parseBlobId)
     .argument('[PART]', 'data (default), metadata (meta) or all (both)', parsePart)
     .addOption(storeOption(DEFAULT_BLOB_STORE))
@@ -173,7 +205,9 @@ function buildBlob(program: CommandUnknownOpts): void {
       await (await blobCommands()).blobGet(blobTarget(cmd), id, part ?? 'data');
     });
 
-  blob.command('store').aliases(['put', 'save', 'set'])
+  blob
+    .command('store')
+    .aliases(['put', 'save', 'set'])
     .description('store FILE (- reads stdin) as a new blob with optional METADATA; prints the new id')
     .argument('<FILE>', 'file to store, or - for stdin')
     .argument('[METADATA]', 'metadata text (omitted: null; "" is an empty string)')
@@ -184,7 +218,8 @@ function buildBlob(program: CommandUnknownOpts): void {
       await (await blobCommands()).blobStore(blobTarget(cmd), file, metadata);
     });
 
-  blob.command('update')
+  blob
+    .command('update')
     .description('replace the data, the metadata, or both of blob ID')
     .argument('<ID>', 'blob id', parseBlobId)
     .argument('<PART>', 'data, metadata (meta) or all (both)', parsePart)
@@ -192,14 +227,20 @@ function buildBlob(program: CommandUnknownOpts): void {
     .argument('[METADATA]', 'METADATA for all')
     .addOption(storeOption(DEFAULT_BLOB_STORE))
     .addOption(backendOption())
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Forms:
   update ID data FILE|-            replace the data, keep the metadata
   update ID metadata [METADATA]    replace the metadata; omitted = null (the one write that
                                    succeeds even if ID does not exist)
   update ID all FILE|- [METADATA]  replace both; omitted METADATA = null
-${example('buffdb blob update 1 data new.jpg', 'buffdb blob update 1 metadata "image/png"',
-    'cat new.png | buffdb blob update 1 all - "image/png"')}`)
+${example(
+  'buffdb blob update 1 data new.jpg',
+  'buffdb blob update 1 metadata "image/png"',
+  'cat new.png | buffdb blob update 1 all - "image/png"',
+)}`,
+    )
     .action(async (id, part, arg1, arg2, _opts, cmd) => {
       let file: string | undefined;
       let metadata: string | undefined;
@@ -217,7 +258,9 @@ ${example('buffdb blob update 1 data new.jpg', 'buffdb blob update 1 metadata "i
       await (await blobCommands()).blobUpdate(blobTarget(cmd), id, part, file, metadata);
     });
 
-  blob.command('delete').aliases(['rm', 'remove'])
+  blob
+    .command('delete')
+    .aliases(['rm', 'remove'])
     .description('delete blob ID (fails with status 3 if it does not exist)')
     .argument('<ID>', 'blob id', parseBlobId)
     .addOption(storeOption(DEFAULT_BLOB_STORE))
@@ -227,7 +270,9 @@ ${example('buffdb blob update 1 data new.jpg', 'buffdb blob update 1 metadata "i
       await (await blobCommands()).blobDelete(blobTarget(cmd), id);
     });
 
-  blob.command('eq-data').aliases(['equal', 'equals'])
+  blob
+    .command('eq-data')
+    .aliases(['equal', 'equals'])
     .description('exit 0 if the data of all blobs are equal, 1 if any two differ')
     .argument('<ID...>', 'blob ids', parseBlobIds)
     .addOption(storeOption(DEFAULT_BLOB_STORE))
@@ -237,7 +282,9 @@ ${example('buffdb blob update 1 data new.jpg', 'buffdb blob update 1 metadata "i
       if (!(await (await blobCommands()).blobCompare(blobTarget(cmd), ids, 'eq'))) process.exitCode = EXIT.FALSE;
     });
 
-  blob.command('not-eq-data').aliases(['unique', 'ne', 'neq'])
+  blob
+    .command('not-eq-data')
+    .aliases(['unique', 'ne', 'neq'])
     .description('exit 0 if the data of all blobs are pairwise different, 1 if any two are equal')
     .argument('<ID...>', 'blob ids', parseBlobIds)
     .addOption(storeOption(DEFAULT_BLOB_STORE))
@@ -247,11 +294,16 @@ ${example('buffdb blob update 1 data new.jpg', 'buffdb blob update 1 metadata "i
       if (!(await (await blobCommands()).blobCompare(blobTarget(cmd), ids, 'not-eq'))) process.exitCode = EXIT.FALSE;
     });
 
-  blob.helpCommand(true).allowExcessArguments().action((_opts, cmd) => groupAction(cmd));
+  blob
+    .helpCommand(true)
+    .allowExcessArguments()
+    .action((_opts, cmd) => groupAction(cmd));
 }
 
 function buildRun(program: CommandUnknownOpts): void {
-  program.command('run').alias('serve')
+  program
+    .command('run')
+    .alias('serve')
     .description('start the gRPC server (Kv, Blob and Query services); stops cleanly on SIGINT/SIGTERM')
     .argument('[ADDR]', `address to listen on (default: ${DEFAULT_ADDR})`)
     .option('--addr <ADDR>', 'address to listen on', DEFAULT_ADDR)
@@ -259,11 +311,21 @@ function buildRun(program: CommandUnknownOpts): void {
     .option('--blob-store <PATH>', 'BLOB store file', DEFAULT_BLOB_STORE)
     .addOption(backendOption())
     .option('--max-message-size <SIZE>', 'largest gRPC message accepted or sent', parseSize, DEFAULT_MAX_MESSAGE_SIZE)
-    .addOption(new Option('--durability <MODE>', 'full: fsync every commit (survives power loss); normal: survives a process crash')
-      .choices(['full', 'normal'] as const).default('full' as const))
+    .addOption(
+      new Option(
+        '--durability <MODE>',
+        'full: fsync every commit (survives power loss); normal: survives a process crash',
+      )
+        .choices(['full', 'normal'] as const)
+        .default('full' as const),
+    )
     .option('--read-only', 'serve reads only; writes fail with FAILED_PRECONDITION', false)
-    .option('--transaction-timeout <MS>', 'roll back a transaction left open this long (BeginTransaction timeout_ms overrides)',
-      parseMilliseconds, 30_000)
+    .option(
+      '--transaction-timeout <MS>',
+      'roll back a transaction left open this long (BeginTransaction timeout_ms overrides)',
+      parseMilliseconds,
+      30_000,
+    )
     .addHelpText('after', example('buffdb run [::1]:50051 --kv-store kv_store.db --blob-store blob_store.db'))
     .action(async (addrArg, opts, cmd) => {
       const { runServer } = await import('./run-command.js');
@@ -282,7 +344,8 @@ function buildRun(program: CommandUnknownOpts): void {
 
 function parseMilliseconds(value: string): number {
   const n = Number(value);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive whole number of milliseconds');
+  if (!Number.isSafeInteger(n) || n <= 0)
+    throw new InvalidArgumentError('expected a positive whole number of milliseconds');
   return n;
 }
 
@@ -290,7 +353,10 @@ function parseMilliseconds(value: string): number {
 function oneLineErrors(cmd: CommandUnknownOpts, path: string): void {
   cmd.configureOutput({
     outputError: (str, write) => {
-      const message = str.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim();
+      const message = str
+        .replace(/^error: /, '')
+        .replace(/\s*\n\s*/g, ' ')
+        .trim();
       write(`buffdb: ${message} (see '${path} --help')\n`);
     },
   });
@@ -305,16 +371,24 @@ export function buildProgram(): CommandUnknownOpts {
     // Options belong to the command they follow, so `--` protects a value like -5 at every level.
     .enablePositionalOptions()
     .exitOverride()
-    .addHelpText('after', `${example(
-      'buffdb run',
-      'buffdb kv set greeting hello && buffdb kv get greeting',
-      'buffdb blob store photo.jpg "image/jpeg"',
-      'buffdb kv -s other.db get greeting -b sqlite',
-    )}\n${EXIT_CODES_HELP}`) as unknown as CommandUnknownOpts;
+    .addHelpText(
+      'after',
+      `${example(
+        'buffdb run',
+        'buffdb kv set greeting hello && buffdb kv get greeting',
+        'buffdb blob store photo.jpg "image/jpeg"',
+        'buffdb kv -s other.db get greeting -b sqlite',
+      )}\n${EXIT_CODES_HELP}`,
+    ) as unknown as CommandUnknownOpts;
   buildRun(program);
   buildKv(program);
   buildBlob(program);
-  program.helpCommand(true).allowExcessArguments().action(function (this: CommandUnknownOpts) { groupAction(this); });
+  program
+    .helpCommand(true)
+    .allowExcessArguments()
+    .action(function (this: CommandUnknownOpts) {
+      groupAction(this);
+    });
   oneLineErrors(program, 'buffdb');
   return program;
 }

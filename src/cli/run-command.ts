@@ -2,8 +2,8 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Durability } from '../backends/backend.js';
-import { BuffDb } from '../store/buffdb.js';
 import { startServer } from '../server/server.js';
+import { BuffDb } from '../store/buffdb.js';
 import { CliError, EXIT } from './exit-codes.js';
 
 export interface RunOptions {
@@ -37,12 +37,17 @@ export function validateStorePath(path: string, label: string, readOnly: boolean
   if (path.includes('\0')) throw new CliError(EXIT.USAGE, `${option} contains a NUL character`);
   if (path === ':memory:') return;
   if (/^file:/i.test(path)) {
-    throw new CliError(EXIT.USAGE, `${option} ${path} looks like a URI; give a plain file path (./${path} if that is really its name)`);
+    throw new CliError(
+      EXIT.USAGE,
+      `${option} ${path} looks like a URI; give a plain file path (./${path} if that is really its name)`,
+    );
   }
   const abs = resolve(path);
   const st = statSync(abs, { throwIfNoEntry: false });
   if (st?.isDirectory()) {
-    throw new Error(`${label} store ${path} is a directory; give a file path such as ${path.replace(/\/+$/, '')}/${label.toLowerCase()}_store.db`);
+    throw new Error(
+      `${label} store ${path} is a directory; give a file path such as ${path.replace(/\/+$/, '')}/${label.toLowerCase()}_store.db`,
+    );
   }
   if (st && !st.isFile()) throw new Error(`${label} store ${path} is not a regular file`);
   if (!st) {
@@ -55,16 +60,20 @@ export function validateStorePath(path: string, label: string, readOnly: boolean
   if (readOnly) {
     // SQLite keeps its WAL index in PATH-shm; on read-only media it must already be there.
     if (backend === 'sqlite' && !writable(dirname(abs)) && !statSync(`${abs}-shm`, { throwIfNoEntry: false })) {
-      throw new Error(`cannot serve the ${label} store ${path} from a read-only directory: SQLite needs ${path}-shm `
-        + 'beside it; copy the store to writable storage (it is still opened read-only)');
+      throw new Error(
+        `cannot serve the ${label} store ${path} from a read-only directory: SQLite needs ${path}-shm ` +
+          'beside it; copy the store to writable storage (it is still opened read-only)',
+      );
     }
     return;
   }
   // The engine writes the store and, next to it, its journal files.
   const dir = dirname(abs);
   if (!writable(dir)) {
-    throw new Error(`cannot write in ${dir}, the directory of the ${label} store ${path} `
-      + '(read-only filesystem or no permission); use --read-only to serve existing stores read-only');
+    throw new Error(
+      `cannot write in ${dir}, the directory of the ${label} store ${path} ` +
+        '(read-only filesystem or no permission); use --read-only to serve existing stores read-only',
+    );
   }
   if (st && !writable(abs)) {
     throw new Error(`${label} store ${path} is not writable; use --read-only to serve it read-only`);
@@ -91,7 +100,7 @@ export async function runServer(options: RunOptions): Promise<void> {
     readOnly: options.readOnly,
     transactionTimeoutMs: options.transactionTimeoutMs,
   });
-  let running;
+  let running: Awaited<ReturnType<typeof startServer>>;
   try {
     running = await startServer(db, { addr: options.addr, maxMessageSize: options.maxMessageSize });
   } catch (err) {
@@ -99,7 +108,9 @@ export async function runServer(options: RunOptions): Promise<void> {
     throw new Error(`cannot listen on ${options.addr}: ${(err as Error).message}`);
   }
   // Logs name addresses and paths only: never request contents, keys or values.
-  const log = (msg: string): void => { process.stderr.write(`${new Date().toISOString()} buffdb: ${msg}\n`); };
+  const log = (msg: string): void => {
+    process.stderr.write(`${new Date().toISOString()} buffdb: ${msg}\n`);
+  };
   // Handlers first: a supervisor may signal as soon as it reads the line below.
   const graceMs = shutdownGraceMs();
   let signals = 0;
@@ -110,18 +121,23 @@ export async function runServer(options: RunOptions): Promise<void> {
       process.exit(130);
     }
     log(`${signal}: finishing in-flight streams (at most ${graceMs / 1000} s), then exiting (send again to force)`);
-    running.shutdown(graceMs).then(() => {
-      log('stopped; every acknowledged write is committed');
-      process.exit(0);
-    }, (err: unknown) => {
-      log(`shutdown failed: ${(err as Error).message}`);
-      process.exit(1);
-    });
+    running.shutdown(graceMs).then(
+      () => {
+        log('stopped; every acknowledged write is committed');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        log(`shutdown failed: ${(err as Error).message}`);
+        process.exit(1);
+      },
+    );
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
-  log(`listening on ${running.addr} (backend ${options.backend}, kv ${options.kvStore}, blob ${options.blobStore}`
-    + `${options.readOnly ? ', read-only' : ''})`);
+  log(
+    `listening on ${running.addr} (backend ${options.backend}, kv ${options.kvStore}, blob ${options.blobStore}` +
+      `${options.readOnly ? ', read-only' : ''})`,
+  );
   // Machine-readable line on stdout, for scripts and tests that start the server on port 0.
   process.stdout.write(`listening on ${running.addr}\n`);
 }

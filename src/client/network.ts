@@ -1,18 +1,27 @@
 /** Typed network clients for a running buffdb server (the same types the transitive client has). */
-import { credentials, makeGenericClientConstructor, type ChannelCredentials, type ClientOptions } from '@grpc/grpc-js';
+import { type ChannelCredentials, type ClientOptions, credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
+import { DEFAULT_MAX_MESSAGE_SIZE } from '../defaults.js';
 import type { BlobClient } from '../generated/blob.js';
 import type { KvClient } from '../generated/kv.js';
 import type { QueryClient } from '../generated/query.js';
 import { BlobDefinition, KvDefinition, QueryDefinition } from '../server/definitions.js';
-import { DEFAULT_MAX_MESSAGE_SIZE } from '../defaults.js';
 
 export type { BlobClient, KvClient, QueryClient };
 
 type Ctor<T> = new (address: string, creds: ChannelCredentials, options?: Partial<ClientOptions>) => T;
 
-export const KvClientCtor = makeGenericClientConstructor(KvDefinition as never, 'buffdb.kv.Kv') as unknown as Ctor<KvClient>;
-export const BlobClientCtor = makeGenericClientConstructor(BlobDefinition as never, 'buffdb.blob.Blob') as unknown as Ctor<BlobClient>;
-export const QueryClientCtor = makeGenericClientConstructor(QueryDefinition as never, 'buffdb.query.Query') as unknown as Ctor<QueryClient>;
+export const KvClientCtor = makeGenericClientConstructor(
+  KvDefinition as never,
+  'buffdb.kv.Kv',
+) as unknown as Ctor<KvClient>;
+export const BlobClientCtor = makeGenericClientConstructor(
+  BlobDefinition as never,
+  'buffdb.blob.Blob',
+) as unknown as Ctor<BlobClient>;
+export const QueryClientCtor = makeGenericClientConstructor(
+  QueryDefinition as never,
+  'buffdb.query.Query',
+) as unknown as Ctor<QueryClient>;
 
 export interface BuffDbClients {
   kv: KvClient;

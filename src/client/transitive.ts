@@ -2,8 +2,9 @@
  * The transitive client: the same methods and message types as the gRPC clients, served by the
  * same handlers, with no network in between — for apps that embed buffdb in-process.
  */
-import { Metadata, status as Status, type ServiceError, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { Duplex, Writable } from 'node:stream';
+
+import { Duplex, type Writable } from 'node:stream';
+import { Metadata, type ServiceError, status as Status, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { BlobClient } from '../generated/blob.js';
 import type { KvClient } from '../generated/kv.js';
 import type { QueryClient } from '../generated/query.js';
@@ -11,14 +12,16 @@ import { blobService } from '../server/blob-service.js';
 import { BlobDefinition, KvDefinition, QueryDefinition } from '../server/definitions.js';
 import { kvService } from '../server/kv-service.js';
 import { queryService } from '../server/query-service.js';
-import { transactionService, type TransactionService } from '../server/transaction-service.js';
+import { type TransactionService, transactionService } from '../server/transaction-service.js';
 import { BuffDb, type BuffDbOptions } from '../store/buffdb.js';
 
 function serviceError(err: Partial<ServiceError>): ServiceError {
   const code = err.code ?? Status.UNKNOWN;
   const details = err.details ?? err.message ?? '';
   return Object.assign(new Error(`${code} ${Status[code]}: ${details}`), {
-    code, details, metadata: err.metadata ?? new Metadata(),
+    code,
+    details,
+    metadata: err.metadata ?? new Metadata(),
   });
 }
 
@@ -27,21 +30,25 @@ function duplexPair(): [Duplex, Duplex] {
   const sides: Duplex[] = [];
   // Backpressure as over the network: a write completes only while the reader's buffer has room.
   const blocked: ((() => void) | null)[] = [null, null];
-  const make = (self: number, other: number): Duplex => new Duplex({
-    objectMode: true,
-    read() {
-      const cb = blocked[self];
-      if (cb) {
-        blocked[self] = null;
+  const make = (self: number, other: number): Duplex =>
+    new Duplex({
+      objectMode: true,
+      read() {
+        const cb = blocked[self];
+        if (cb) {
+          blocked[self] = null;
+          cb();
+        }
+      },
+      write(chunk, _enc, cb) {
+        if (sides[other]!.push(chunk)) cb();
+        else blocked[other] = cb;
+      },
+      final(cb) {
+        sides[other]!.push(null);
         cb();
-      }
-    },
-    write(chunk, _enc, cb) {
-      if (sides[other]!.push(chunk)) cb();
-      else blocked[other] = cb;
-    },
-    final(cb) { sides[other]!.push(null); cb(); },
-  });
+      },
+    });
   sides.push(make(0, 1), make(1, 0));
   return [sides[0]!, sides[1]!];
 }
@@ -88,16 +95,22 @@ function makeClient<T>(definition: Definition, impl: Impl): T {
           callback(err, value);
         };
         link(clientSide, serverSide, (e) => answer(e));
-        setImmediate(() => handler(serverSide, (err: Partial<ServiceError> | null, value: unknown) =>
-          answer(err ? serviceError(err) : null, value)));
+        setImmediate(() =>
+          handler(serverSide, (err: Partial<ServiceError> | null, value: unknown) =>
+            answer(err ? serviceError(err) : null, value),
+          ),
+        );
         return Object.assign(clientSide, { cancel: () => clientSide.destroy(), getPeer: () => 'in-process' });
       };
     } else {
       client[name] = (request: unknown, ...args: unknown[]) => {
         const callback = args[args.length - 1] as (err: ServiceError | null, value?: unknown) => void;
         const call = { request, metadata: new Metadata(), cancelled: false, getPeer: () => 'in-process' };
-        setImmediate(() => handler(call, (err: Partial<ServiceError> | null, value: unknown) =>
-          callback(err ? serviceError(err) : null, value)));
+        setImmediate(() =>
+          handler(call, (err: Partial<ServiceError> | null, value: unknown) =>
+            callback(err ? serviceError(err) : null, value),
+          ),
+        );
         return { cancel() {} };
       };
     }
@@ -116,7 +129,10 @@ export interface TransitiveClients {
 }
 
 /** Clients over an already open BuffDb. */
-export function transitiveClients(db: BuffDb, transactions: TransactionService = transactionService(db.transactions)): Omit<TransitiveClients, 'close' | 'db'> {
+export function transitiveClients(
+  db: BuffDb,
+  transactions: TransactionService = transactionService(db.transactions),
+): Omit<TransitiveClients, 'close' | 'db'> {
   return {
     kv: makeClient<KvClient>(KvDefinition, kvService(db.kv, transactions)),
     blob: makeClient<BlobClient>(BlobDefinition, blobService(db.blob)),

@@ -21,7 +21,10 @@ export function packValue(value: SqlValue): Any {
       return { typeUrl: `${PREFIX}BoolValue`, value: toBuffer(BoolValue.encode({ value }).finish()) };
     default:
       if (value === null) return { typeUrl: `${PREFIX}Value`, value: NULL_VALUE };
-      return { typeUrl: `${PREFIX}BytesValue`, value: toBuffer(BytesValue.encode({ value: toBuffer(value) }).finish()) };
+      return {
+        typeUrl: `${PREFIX}BytesValue`,
+        value: toBuffer(BytesValue.encode({ value: toBuffer(value) }).finish()),
+      };
   }
 }
 
@@ -29,12 +32,19 @@ export function packValue(value: SqlValue): Any {
 export function unpackValue(any: Any): SqlValue {
   const name = any.typeUrl.slice(any.typeUrl.lastIndexOf('/') + 1);
   switch (name) {
-    case 'google.protobuf.Int64Value': return Int64Value.decode(any.value).value;
-    case 'google.protobuf.DoubleValue': return DoubleValue.decode(any.value).value;
-    case 'google.protobuf.StringValue': return StringValue.decode(any.value).value;
-    case 'google.protobuf.BoolValue': return BoolValue.decode(any.value).value;
-    case 'google.protobuf.BytesValue': return BytesValue.decode(any.value).value;
-    case 'google.protobuf.Value': return null;
-    default: throw new Error(`unexpected value type ${any.typeUrl}`);
+    case 'google.protobuf.Int64Value':
+      return Int64Value.decode(any.value).value;
+    case 'google.protobuf.DoubleValue':
+      return DoubleValue.decode(any.value).value;
+    case 'google.protobuf.StringValue':
+      return StringValue.decode(any.value).value;
+    case 'google.protobuf.BoolValue':
+      return BoolValue.decode(any.value).value;
+    case 'google.protobuf.BytesValue':
+      return BytesValue.decode(any.value).value;
+    case 'google.protobuf.Value':
+      return null;
+    default:
+      throw new Error(`unexpected value type ${any.typeUrl}`);
   }
 }

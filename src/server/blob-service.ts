@@ -1,5 +1,10 @@
 /** Blob gRPC handlers: read the request stream, call the store, write the answers. Nothing else. */
-import type { ServerDuplexStream, ServerReadableStream, UntypedServiceImplementation, sendUnaryData } from '@grpc/grpc-js';
+import type {
+  ServerDuplexStream,
+  ServerReadableStream,
+  sendUnaryData,
+  UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import type { BlobRecord } from '../backends/backend.js';
 import type * as blob from '../generated/blob.js';
 import type { BlobStore } from '../store/blob-store.js';
@@ -17,33 +22,56 @@ export function blobService(store: BlobStore): UntypedServiceImplementation {
   return {
     get: (call: Bidi<blob.GetRequest, blob.GetResponse>) =>
       serveBidi(call, (req, reply, seq) =>
-        store.get(req.id, (err, record) => reply(err, record && {
-          bytes: toBuffer(record.data),
-          metadata: record.metadata ?? undefined,
-        }), seq, req.transactionId)),
+        store.get(
+          req.id,
+          (err, record) =>
+            reply(
+              err,
+              record && {
+                bytes: toBuffer(record.data),
+                metadata: record.metadata ?? undefined,
+              },
+            ),
+          seq,
+          req.transactionId,
+        ),
+      ),
 
     store: (call: Bidi<blob.StoreRequest, blob.StoreResponse>) =>
       serveBidi(call, (req, reply, seq) =>
-        store.store(req.bytes, req.metadata, (err, id) => reply(err, { id: BigInt(id ?? 0) }), seq, req.transactionId)),
+        store.store(req.bytes, req.metadata, (err, id) => reply(err, { id: BigInt(id ?? 0) }), seq, req.transactionId),
+      ),
 
     update: (call: Bidi<blob.UpdateRequest, blob.UpdateResponse>) =>
       serveBidi(call, (req, reply, seq) =>
-        store.update(req.id, req, (err) => reply(err, { id: req.id }), seq, req.transactionId)),
+        store.update(req.id, req, (err) => reply(err, { id: req.id }), seq, req.transactionId),
+      ),
 
     delete: (call: Bidi<blob.DeleteRequest, blob.DeleteResponse>) =>
       serveBidi(call, (req, reply, seq) =>
-        store.delete(req.id, (err) => reply(err, { id: req.id }), seq, req.transactionId)),
+        store.delete(req.id, (err) => reply(err, { id: req.id }), seq, req.transactionId),
+      ),
 
     eqData: (call: Fold<blob.EqDataRequest>, callback: sendUnaryData<boolean>) => {
       const check = new EqualityCheck('eq');
-      serveFold(call, callback, (req, reply, seq) => store.get(req.id, reply, seq),
-        (record: BlobRecord) => check.add(record.data), () => check.finish());
+      serveFold(
+        call,
+        callback,
+        (req, reply, seq) => store.get(req.id, reply, seq),
+        (record: BlobRecord) => check.add(record.data),
+        () => check.finish(),
+      );
     },
 
     notEqData: (call: Fold<blob.NotEqDataRequest>, callback: sendUnaryData<boolean>) => {
       const check = new EqualityCheck('not-eq');
-      serveFold(call, callback, (req, reply, seq) => store.get(req.id, reply, seq),
-        (record: BlobRecord) => check.add(record.data), () => check.finish());
+      serveFold(
+        call,
+        callback,
+        (req, reply, seq) => store.get(req.id, reply, seq),
+        (record: BlobRecord) => check.add(record.data),
+        () => check.finish(),
+      );
     },
   };
 }

@@ -123,7 +123,7 @@ export function method<Req, Res>(
   req: Codec<Req>,
   res: Codec<Res>,
 ): MethodDefinition<Req | DecodeFailure, Res> {
-  const typeName = path.slice(path.lastIndexOf('/') + 1) + ' request';
+  const typeName = `${path.slice(path.lastIndexOf('/') + 1)} request`;
   return {
     path,
     requestStream,
@@ -152,13 +152,30 @@ export const BoolCodec: Codec<boolean> = {
 };
 
 // The flat buffdb messages: every Kv stream message, and the blob messages that carry data.
-flat(kv.GetRequest, [[1, 'key', 'string', false], [2, 'transactionId', 'string', true]]);
+flat(kv.GetRequest, [
+  [1, 'key', 'string', false],
+  [2, 'transactionId', 'string', true],
+]);
 flat(kv.GetResponse, [[1, 'value', 'string', false]]);
-flat(kv.SetRequest, [[1, 'key', 'string', false], [2, 'value', 'string', false], [3, 'transactionId', 'string', true]]);
+flat(kv.SetRequest, [
+  [1, 'key', 'string', false],
+  [2, 'value', 'string', false],
+  [3, 'transactionId', 'string', true],
+]);
 flat(kv.SetResponse, [[1, 'key', 'string', false]]);
-flat(kv.DeleteRequest, [[1, 'key', 'string', false], [2, 'transactionId', 'string', true]]);
+flat(kv.DeleteRequest, [
+  [1, 'key', 'string', false],
+  [2, 'transactionId', 'string', true],
+]);
 flat(kv.DeleteResponse, [[1, 'key', 'string', false]]);
 flat(kv.EqRequest, [[1, 'key', 'string', false]]);
 flat(kv.NotEqRequest, [[1, 'key', 'string', false]]);
-flat(blob.GetResponse, [[1, 'bytes', 'bytes', false], [2, 'metadata', 'string', true]]);
-flat(blob.StoreRequest, [[1, 'bytes', 'bytes', false], [2, 'metadata', 'string', true], [3, 'transactionId', 'string', true]]);
+flat(blob.GetResponse, [
+  [1, 'bytes', 'bytes', false],
+  [2, 'metadata', 'string', true],
+]);
+flat(blob.StoreRequest, [
+  [1, 'bytes', 'bytes', false],
+  [2, 'metadata', 'string', true],
+  [3, 'transactionId', 'string', true],
+]);

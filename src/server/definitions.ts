@@ -10,12 +10,27 @@ export const KvDefinition = {
   delete: method('/buffdb.kv.Kv/Delete', true, true, kv.DeleteRequest, kv.DeleteResponse),
   eq: method('/buffdb.kv.Kv/Eq', true, false, kv.EqRequest, BoolCodec),
   notEq: method('/buffdb.kv.Kv/NotEq', true, false, kv.NotEqRequest, BoolCodec),
-  beginTransaction: method('/buffdb.kv.Kv/BeginTransaction', false, false,
-    kv.BeginTransactionRequest, kv.BeginTransactionResponse),
-  commitTransaction: method('/buffdb.kv.Kv/CommitTransaction', false, false,
-    kv.CommitTransactionRequest, kv.CommitTransactionResponse),
-  rollbackTransaction: method('/buffdb.kv.Kv/RollbackTransaction', false, false,
-    kv.RollbackTransactionRequest, kv.RollbackTransactionResponse),
+  beginTransaction: method(
+    '/buffdb.kv.Kv/BeginTransaction',
+    false,
+    false,
+    kv.BeginTransactionRequest,
+    kv.BeginTransactionResponse,
+  ),
+  commitTransaction: method(
+    '/buffdb.kv.Kv/CommitTransaction',
+    false,
+    false,
+    kv.CommitTransactionRequest,
+    kv.CommitTransactionResponse,
+  ),
+  rollbackTransaction: method(
+    '/buffdb.kv.Kv/RollbackTransaction',
+    false,
+    false,
+    kv.RollbackTransactionRequest,
+    kv.RollbackTransactionResponse,
+  ),
 } as const;
 
 export const BlobDefinition = {

@@ -1,6 +1,6 @@
 /** Query gRPC handlers: raw SQL, rows streamed as they are read (with backpressure). */
 import type { ServerDuplexStream, ServiceError, UntypedServiceImplementation } from '@grpc/grpc-js';
-import { TargetStore, type QueryResult, type RawQuery, type RowsChanged } from '../generated/query.js';
+import { type QueryResult, type RawQuery, type RowsChanged, TargetStore } from '../generated/query.js';
 import { invalidArgument } from '../store/errors.js';
 import type { QueryStore, Target } from '../store/query-store.js';
 import { packValue } from './any-values.js';

@@ -1,13 +1,12 @@
 /** Puts buffdb's three services on a grpc-js Server — yours, or one we create. */
 import { Server, ServerCredentials, type ServerOptions, type ServiceDefinition } from '@grpc/grpc-js';
+import { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE } from '../defaults.js';
 import type { BuffDb } from '../store/buffdb.js';
 import { blobService } from './blob-service.js';
 import { BlobDefinition, KvDefinition, QueryDefinition } from './definitions.js';
 import { kvService } from './kv-service.js';
 import { queryService } from './query-service.js';
-import { transactionService, type TransactionService } from './transaction-service.js';
-
-import { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE } from '../defaults.js';
+import { type TransactionService, transactionService } from './transaction-service.js';
 
 export { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE };
 
@@ -18,7 +17,10 @@ export interface ServeOptions {
 
 /** Adds the Kv, Blob and Query services (backed by `db`) to an existing grpc-js server. */
 export function addBuffDbServices(server: Server, db: BuffDb, options: ServeOptions = {}): void {
-  server.addService(KvDefinition as unknown as ServiceDefinition, kvService(db.kv, options.transactions ?? transactionService(db.transactions)));
+  server.addService(
+    KvDefinition as unknown as ServiceDefinition,
+    kvService(db.kv, options.transactions ?? transactionService(db.transactions)),
+  );
   server.addService(BlobDefinition as unknown as ServiceDefinition, blobService(db.blob));
   server.addService(QueryDefinition as unknown as ServiceDefinition, queryService(db.query));
 }

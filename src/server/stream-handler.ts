@@ -7,7 +7,7 @@
 import type { ServerDuplexStream, ServerReadableStream, ServiceError, sendUnaryData } from '@grpc/grpc-js';
 import { Metadata, status } from '@grpc/grpc-js';
 import { toStoreError } from '../store/errors.js';
-import { Sequence, type Done } from '../store/group-commit.js';
+import { type Done, Sequence } from '../store/group-commit.js';
 import { DecodeFailure } from './codec.js';
 
 /** Requests in flight per stream before we stop reading from the client (backpressure). */
@@ -19,7 +19,12 @@ export function toServiceError(err: unknown): Partial<ServiceError> {
 }
 
 export function decodeError(failure: DecodeFailure): Partial<ServiceError> {
-  return { code: status.INVALID_ARGUMENT, details: failure.message, message: failure.message, metadata: new Metadata() };
+  return {
+    code: status.INVALID_ARGUMENT,
+    details: failure.message,
+    message: failure.message,
+    metadata: new Metadata(),
+  };
 }
 
 interface Slot<Res> {
@@ -57,7 +62,10 @@ export function serveBidi<Req, Res>(
       const slot = slots[head]!;
       if (!slot.done) break;
       slots[head++] = undefined as never;
-      if (slot.err !== null && slot.err !== undefined) return finish(slot.err);
+      if (slot.err !== null && slot.err !== undefined) {
+        finish(slot.err);
+        return;
+      }
       if (!call.write(slot.res as Res)) waitingDrain = true;
     }
     if (head === slots.length) {
@@ -65,7 +73,10 @@ export function serveBidi<Req, Res>(
       head = 0;
     }
     if (finished) return;
-    if (inputEnded && slots.length === 0) return finish();
+    if (inputEnded && slots.length === 0) {
+      finish();
+      return;
+    }
     const shouldPause = waitingDrain || slots.length - head >= HIGH_WATER;
     if (shouldPause && !readPaused) {
       readPaused = true;
@@ -92,12 +103,16 @@ export function serveBidi<Req, Res>(
       flush();
       return;
     }
-    handle(req, (err, res) => {
-      slot.done = true;
-      slot.err = err;
-      slot.res = res;
-      if (slot === slots[head]) flush();
-    }, seq);
+    handle(
+      req,
+      (err, res) => {
+        slot.done = true;
+        slot.err = err;
+        slot.res = res;
+        if (slot === slots[head]) flush();
+      },
+      seq,
+    );
     if (slots.length - head >= HIGH_WATER && !readPaused) flush();
   });
   call.on('end', () => {
@@ -152,14 +167,18 @@ export function serveFold<Req, V>(
       return;
     }
     pending++;
-    lookup(req, (err, value) => {
-      pending--;
-      if (answered) return;
-      if (err) return answer(err);
-      const verdict = decide(value as V);
-      if (verdict !== undefined) return answer(null, verdict);
-      if (pending === 0 && inputEnded) answer(pendingFailure ?? null, pendingFailure ? undefined : fallback());
-    }, seq);
+    lookup(
+      req,
+      (err, value) => {
+        pending--;
+        if (answered) return;
+        if (err) return answer(err);
+        const verdict = decide(value as V);
+        if (verdict !== undefined) return answer(null, verdict);
+        if (pending === 0 && inputEnded) answer(pendingFailure ?? null, pendingFailure ? undefined : fallback());
+      },
+      seq,
+    );
   });
   let pendingFailure: DecodeFailure | undefined;
   call.on('end', () => {

@@ -1,19 +1,26 @@
 /** BeginTransaction / CommitTransaction / RollbackTransaction handlers (semantics: docs/transactions.md). */
+
+import type { EventEmitter } from 'node:events';
 import type { ServerUnaryCall, ServiceError, sendUnaryData } from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
-import type { EventEmitter } from 'node:events';
 import type * as kv from '../generated/kv.js';
 import type { TransactionManager } from '../store/transactions.js';
 import { DecodeFailure } from './codec.js';
 import { decodeError, toServiceError } from './stream-handler.js';
 
 export interface TransactionService {
-  begin(call: ServerUnaryCall<kv.BeginTransactionRequest | DecodeFailure, kv.BeginTransactionResponse>,
-    callback: sendUnaryData<kv.BeginTransactionResponse>): void;
-  commit(call: ServerUnaryCall<kv.CommitTransactionRequest | DecodeFailure, kv.CommitTransactionResponse>,
-    callback: sendUnaryData<kv.CommitTransactionResponse>): void;
-  rollback(call: ServerUnaryCall<kv.RollbackTransactionRequest | DecodeFailure, kv.RollbackTransactionResponse>,
-    callback: sendUnaryData<kv.RollbackTransactionResponse>): void;
+  begin(
+    call: ServerUnaryCall<kv.BeginTransactionRequest | DecodeFailure, kv.BeginTransactionResponse>,
+    callback: sendUnaryData<kv.BeginTransactionResponse>,
+  ): void;
+  commit(
+    call: ServerUnaryCall<kv.CommitTransactionRequest | DecodeFailure, kv.CommitTransactionResponse>,
+    callback: sendUnaryData<kv.CommitTransactionResponse>,
+  ): void;
+  rollback(
+    call: ServerUnaryCall<kv.RollbackTransactionRequest | DecodeFailure, kv.RollbackTransactionResponse>,
+    callback: sendUnaryData<kv.RollbackTransactionResponse>,
+  ): void;
 }
 
 const notYet = (callback: sendUnaryData<never>): void => {
@@ -75,7 +82,8 @@ export function transactionService(manager: TransactionManager): TransactionServ
       if (req instanceof DecodeFailure) return fail(callback as sendUnaryData<never>, req);
       manager.commit(req.transactionId).then(
         () => callback(null, { success: true }),
-        (err: unknown) => fail(callback as sendUnaryData<never>, err));
+        (err: unknown) => fail(callback as sendUnaryData<never>, err),
+      );
     },
 
     rollback: (call, callback) => {

@@ -1,7 +1,7 @@
 /** buffdb blob semantics, written once for every backend. */
 import type { BlobOps, BlobRecord, MaybePromise, StoreEngine } from '../backends/backend.js';
 import { idNotFound } from './errors.js';
-import { GroupCommitter, type Done, type Sequence } from './group-commit.js';
+import { type Done, GroupCommitter, type Sequence } from './group-commit.js';
 import { unknownTransaction } from './kv-store.js';
 import { then } from './maybe-promise.js';
 import type { TransactionRouter } from './transactions.js';
@@ -63,22 +63,36 @@ export class BlobStore {
   }
 
   get(id: BlobId, done: Done<BlobRecord>, seq?: Sequence, txId?: string): void {
-    if (txId) return this.transactions ? this.transactions.blobGet(txId, id, done, seq) : done(unknownTransaction(txId));
+    if (txId) {
+      this.transactions ? this.transactions.blobGet(txId, id, done, seq) : done(unknownTransaction(txId));
+      return;
+    }
     this.committer.submit((ops) => readBlob(ops, id), done, seq);
   }
 
   store(bytes: Uint8Array, metadata: string | undefined, done: Done<number>, seq?: Sequence, txId?: string): void {
-    if (txId) return this.transactions ? this.transactions.blobStore(txId, bytes, metadata, done, seq) : done(unknownTransaction(txId));
+    if (txId) {
+      this.transactions
+        ? this.transactions.blobStore(txId, bytes, metadata, done, seq)
+        : done(unknownTransaction(txId));
+      return;
+    }
     this.committer.submit((ops) => ops.insert(bytes, metadata ?? null), done, seq);
   }
 
   update(id: BlobId, update: BlobUpdate, done: Done<void>, seq?: Sequence, txId?: string): void {
-    if (txId) return this.transactions ? this.transactions.blobUpdate(txId, id, update, done, seq) : done(unknownTransaction(txId));
+    if (txId) {
+      this.transactions ? this.transactions.blobUpdate(txId, id, update, done, seq) : done(unknownTransaction(txId));
+      return;
+    }
     this.committer.submit((ops) => updateBlob(ops, id, update), done, seq);
   }
 
   delete(id: BlobId, done: Done<void>, seq?: Sequence, txId?: string): void {
-    if (txId) return this.transactions ? this.transactions.blobDelete(txId, id, done, seq) : done(unknownTransaction(txId));
+    if (txId) {
+      this.transactions ? this.transactions.blobDelete(txId, id, done, seq) : done(unknownTransaction(txId));
+      return;
+    }
     this.committer.submit((ops) => deleteBlob(ops, id), done, seq);
   }
 

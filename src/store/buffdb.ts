@@ -10,7 +10,7 @@ import { KvStore } from './kv-store.js';
 import { openBlobStore, openKvStore, resolveBackend } from './open-store.js';
 import { QueryStore } from './query-store.js';
 import { guardStoreFile } from './store-file-guard.js';
-import { Transaction, TransactionManager, type BeginOptions, type TransactionManagerOptions } from './transactions.js';
+import { type BeginOptions, Transaction, TransactionManager, type TransactionManagerOptions } from './transactions.js';
 
 export { DEFAULT_BLOB_STORE, DEFAULT_KV_STORE };
 
@@ -51,8 +51,12 @@ export class BuffDb {
   /** Transactions spanning both stores (docs/transactions.md). */
   readonly transactions: TransactionManager;
 
-  private constructor(readonly backend: Backend, readonly kv: KvStore, readonly blob: BlobStore,
-    transactionOptions: TransactionManagerOptions = {}) {
+  private constructor(
+    readonly backend: Backend,
+    readonly kv: KvStore,
+    readonly blob: BlobStore,
+    transactionOptions: TransactionManagerOptions = {},
+  ) {
     this.transactions = new TransactionManager(kv, blob, transactionOptions);
     kv.transactions = this.transactions;
     blob.transactions = this.transactions;
@@ -70,14 +74,24 @@ export class BuffDb {
       throw new Error(`the KV store and the BLOB store must be different files (both are ${kvPath})`);
     }
     const openOptions = { durability: options.durability, readOnly: options.readOnly };
-    const kv = guardStoreFile(await backend.openKv(kvPath, openOptions)
-      .catch((err: unknown) => { throw inContext(err, 'KV', kvPath); }), kvPath);
+    const kv = guardStoreFile(
+      await backend.openKv(kvPath, openOptions).catch((err: unknown) => {
+        throw inContext(err, 'KV', kvPath);
+      }),
+      kvPath,
+    );
     let db: BuffDb;
     try {
-      const blob = guardStoreFile(await backend.openBlob(blobPath, openOptions)
-        .catch((err: unknown) => { throw inContext(err, 'BLOB', blobPath); }), blobPath);
+      const blob = guardStoreFile(
+        await backend.openBlob(blobPath, openOptions).catch((err: unknown) => {
+          throw inContext(err, 'BLOB', blobPath);
+        }),
+        blobPath,
+      );
       db = new BuffDb(backend, new KvStore(kv), new BlobStore(blob), {
-        kvPath, defaultTimeoutMs: options.transactionTimeoutMs, disconnectGraceMs: options.transactionDisconnectGraceMs,
+        kvPath,
+        defaultTimeoutMs: options.transactionTimeoutMs,
+        disconnectGraceMs: options.transactionDisconnectGraceMs,
       });
     } catch (err) {
       await kv.close();

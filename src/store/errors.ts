@@ -8,15 +8,31 @@
  * grpc-js so the CLI can use the store without loading the gRPC stack.
  */
 export const status = {
-  OK: 0, CANCELLED: 1, UNKNOWN: 2, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5,
-  ALREADY_EXISTS: 6, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, FAILED_PRECONDITION: 9,
-  ABORTED: 10, OUT_OF_RANGE: 11, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, DATA_LOSS: 15,
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
   UNAUTHENTICATED: 16,
 } as const;
 export type StatusCode = (typeof status)[keyof typeof status];
 
 export class StoreError extends Error {
-  constructor(readonly code: StatusCode, message: string) {
+  constructor(
+    readonly code: StatusCode,
+    message: string,
+  ) {
     super(message);
     this.name = 'StoreError';
   }
@@ -48,7 +64,10 @@ export function toStoreError(err: unknown): StoreError {
   // better-sqlite3 checks the SQL text itself before SQLite sees it.
   if (/supplied SQL string contains/i.test(message)) return new StoreError(status.INVALID_ARGUMENT, message);
   if (/named parameter|parameter values|bind parameter/i.test(message)) {
-    return new StoreError(status.INVALID_ARGUMENT, `raw SQL takes no parameters; write the values into the SQL text (${message})`);
+    return new StoreError(
+      status.INVALID_ARGUMENT,
+      `raw SQL takes no parameters; write the values into the SQL text (${message})`,
+    );
   }
   if (code === 'SQLITE_FULL' || /disk is full|No space left|ENOSPC|MDB_MAP_FULL/i.test(message)) {
     return new StoreError(status.RESOURCE_EXHAUSTED, `storage is full: ${message}`);
@@ -60,17 +79,34 @@ export function toStoreError(err: unknown): StoreError {
     return new StoreError(status.RESOURCE_EXHAUSTED, `value too large for the store: ${message}`);
   }
   if (code.startsWith('SQLITE_READONLY') || /read-?only/i.test(message)) {
-    return new StoreError(status.FAILED_PRECONDITION,
-      `the store is read-only (server started with --read-only, or the file is not writable); writes are refused: ${message}`);
+    return new StoreError(
+      status.FAILED_PRECONDITION,
+      `the store is read-only (server started with --read-only, or the file is not writable); writes are refused: ${message}`,
+    );
   }
   if (code.startsWith('SQLITE_CANTOPEN')) {
-    return new StoreError(status.FAILED_PRECONDITION, `the store file cannot be opened (deleted, moved or not permitted): ${message}`);
+    return new StoreError(
+      status.FAILED_PRECONDITION,
+      `the store file cannot be opened (deleted, moved or not permitted): ${message}`,
+    );
   }
-  if (code === 'SQLITE_ERROR' || code === 'SQLITE_RANGE' || code === 'SQLITE_MISMATCH'
-    || code.startsWith('SQLITE_CONSTRAINT') || /syntax error|Parser Error|Binder Error|Catalog Error|Invalid Input Error|Conversion Error|Out of Range Error|Constraint Error/i.test(message)) {
+  if (
+    code === 'SQLITE_ERROR' ||
+    code === 'SQLITE_RANGE' ||
+    code === 'SQLITE_MISMATCH' ||
+    code.startsWith('SQLITE_CONSTRAINT') ||
+    /syntax error|Parser Error|Binder Error|Catalog Error|Invalid Input Error|Conversion Error|Out of Range Error|Constraint Error/i.test(
+      message,
+    )
+  ) {
     return new StoreError(status.INVALID_ARGUMENT, message);
   }
-  if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB' || code === 'SQLITE_IOERR' || code.startsWith('SQLITE_IOERR')) {
+  if (
+    code === 'SQLITE_CORRUPT' ||
+    code === 'SQLITE_NOTADB' ||
+    code === 'SQLITE_IOERR' ||
+    code.startsWith('SQLITE_IOERR')
+  ) {
     return new StoreError(status.DATA_LOSS, `store file is damaged or unreadable: ${message}`);
   }
   return new StoreError(status.INTERNAL, message);

@@ -5,7 +5,7 @@
  * cost one commit instead of a thousand.
  */
 import type { StoreEngine } from '../backends/backend.js';
-import { status, StoreError, toStoreError } from './errors.js';
+import { StoreError, status, toStoreError } from './errors.js';
 
 /**
  * The ordered sequence of operations of one request stream. Once one of its operations fails,
@@ -123,8 +123,12 @@ export class GroupCommitter<Ops> {
             // A buffdb error (NOT_FOUND, …) has changed nothing: the batch goes on without it.
             // An engine error may have left the transaction half-done: abandon the batch.
             if (!(err instanceof StoreError)) throw err;
-            (errors ??= new Array(jobs.length))[i] = err;
-            if (job.seq) (failedHere ??= new Set()).add(job.seq);
+            errors ??= new Array(jobs.length);
+            errors[i] = err;
+            if (job.seq) {
+              failedHere ??= new Set();
+              failedHere.add(job.seq);
+            }
           }
         }
       });

@@ -1,7 +1,7 @@
 /** buffdb key-value semantics, written once for every backend. */
 import type { KvOps, MaybePromise, StoreEngine } from '../backends/backend.js';
 import { failedPrecondition, keyNotFound } from './errors.js';
-import { GroupCommitter, type Done, type Sequence } from './group-commit.js';
+import { type Done, GroupCommitter, type Sequence } from './group-commit.js';
 import { then } from './maybe-promise.js';
 import type { TransactionRouter } from './transactions.js';
 
@@ -15,17 +15,26 @@ export class KvStore {
   }
 
   get(key: string, done: Done<string>, seq?: Sequence, txId?: string): void {
-    if (txId) return this.transactions ? this.transactions.kvGet(txId, key, done, seq) : done(unknownTransaction(txId));
+    if (txId) {
+      this.transactions ? this.transactions.kvGet(txId, key, done, seq) : done(unknownTransaction(txId));
+      return;
+    }
     this.committer.submit((ops) => readValue(ops, key), done, seq);
   }
 
   set(key: string, value: string, done: Done<void>, seq?: Sequence, txId?: string): void {
-    if (txId) return this.transactions ? this.transactions.kvSet(txId, key, value, done, seq) : done(unknownTransaction(txId));
+    if (txId) {
+      this.transactions ? this.transactions.kvSet(txId, key, value, done, seq) : done(unknownTransaction(txId));
+      return;
+    }
     this.committer.submit((ops) => ops.put(key, value), done, seq);
   }
 
   delete(key: string, done: Done<void>, seq?: Sequence, txId?: string): void {
-    if (txId) return this.transactions ? this.transactions.kvDelete(txId, key, done, seq) : done(unknownTransaction(txId));
+    if (txId) {
+      this.transactions ? this.transactions.kvDelete(txId, key, done, seq) : done(unknownTransaction(txId));
+      return;
+    }
     this.committer.submit((ops) => deleteKey(ops, key), done, seq);
   }
 
@@ -50,7 +59,9 @@ export class KvStore {
 }
 
 export function unknownTransaction(txId: string) {
-  return failedPrecondition(`unknown or expired transaction id ${JSON.stringify(txId)}; begin one with BeginTransaction`);
+  return failedPrecondition(
+    `unknown or expired transaction id ${JSON.stringify(txId)}; begin one with BeginTransaction`,
+  );
 }
 
 export function readValue(ops: KvOps, key: string): MaybePromise<string> {

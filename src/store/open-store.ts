@@ -13,12 +13,18 @@ export async function resolveBackend(backend: string | Backend | undefined): Pro
   return typeof backend === 'object' ? backend : loadBackend(backend ?? DEFAULT_BACKEND);
 }
 
-export async function openKvStore(backend: string | Backend | undefined, path = DEFAULT_KV_STORE,
-  options: OpenOptions = {}): Promise<KvStore> {
+export async function openKvStore(
+  backend: string | Backend | undefined,
+  path = DEFAULT_KV_STORE,
+  options: OpenOptions = {},
+): Promise<KvStore> {
   return new KvStore(await (await resolveBackend(backend)).openKv(path, options));
 }
 
-export async function openBlobStore(backend: string | Backend | undefined, path = DEFAULT_BLOB_STORE,
-  options: OpenOptions = {}): Promise<BlobStore> {
+export async function openBlobStore(
+  backend: string | Backend | undefined,
+  path = DEFAULT_BLOB_STORE,
+  options: OpenOptions = {},
+): Promise<BlobStore> {
   return new BlobStore(await (await resolveBackend(backend)).openBlob(path, options));
 }

@@ -21,8 +21,10 @@ export class QueryStore {
     const t = this.targets[target];
     if (!t) throw invalidArgument(`unknown target store ${String(target)}; use KV (0) or BLOB (1)`);
     if (!t.engine.sql) {
-      throw unimplemented(`raw SQL is not available on the ${this.backendName} backend; `
-        + `it is supported by: ${this.sqlBackends.join(', ')}`);
+      throw unimplemented(
+        `raw SQL is not available on the ${this.backendName} backend; ` +
+          `it is supported by: ${this.sqlBackends.join(', ')}`,
+      );
     }
     return { sql: t.engine.sql, committer: t.committer };
   }
@@ -47,17 +49,25 @@ export class QueryStore {
       }
       return;
     }
-    const rows = await committer.run(async () => {
-      const out: SqlValue[][] = [];
-      for await (const row of ops.query(sql)) out.push(row);
-      return out;
-    }).catch((err: unknown) => { throw toStoreError(err); });
+    const rows = await committer
+      .run(async () => {
+        const out: SqlValue[][] = [];
+        for await (const row of ops.query(sql)) out.push(row);
+        return out;
+      })
+      .catch((err: unknown) => {
+        throw toStoreError(err);
+      });
     yield* rows;
   }
 
   /** Runs one statement and answers the number of rows it changed, once committed. */
   async execute(sql: string, target: Target): Promise<number> {
     const { sql: ops, committer } = this.sqlFor(target);
-    return committer.run(() => ops.execute(sql)).catch((err: unknown) => { throw toStoreError(err); });
+    return committer
+      .run(() => ops.execute(sql))
+      .catch((err: unknown) => {
+        throw toStoreError(err);
+      });
   }
 }

@@ -7,7 +7,7 @@
  */
 import { statSync } from 'node:fs';
 import type { StoreEngine } from '../backends/backend.js';
-import { status, StoreError } from './errors.js';
+import { StoreError, status } from './errors.js';
 
 export function guardStoreFile<Ops>(engine: StoreEngine<Ops>, path: string): StoreEngine<Ops> {
   if (path === '' || path === ':memory:') return engine;
@@ -16,16 +16,19 @@ export function guardStoreFile<Ops>(engine: StoreEngine<Ops>, path: string): Sto
   const assertUnmoved = (): void => {
     const now = statSync(path, { throwIfNoEntry: false });
     if (!now || now.ino !== opened.ino || now.dev !== opened.dev) {
-      throw new StoreError(status.FAILED_PRECONDITION,
-        `the store file ${path} was deleted or replaced while the server was running; `
-        + 'nothing more is read from or written to it — restore the file or restart the server');
+      throw new StoreError(
+        status.FAILED_PRECONDITION,
+        `the store file ${path} was deleted or replaced while the server was running; ` +
+          'nothing more is read from or written to it — restore the file or restart the server',
+      );
     }
   };
   const batch = engine.batch.bind(engine);
-  engine.batch = <T>(work: (ops: Ops) => Promise<T>): Promise<T> => batch(async (ops) => {
-    const result = await work(ops);
-    assertUnmoved();
-    return result;
-  });
+  engine.batch = <T>(work: (ops: Ops) => Promise<T>): Promise<T> =>
+    batch(async (ops) => {
+      const result = await work(ops);
+      assertUnmoved();
+      return result;
+    });
   return engine;
 }

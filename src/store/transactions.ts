@@ -20,8 +20,16 @@ import type { EventEmitter } from 'node:events';
 import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { BlobOps, BlobRecord, KvOps } from '../backends/backend.js';
-import { toLocalId, type BlobId, type BlobStore, type BlobUpdate } from './blob-store.js';
-import { failedPrecondition, idNotFound, invalidArgument, keyNotFound, status, StoreError, toStoreError } from './errors.js';
+import { type BlobId, type BlobStore, type BlobUpdate, toLocalId } from './blob-store.js';
+import {
+  failedPrecondition,
+  idNotFound,
+  invalidArgument,
+  keyNotFound,
+  StoreError,
+  status,
+  toStoreError,
+} from './errors.js';
 import type { Done, Sequence } from './group-commit.js';
 import type { KvStore } from './kv-store.js';
 
@@ -78,7 +86,11 @@ class Tx {
   /** Set once the connection that began it has closed: rolls it back unless the id is used again. */
   orphanTimer: NodeJS.Timeout | undefined;
 
-  constructor(readonly id: string, readonly readOnly: boolean, readonly timeoutMs: number) {}
+  constructor(
+    readonly id: string,
+    readonly readOnly: boolean,
+    readonly timeoutMs: number,
+  ) {}
 }
 
 /** What a commit writes; also the commit log's content. */
@@ -99,13 +111,17 @@ const copyBytes = (bytes: Uint8Array): Uint8Array => new Uint8Array(bytes);
 function sameRecord(a: BlobRecord | undefined, b: BlobRecord | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
   if (a.metadata !== b.metadata || a.data.byteLength !== b.data.byteLength) return false;
-  return Buffer.from(a.data.buffer, a.data.byteOffset, a.data.byteLength)
-    .equals(Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength));
+  return Buffer.from(a.data.buffer, a.data.byteOffset, a.data.byteLength).equals(
+    Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength),
+  );
 }
 
-const conflict = (txId: string, what: string): StoreError => new StoreError(status.ABORTED,
-  `transaction ${JSON.stringify(txId)} aborted: ${what} was changed by another writer after this transaction `
-  + 'read or wrote it; nothing of the transaction was applied — retry it');
+const conflict = (txId: string, what: string): StoreError =>
+  new StoreError(
+    status.ABORTED,
+    `transaction ${JSON.stringify(txId)} aborted: ${what} was changed by another writer after this transaction ` +
+      'read or wrote it; nothing of the transaction was applied — retry it',
+  );
 
 export interface TransactionManagerOptions {
   defaultTimeoutMs?: number;
@@ -131,7 +147,11 @@ export class TransactionManager implements TransactionRouter {
   private readonly logPrefix: string | undefined;
   private closed = false;
 
-  constructor(private readonly kv: KvStore, private readonly blob: BlobStore, options: TransactionManagerOptions = {}) {
+  constructor(
+    private readonly kv: KvStore,
+    private readonly blob: BlobStore,
+    options: TransactionManagerOptions = {},
+  ) {
     this.defaultTimeoutMs = options.defaultTimeoutMs ?? DEFAULT_TRANSACTION_TIMEOUT_MS;
     this.disconnectGraceMs = options.disconnectGraceMs ?? DEFAULT_DISCONNECT_GRACE_MS;
     if (options.kvPath && options.kvPath !== ':memory:') {
@@ -151,11 +171,15 @@ export class TransactionManager implements TransactionRouter {
     if (this.closed) throw new StoreError(status.UNAVAILABLE, 'the store is shutting down');
     const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
     if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > 2 ** 31 - 1) {
-      throw invalidArgument(`timeout_ms must be a positive number of milliseconds (at most ${2 ** 31 - 1}), got ${timeoutMs}`);
+      throw invalidArgument(
+        `timeout_ms must be a positive number of milliseconds (at most ${2 ** 31 - 1}), got ${timeoutMs}`,
+      );
     }
     if (this.open.size >= MAX_OPEN_TRANSACTIONS) {
-      throw new StoreError(status.RESOURCE_EXHAUSTED, `too many open transactions (${MAX_OPEN_TRANSACTIONS}); `
-        + 'commit or roll back some, or let them time out');
+      throw new StoreError(
+        status.RESOURCE_EXHAUSTED,
+        `too many open transactions (${MAX_OPEN_TRANSACTIONS}); commit or roll back some, or let them time out`,
+      );
     }
     const tx = new Tx(randomUUID(), options.readOnly ?? false, timeoutMs);
     tx.timer = setTimeout(() => this.end(tx, 'expired'), timeoutMs);
@@ -266,15 +290,19 @@ export class TransactionManager implements TransactionRouter {
     const done = this.finished.get(txId);
     switch (done?.ending) {
       case undefined:
-        return fail(`unknown transaction id ${id}: it was not begun on this server (or finished long ago); `
-          + 'begin one with BeginTransaction');
+        return fail(
+          `unknown transaction id ${id}: it was not begun on this server (or finished long ago); ` +
+            'begin one with BeginTransaction',
+        );
       case 'committed':
         return fail(`transaction ${id} is already committed; begin a new one for more work`);
       case 'rolled back':
         return fail(`transaction ${id} was rolled back; begin a new one`);
       case 'expired':
-        return fail(`transaction ${id} expired: it was not committed within its timeout of ${done.timeoutMs} ms and `
-          + 'was rolled back; begin a new one (BeginTransaction timeout_ms sets the limit)');
+        return fail(
+          `transaction ${id} expired: it was not committed within its timeout of ${done.timeoutMs} ms and ` +
+            'was rolled back; begin a new one (BeginTransaction timeout_ms sets the limit)',
+        );
       case 'disconnected':
         return fail(`transaction ${id} was rolled back because the client that began it disconnected`);
       case 'aborted':
@@ -289,7 +317,13 @@ export class TransactionManager implements TransactionRouter {
   // ---------------------------------------------------------------- operations
 
   /** Queues `work` on the transaction, after its earlier operations; answers through `done`. */
-  private enqueue<R>(txId: string, writes: boolean, seq: Sequence | undefined, done: Done<R>, work: (tx: Tx) => Promise<R>): void {
+  private enqueue<R>(
+    txId: string,
+    writes: boolean,
+    seq: Sequence | undefined,
+    done: Done<R>,
+    work: (tx: Tx) => Promise<R>,
+  ): void {
     let tx: Tx;
     try {
       tx = this.lookup(txId);
@@ -378,8 +412,11 @@ export class TransactionManager implements TransactionRouter {
       // The id is reserved now (so the client gets it now) and the blob stored at commit.
       const id = await this.blob.committer.run((ops) => {
         if (!ops.reserveId || !ops.insertWithId) {
-          throw new StoreError(status.UNIMPLEMENTED, 'Blob Store inside a transaction is not supported by this '
-            + 'backend (it cannot reserve blob ids); store the blob outside the transaction or use the sqlite backend');
+          throw new StoreError(
+            status.UNIMPLEMENTED,
+            'Blob Store inside a transaction is not supported by this ' +
+              'backend (it cannot reserve blob ids); store the blob outside the transaction or use the sqlite backend',
+          );
         }
         return ops.reserveId();
       });
@@ -425,12 +462,15 @@ export class TransactionManager implements TransactionRouter {
     const writes: WriteSet = {
       kv: [...tx.kvWrites],
       // A blob stored and deleted inside the transaction never reaches the store.
-      blob: [...tx.blobWrites].filter(([, w]) => !(w.isNew && w.record === null)).map(([id, w]) => [id, w.record, w.isNew]),
+      blob: [...tx.blobWrites]
+        .filter(([, w]) => !(w.isNew && w.record === null))
+        .map(([id, w]) => [id, w.record, w.isNew]),
     };
     // One name per commit: a batch retried by the group committer rewrites the same file.
-    const logTarget = writes.kv.length > 0 && writes.blob.length > 0 && this.logDir !== undefined
-      ? join(this.logDir, `${this.logPrefix!}${Date.now().toString().padStart(15, '0')}-${tx.id}.json`)
-      : undefined;
+    const logTarget =
+      writes.kv.length > 0 && writes.blob.length > 0 && this.logDir !== undefined
+        ? join(this.logDir, `${this.logPrefix!}${Date.now().toString().padStart(15, '0')}-${tx.id}.json`)
+        : undefined;
     const needLog = logTarget !== undefined;
     let blobCommitted = false;
     let logFile: string | undefined;
@@ -467,9 +507,12 @@ export class TransactionManager implements TransactionRouter {
       // The BLOB part is committed but the KV part could not be: keep the KV part in the log.
       const where = logFile ?? 'nowhere (in-memory store)';
       if (logFile) this.writeLog(tx.id, { kv: writes.kv, blob: [] }, logFile);
-      throw new StoreError(status.INTERNAL, `transaction ${JSON.stringify(tx.id)}: its BLOB writes are committed but `
-        + `its KV writes could not be (${toStoreError(err).message}); they are kept in the commit log ${where} and `
-        + 'applied when the stores are next opened');
+      throw new StoreError(
+        status.INTERNAL,
+        `transaction ${JSON.stringify(tx.id)}: its BLOB writes are committed but ` +
+          `its KV writes could not be (${toStoreError(err).message}); they are kept in the commit log ${where} and ` +
+          'applied when the stores are next opened',
+      );
     }
     if (logFile) removeFile(logFile);
   }
@@ -482,7 +525,11 @@ export class TransactionManager implements TransactionRouter {
       version: 1,
       transactionId: txId,
       kv: writes.kv,
-      blob: writes.blob.map(([id, r, isNew]) => [id, r && { data: Buffer.from(r.data).toString('base64'), metadata: r.metadata }, isNew]),
+      blob: writes.blob.map(([id, r, isNew]) => [
+        id,
+        r && { data: Buffer.from(r.data).toString('base64'), metadata: r.metadata },
+        isNew,
+      ]),
     };
     const tmp = `${target}.tmp`;
     const fd = openSync(tmp, 'w');
@@ -505,7 +552,9 @@ export class TransactionManager implements TransactionRouter {
     if (!this.logDir || !this.logPrefix) return 0;
     let names: string[];
     try {
-      names = readdirSync(this.logDir).filter((n) => n.startsWith(this.logPrefix!)).sort();
+      names = readdirSync(this.logDir)
+        .filter((n) => n.startsWith(this.logPrefix!))
+        .sort();
     } catch {
       return 0;
     }
@@ -521,11 +570,16 @@ export class TransactionManager implements TransactionRouter {
       try {
         log = JSON.parse(readFileSync(file, 'utf8')) as LogFile;
       } catch (err) {
-        throw new Error(`the commit log ${file} is unreadable (${(err as Error).message}); `
-          + 'it holds a committed transaction: restore it, or remove it to give that transaction up');
+        throw new Error(
+          `the commit log ${file} is unreadable (${(err as Error).message}); ` +
+            'it holds a committed transaction: restore it, or remove it to give that transaction up',
+        );
       }
-      const blob = log.blob.map(([id, r, isNew]): [number, BlobRecord | null, boolean] =>
-        [id, r && { data: Buffer.from(r.data, 'base64'), metadata: r.metadata }, isNew]);
+      const blob = log.blob.map(([id, r, isNew]): [number, BlobRecord | null, boolean] => [
+        id,
+        r && { data: Buffer.from(r.data, 'base64'), metadata: r.metadata },
+        isNew,
+      ]);
       if (blob.length > 0) await this.blob.committer.run((ops) => applyBlob(ops, blob, true));
       if (log.kv.length > 0) await this.kv.committer.run((ops) => applyKv(ops, log.kv));
       removeFile(file);
@@ -589,7 +643,11 @@ function syncDir(dir: string): void {
 
 /** A transaction as the library sees it: promise-returning operations on both stores. */
 export class Transaction {
-  constructor(private readonly manager: TransactionManager, readonly id: string, readonly readOnly: boolean) {}
+  constructor(
+    private readonly manager: TransactionManager,
+    readonly id: string,
+    readonly readOnly: boolean,
+  ) {}
 
   private call<R>(f: (done: Done<R>) => void): Promise<R> {
     return new Promise((resolve, reject) => f((err, r) => (err ? reject(err) : resolve(r as R))));
@@ -605,7 +663,8 @@ export class Transaction {
     get: (id: BlobId): Promise<BlobRecord> => this.call((d) => this.manager.blobGet(this.id, id, d)),
     store: (bytes: Uint8Array, metadata?: string): Promise<number> =>
       this.call((d) => this.manager.blobStore(this.id, bytes, metadata, d)),
-    update: (id: BlobId, update: BlobUpdate): Promise<void> => this.call((d) => this.manager.blobUpdate(this.id, id, update, d)),
+    update: (id: BlobId, update: BlobUpdate): Promise<void> =>
+      this.call((d) => this.manager.blobUpdate(this.id, id, update, d)),
     delete: (id: BlobId): Promise<void> => this.call((d) => this.manager.blobDelete(this.id, id, d)),
   };
 

@@ -10,11 +10,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BlobRecord } from '../../src/backends/backend.js';
 import { loadBackend, SQL_BACKENDS } from '../../src/backends/index.js';
-import { readValue } from '../../src/store/kv-store.js';
 import { BuffDb } from '../../src/store/buffdb.js';
 import { EqualityCheck } from '../../src/store/equality.js';
-import { status, StoreError } from '../../src/store/errors.js';
-import { Sequence, type Done } from '../../src/store/group-commit.js';
+import { StoreError, status } from '../../src/store/errors.js';
+import { type Done, Sequence } from '../../src/store/group-commit.js';
+import { readValue } from '../../src/store/kv-store.js';
 import { ROOT, tempDir } from '../helpers/server.js';
 
 type Outcome<T> = { ok: true; value: T } | { ok: false; err: StoreError };
@@ -55,7 +55,11 @@ async function blobEquality(db: BuffDb, mode: 'eq' | 'not-eq', ids: number[]): P
 }
 
 const bytes = (s: string): Buffer => Buffer.from(s, 'utf8');
-const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
+const same = (a: Uint8Array, b: Uint8Array): boolean =>
+  Buffer.compare(
+    Buffer.from(a.buffer, a.byteOffset, a.byteLength),
+    Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+  ) === 0;
 
 export function conformance(backend: string): void {
   describe(`conformance [${backend}]`, () => {
@@ -63,7 +67,10 @@ export function conformance(backend: string): void {
     let db: BuffDb;
     let n = 0;
     /** Opens a fresh pair of stores (or reopens `name`). */
-    const open = (name = `s${n++}`, extra: { readOnly?: boolean; durability?: 'full' | 'normal' } = {}): Promise<BuffDb> =>
+    const open = (
+      name = `s${n++}`,
+      extra: { readOnly?: boolean; durability?: 'full' | 'normal' } = {},
+    ): Promise<BuffDb> =>
       BuffDb.open({ backend, kvStore: join(dir, `${name}.kv.db`), blobStore: join(dir, `${name}.blob.db`), ...extra });
 
     before(async () => {
@@ -108,8 +115,12 @@ export function conformance(backend: string): void {
 
       it('unicode keys and values round-trip exactly', async () => {
         const pairs: [string, string][] = [
-          ['ключ', 'значение'], ['键', '值 🦁'], ['e\u0301', 'combining'], ['é', 'precomposed'],
-          ['tab\tnew\nline', '\u0000nul inside\u0000'], ['😀'.repeat(100), '𝄞'.repeat(1000)],
+          ['ключ', 'значение'],
+          ['键', '值 🦁'],
+          ['e\u0301', 'combining'],
+          ['é', 'precomposed'],
+          ['tab\tnew\nline', '\u0000nul inside\u0000'],
+          ['😀'.repeat(100), '𝄞'.repeat(1000)],
         ];
         for (const [k, v] of pairs) await db.kv.setValue(k, v);
         for (const [k, v] of pairs) assert.equal(await db.kv.getValue(k), v);
@@ -132,18 +143,46 @@ export function conformance(backend: string): void {
       it('operations of one stream apply and answer in order, also within one batch', async () => {
         const seq = new Sequence();
         const order: number[] = [];
-        const track = <T>(i: number, p: Promise<Outcome<T>>): Promise<Outcome<T>> => p.then((o) => { order.push(i); return o; });
+        const track = <T>(i: number, p: Promise<Outcome<T>>): Promise<Outcome<T>> =>
+          p.then((o) => {
+            order.push(i);
+            return o;
+          });
         const results = await Promise.all([
-          track(0, call<void>((d) => db.kv.set('o', '1', d, seq))),
-          track(1, call<string>((d) => db.kv.get('o', d, seq))),
-          track(2, call<void>((d) => db.kv.set('o', '2', d, seq))),
-          track(3, call<string>((d) => db.kv.get('o', d, seq))),
-          track(4, call<void>((d) => db.kv.delete('o', d, seq))),
-          track(5, call<void>((d) => db.kv.set('o', '3', d, seq))),
-          track(6, call<string>((d) => db.kv.get('o', d, seq))),
+          track(
+            0,
+            call<void>((d) => db.kv.set('o', '1', d, seq)),
+          ),
+          track(
+            1,
+            call<string>((d) => db.kv.get('o', d, seq)),
+          ),
+          track(
+            2,
+            call<void>((d) => db.kv.set('o', '2', d, seq)),
+          ),
+          track(
+            3,
+            call<string>((d) => db.kv.get('o', d, seq)),
+          ),
+          track(
+            4,
+            call<void>((d) => db.kv.delete('o', d, seq)),
+          ),
+          track(
+            5,
+            call<void>((d) => db.kv.set('o', '3', d, seq)),
+          ),
+          track(
+            6,
+            call<string>((d) => db.kv.get('o', d, seq)),
+          ),
         ]);
         assert.deepEqual(order, [0, 1, 2, 3, 4, 5, 6]);
-        assert.deepEqual(results.map((r) => (r.ok ? r.value : r.err.code)), [undefined, '1', undefined, '2', undefined, undefined, '3']);
+        assert.deepEqual(
+          results.map((r) => (r.ok ? r.value : r.err.code)),
+          [undefined, '1', undefined, '2', undefined, undefined, '3'],
+        );
       });
 
       it('after a failure, the rest of that stream is not applied; other streams are unaffected', async () => {
@@ -236,9 +275,16 @@ export function conformance(backend: string): void {
         const missing = (await db.blob.storeBlob(bytes('tmp'))) + 1000;
         await rejectsWith(db.blob.getBlob(missing), status.NOT_FOUND, new RegExp(String(missing)));
         await rejectsWith(db.blob.deleteBlob(missing), status.NOT_FOUND, new RegExp(String(missing)));
-        await rejectsWith(db.blob.updateBlob(missing, { bytes: bytes('x'), shouldUpdateMetadata: false }), status.NOT_FOUND, new RegExp(String(missing)));
+        await rejectsWith(
+          db.blob.updateBlob(missing, { bytes: bytes('x'), shouldUpdateMetadata: false }),
+          status.NOT_FOUND,
+          new RegExp(String(missing)),
+        );
         await rejectsWith(db.blob.updateBlob(missing, { shouldUpdateMetadata: true, metadata: 'm' }), status.NOT_FOUND);
-        await rejectsWith(db.blob.updateBlob(missing, { bytes: bytes('x'), shouldUpdateMetadata: true }), status.NOT_FOUND);
+        await rejectsWith(
+          db.blob.updateBlob(missing, { bytes: bytes('x'), shouldUpdateMetadata: true }),
+          status.NOT_FOUND,
+        );
         await rejectsWith(db.blob.getBlob(0), status.NOT_FOUND);
         await rejectsWith(db.blob.getBlob(2n ** 63n), status.NOT_FOUND, /9223372036854775808/);
         await rejectsWith(db.blob.getBlob(2n ** 64n - 1n), status.NOT_FOUND);
@@ -335,8 +381,14 @@ export function conformance(backend: string): void {
       it('many stores in the same tick get distinct ids; all are readable', async () => {
         const N = 200;
         const stores: Promise<Outcome<number>>[] = [];
-        for (let i = 0; i < N; i++) stores.push(call<number>((d) => db.blob.store(bytes(`blob ${i}`), i % 2 ? `m${i}` : undefined, d, new Sequence())));
-        const ids = (await Promise.all(stores)).map((r) => { assert.ok(r.ok); return r.value; });
+        for (let i = 0; i < N; i++)
+          stores.push(
+            call<number>((d) => db.blob.store(bytes(`blob ${i}`), i % 2 ? `m${i}` : undefined, d, new Sequence())),
+          );
+        const ids = (await Promise.all(stores)).map((r) => {
+          assert.ok(r.ok);
+          return r.value;
+        });
         assert.equal(new Set(ids).size, N);
         for (let i = 1; i < N; i++) assert.ok(ids[i]! > ids[i - 1]!, 'ids follow submission order');
         const reads = await Promise.all(ids.map((id) => call<BlobRecord>((d) => db.blob.get(id, d))));
@@ -366,7 +418,12 @@ export function conformance(backend: string): void {
         const ids: number[] = [];
         await Promise.all([
           ...Array.from({ length: 50 }, (_, i) => call<void>((d) => first.kv.set(`r${i}`, `v${i}`, d, seq))),
-          ...Array.from({ length: 20 }, (_, i) => call<number>((d) => first.blob.store(bytes(`b${i}`), `m${i}`, d)).then((o) => { assert.ok(o.ok); ids[i] = o.value; })),
+          ...Array.from({ length: 20 }, (_, i) =>
+            call<number>((d) => first.blob.store(bytes(`b${i}`), `m${i}`, d)).then((o) => {
+              assert.ok(o.ok);
+              ids[i] = o.value;
+            }),
+          ),
         ]);
         await first.kv.deleteKey('r7');
         await first.blob.deleteBlob(ids[3]!);
@@ -377,7 +434,10 @@ export function conformance(backend: string): void {
           else assert.equal(await second.kv.getValue(`r${i}`), `v${i}`);
         }
         for (let i = 0; i < 20; i++) {
-          if (i === 3) { await rejectsWith(second.blob.getBlob(ids[3]!), status.NOT_FOUND); continue; }
+          if (i === 3) {
+            await rejectsWith(second.blob.getBlob(ids[3]!), status.NOT_FOUND);
+            continue;
+          }
           const r = await second.blob.getBlob(ids[i]!);
           assert.equal(Buffer.from(r.data).toString(), `b${i}`);
           assert.equal(r.metadata, `m${i}`);
@@ -432,8 +492,10 @@ export function conformance(backend: string): void {
         await made.kv.setValue('k', 'v');
         await made.close();
         const before = readFileSync(kvStore);
-        await assert.rejects(BuffDb.open({ backend, kvStore, blobStore: join(dir, 'foreign-own.blob.db') }),
-          /not a database|not an? \w+ store/);
+        await assert.rejects(
+          BuffDb.open({ backend, kvStore, blobStore: join(dir, 'foreign-own.blob.db') }),
+          /not a database|not an? \w+ store/,
+        );
         assert.ok(readFileSync(kvStore).equals(before), 'the foreign file was changed');
       });
 
@@ -455,7 +517,9 @@ export function conformance(backend: string): void {
 
     describe('raw SQL', () => {
       let sqlDeclared = false;
-      before(async () => { sqlDeclared = (await loadBackend(backend)).capabilities.rawSql; });
+      before(async () => {
+        sqlDeclared = (await loadBackend(backend)).capabilities.rawSql;
+      });
 
       it('is declared exactly by the SQL backends', () => {
         assert.equal(sqlDeclared, SQL_BACKENDS.includes(backend as never));
@@ -463,7 +527,11 @@ export function conformance(backend: string): void {
 
       it('sees the kv and blob tables; execute answers rows changed; writes are visible to Kv/Blob', async (t) => {
         if (!sqlDeclared) {
-          await rejectsWith(collect(db.query.query('SELECT 1', 'kv')), status.UNIMPLEMENTED, new RegExp(`${backend}.*${SQL_BACKENDS.join(', ')}`));
+          await rejectsWith(
+            collect(db.query.query('SELECT 1', 'kv')),
+            status.UNIMPLEMENTED,
+            new RegExp(`${backend}.*${SQL_BACKENDS.join(', ')}`),
+          );
           await rejectsWith(db.query.execute('SELECT 1', 'blob'), status.UNIMPLEMENTED, new RegExp(backend));
           t.diagnostic('UNIMPLEMENTED, naming the SQL backends');
           return;
@@ -471,7 +539,10 @@ export function conformance(backend: string): void {
         await db.kv.setValue('sql-a', 'A');
         const rows = await collect(db.query.query("SELECT key, value FROM kv WHERE key = 'sql-a'", 'kv'));
         assert.deepEqual(rows, [['sql-a', 'A']]);
-        assert.equal(await db.query.execute("INSERT INTO kv (key, value) VALUES ('sql-b', 'B'), ('sql-c', 'C')", 'kv'), 2);
+        assert.equal(
+          await db.query.execute("INSERT INTO kv (key, value) VALUES ('sql-b', 'B'), ('sql-c', 'C')", 'kv'),
+          2,
+        );
         assert.equal(await db.kv.getValue('sql-c'), 'C');
         const id = await db.blob.storeBlob(bytes('sql blob'), 'sql meta');
         const blobRows = await collect(db.query.query(`SELECT id, data, metadata FROM blob WHERE id = ${id}`, 'blob'));
@@ -482,7 +553,13 @@ export function conformance(backend: string): void {
         const typed = await collect(db.query.query("SELECT 42, 2.5, 'text', NULL, 9223372036854775807", 'kv'));
         assert.deepEqual(typed, [[42n, 2.5, 'text', null, 9223372036854775807n]]);
         // Ids that raw SQL took for itself are skipped, never an error and never handed out twice.
-        assert.equal(await db.query.execute(`INSERT INTO blob (id, data, metadata) VALUES (${id + 1}, NULL, 'raw'), (${id + 2}, NULL, 'raw')`, 'blob'), 2);
+        assert.equal(
+          await db.query.execute(
+            `INSERT INTO blob (id, data, metadata) VALUES (${id + 1}, NULL, 'raw'), (${id + 2}, NULL, 'raw')`,
+            'blob',
+          ),
+          2,
+        );
         const next = await db.blob.storeBlob(bytes('after sql'));
         assert.ok(next > id + 2, `id ${next} collides with ids inserted by raw SQL`);
         assert.equal((await db.blob.getBlob(id + 1)).metadata, 'raw');
@@ -523,16 +600,27 @@ function readValueOf(db: BuffDb, key: string): Promise<string> {
  * Runs test/conformance/kill-writer.ts, which writes and prints an acknowledgement after each
  * write commits; SIGKILLs it mid-stream; answers what was acknowledged.
  */
-function writeUntilKilled(backend: string, kvStore: string, blobStore: string): Promise<{ kv: number; blob: number[] }> {
+function writeUntilKilled(
+  backend: string,
+  kvStore: string,
+  blobStore: string,
+): Promise<{ kv: number; blob: number[] }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test', 'conformance', 'kill-writer.ts'), backend, kvStore, blobStore], {
-      cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(ROOT, 'test', 'conformance', 'kill-writer.ts'), backend, kvStore, blobStore],
+      {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let kv = 0;
     const blob: number[] = [];
     let buffered = '';
     let stderr = '';
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     child.stdout.on('data', (d: Buffer) => {
       buffered += d.toString();
       const lines = buffered.split('\n');

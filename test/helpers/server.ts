@@ -1,12 +1,13 @@
 /** Test fixtures: a real buffdb server on a loopback port over real files in a temp directory. */
-import type { ClientDuplexStream, ClientWritableStream, ServiceError } from '@grpc/grpc-js';
-import { spawn, type ChildProcess } from 'node:child_process';
+
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { ClientDuplexStream, ClientWritableStream, ServiceError } from '@grpc/grpc-js';
 import { BACKEND_NAMES } from '../../src/backends/index.js';
-import { connect, type BuffDbClients } from '../../src/client/network.js';
-import { startServer, type RunningServer } from '../../src/server/server.js';
+import { type BuffDbClients, connect } from '../../src/client/network.js';
+import { type RunningServer, startServer } from '../../src/server/server.js';
 import { BuffDb, type BuffDbOptions } from '../../src/store/buffdb.js';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -14,7 +15,9 @@ export const ROOT = resolve(import.meta.dirname, '..', '..');
 export const CLI = join(ROOT, 'dist', 'cli', 'main.js');
 
 /** Backends the backend-parameterised suites run against. */
-export const TEST_BACKENDS: string[] = (process.env.BUFFDB_TEST_BACKENDS ?? BACKEND_NAMES.join(',')).split(',').filter(Boolean);
+export const TEST_BACKENDS: string[] = (process.env.BUFFDB_TEST_BACKENDS ?? BACKEND_NAMES.join(','))
+  .split(',')
+  .filter(Boolean);
 
 export function tempDir(prefix = 'buffdb-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
@@ -34,7 +37,11 @@ export interface TestServer {
 
 export async function startTestServer(options: BuffDbOptions & { dir?: string } = {}): Promise<TestServer> {
   const dir = options.dir ?? tempDir();
-  const db = await BuffDb.open({ kvStore: join(dir, 'kv_store.db'), blobStore: join(dir, 'blob_store.db'), ...options });
+  const db = await BuffDb.open({
+    kvStore: join(dir, 'kv_store.db'),
+    blobStore: join(dir, 'blob_store.db'),
+    ...options,
+  });
   const running = await startServer(db, { addr: '127.0.0.1:0' });
   const clients = connect(running.addr);
   let stopped = false;
@@ -45,8 +52,16 @@ export async function startTestServer(options: BuffDbOptions & { dir?: string } 
     await running.shutdown(2000);
   };
   return {
-    addr: running.addr, dir, db, running, clients, stop,
-    dispose: async () => { await stop(); rmSync(dir, { recursive: true, force: true }); },
+    addr: running.addr,
+    dir,
+    db,
+    running,
+    clients,
+    stop,
+    dispose: async () => {
+      await stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
 }
 
@@ -91,19 +106,26 @@ export interface ServerProcess {
 /** Starts `buffdb run ARGS` as a child process (give it an address such as 127.0.0.1:0) and waits until it listens. */
 export function spawnServer(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
   const child = spawn(process.execPath, [CLI, 'run', ...args], {
-    cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+    cwd,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
   let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) =>
-    child.on('exit', (code, signal) => res({ code, signal })));
+    child.on('exit', (code, signal) => res({ code, signal })),
+  );
   return new Promise((resolvePromise, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
       stdout += d.toString();
       const m = /listening on (\S+)/.exec(stdout);
       if (m) resolvePromise({ child, addr: m[1]!, stderr: () => stderr, exited });
     });
-    void exited.then(({ code, signal }) => reject(new Error(`buffdb run exited (${code ?? signal}) before listening: ${stderr}`)));
+    void exited.then(({ code, signal }) =>
+      reject(new Error(`buffdb run exited (${code ?? signal}) before listening: ${stderr}`)),
+    );
   });
 }

@@ -7,16 +7,26 @@
  * (`enable_external_access=false`, no autoload/autoinstall), and the configuration is locked once
  * the schema exists, so raw SQL cannot switch them back. assertSqlAllowed refuses the rest.
  */
-import {
-  DuckDBBlobValue, DuckDBDecimalValue, DuckDBInstance, DuckDBTypeId, LIST, listValue, ResultReturnType, StatementType, VARCHAR,
-  type DuckDBConnection, type DuckDBPreparedStatement, type DuckDBType, type DuckDBValue,
-} from '@duckdb/node-api';
+
 import { existsSync, statSync, unlinkSync } from 'node:fs';
+import {
+  DuckDBBlobValue,
+  type DuckDBConnection,
+  DuckDBDecimalValue,
+  DuckDBInstance,
+  type DuckDBPreparedStatement,
+  type DuckDBType,
+  DuckDBTypeId,
+  type DuckDBValue,
+  LIST,
+  listValue,
+  ResultReturnType,
+  StatementType,
+  VARCHAR,
+} from '@duckdb/node-api';
+import { StoreError, status } from '../../store/errors.js';
+import type { Backend, BlobOps, BlobRecord, KvOps, OpenOptions, SqlOps, SqlValue, StoreEngine } from '../backend.js';
 import { readFileHead } from '../file-head.js';
-import { status, StoreError } from '../../store/errors.js';
-import type {
-  Backend, BlobOps, BlobRecord, KvOps, OpenOptions, SqlOps, SqlValue, StoreEngine,
-} from '../backend.js';
 import { assertSqlAllowed } from '../sql-guard.js';
 
 const KV_SCHEMA = ['CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT)'];
@@ -35,14 +45,23 @@ function toSqlValue(value: DuckDBValue, type: DuckDBType): SqlValue {
   switch (type.typeId) {
     case DuckDBTypeId.BOOLEAN:
       return Boolean(value);
-    case DuckDBTypeId.TINYINT: case DuckDBTypeId.SMALLINT: case DuckDBTypeId.INTEGER: case DuckDBTypeId.BIGINT:
-    case DuckDBTypeId.UTINYINT: case DuckDBTypeId.USMALLINT: case DuckDBTypeId.UINTEGER: case DuckDBTypeId.UBIGINT:
-    case DuckDBTypeId.HUGEINT: case DuckDBTypeId.UHUGEINT: case DuckDBTypeId.BIGNUM: {
+    case DuckDBTypeId.TINYINT:
+    case DuckDBTypeId.SMALLINT:
+    case DuckDBTypeId.INTEGER:
+    case DuckDBTypeId.BIGINT:
+    case DuckDBTypeId.UTINYINT:
+    case DuckDBTypeId.USMALLINT:
+    case DuckDBTypeId.UINTEGER:
+    case DuckDBTypeId.UBIGINT:
+    case DuckDBTypeId.HUGEINT:
+    case DuckDBTypeId.UHUGEINT:
+    case DuckDBTypeId.BIGNUM: {
       const n = typeof value === 'bigint' ? value : BigInt(value as number);
       // Int64Value on the wire: wider integers travel as text rather than wrap around.
       return n >= INT64_MIN && n <= INT64_MAX ? n : n.toString();
     }
-    case DuckDBTypeId.FLOAT: case DuckDBTypeId.DOUBLE:
+    case DuckDBTypeId.FLOAT:
+    case DuckDBTypeId.DOUBLE:
       return value as number;
     case DuckDBTypeId.DECIMAL:
       return value instanceof DuckDBDecimalValue ? value.toDouble() : Number(value);
@@ -74,7 +93,7 @@ class DuckSql implements SqlOps {
   ) {}
 
   private async acquire(): Promise<DuckDBConnection> {
-    const c = this.idle.pop() ?? await this.instance.connect();
+    const c = this.idle.pop() ?? (await this.instance.connect());
     this.open.add(c);
     return c;
   }
@@ -128,8 +147,10 @@ class DuckSql implements SqlOps {
     if (result.returnType === ResultReturnType.QUERY_RESULT) {
       // INSERT … RETURNING answers rows, not a count: what it returned is what it changed.
       const chunks = await result.fetchAllChunks();
-      const isWrite = result.statementType === StatementType.INSERT || result.statementType === StatementType.UPDATE
-        || result.statementType === StatementType.DELETE;
+      const isWrite =
+        result.statementType === StatementType.INSERT ||
+        result.statementType === StatementType.UPDATE ||
+        result.statementType === StatementType.DELETE;
       return isWrite ? chunks.reduce((n, c) => n + c.rowCount, 0) : 0;
     }
     return result.rowsChanged;
@@ -207,14 +228,19 @@ class DuckKvOps implements KvOps {
     const delKeys: string[] = [];
     for (const [k, v] of this.pending) {
       if (v === null) delKeys.push(k);
-      else { upKeys.push(k); upValues.push(v); }
+      else {
+        upKeys.push(k);
+        upValues.push(v);
+      }
     }
     this.pending.clear();
     if (delKeys.length > 0) {
       await runWith(this.deleteStmt, (s) => s.bind([listValue(delKeys)], [LIST(VARCHAR)]));
     }
     if (upKeys.length > 0) {
-      await runWith(this.upsertStmt, (s) => s.bind([listValue(upKeys), listValue(upValues)], [LIST(VARCHAR), LIST(VARCHAR)]));
+      await runWith(this.upsertStmt, (s) =>
+        s.bind([listValue(upKeys), listValue(upValues)], [LIST(VARCHAR), LIST(VARCHAR)]),
+      );
     }
   }
 
@@ -223,7 +249,8 @@ class DuckKvOps implements KvOps {
   }
 }
 
-const readOnlyError = (): StoreError => new StoreError(status.FAILED_PRECONDITION, 'the store is open read-only; writes are refused');
+const readOnlyError = (): StoreError =>
+  new StoreError(status.FAILED_PRECONDITION, 'the store is open read-only; writes are refused');
 
 async function blobOps(c: DuckDBConnection): Promise<BlobOps & Deferred> {
   const get = await c.prepare('SELECT data, metadata FROM blob WHERE id = $1');
@@ -232,13 +259,17 @@ async function blobOps(c: DuckDBConnection): Promise<BlobOps & Deferred> {
   // One statement in the common case; an id that raw SQL already used is skipped, not a
   // constraint error (which would abort the whole batch's transaction).
   const insertNew = await c.prepare(
-    "INSERT INTO blob (id, data, metadata) VALUES (nextval('blob_id_seq'), $1, $2) ON CONFLICT DO NOTHING RETURNING id");
+    "INSERT INTO blob (id, data, metadata) VALUES (nextval('blob_id_seq'), $1, $2) ON CONFLICT DO NOTHING RETURNING id",
+  );
   const insert = await c.prepare('INSERT OR REPLACE INTO blob (id, data, metadata) VALUES ($1, $2, $3)');
   const updateBoth = await c.prepare('UPDATE blob SET data = $2, metadata = $3 WHERE id = $1');
   const updateData = await c.prepare('UPDATE blob SET data = $2 WHERE id = $1');
   const updateMeta = await c.prepare('UPDATE blob SET metadata = $2 WHERE id = $1');
   const del = await c.prepare('DELETE FROM blob WHERE id = $1');
-  const byId = (id: number) => (s: DuckDBPreparedStatement): void => s.bindBigInt(1, BigInt(id));
+  const byId =
+    (id: number) =>
+    (s: DuckDBPreparedStatement): void =>
+      s.bindBigInt(1, BigInt(id));
   const has = async (id: number): Promise<boolean> => (await runWith(exists, byId(id))).getRows().length > 0;
 
   const reserveId = async (): Promise<number> => {
@@ -250,7 +281,11 @@ async function blobOps(c: DuckDBConnection): Promise<BlobOps & Deferred> {
     }
   };
   const insertWithId = async (id: number, data: Uint8Array, metadata: string | null): Promise<void> => {
-    await runWith(insert, (s) => { byId(id)(s); s.bindBlob(2, data); bindText(s, 3, metadata); });
+    await runWith(insert, (s) => {
+      byId(id)(s);
+      s.bindBlob(2, data);
+      bindText(s, 3, metadata);
+    });
   };
 
   return {
@@ -267,18 +302,33 @@ async function blobOps(c: DuckDBConnection): Promise<BlobOps & Deferred> {
     insertWithId,
     async insert(data, metadata) {
       for (;;) {
-        const rows = (await runWith(insertNew, (s) => { s.bindBlob(1, data); bindText(s, 2, metadata); })).getRows();
+        const rows = (
+          await runWith(insertNew, (s) => {
+            s.bindBlob(1, data);
+            bindText(s, 2, metadata);
+          })
+        ).getRows();
         if (rows.length > 0) return Number(rows[0]![0]);
       }
     },
     async update(id, data, metadata) {
-      let r;
+      let r: Awaited<ReturnType<typeof runWith>>;
       if (data !== undefined && metadata !== undefined) {
-        r = await runWith(updateBoth, (s) => { byId(id)(s); s.bindBlob(2, data); bindText(s, 3, metadata); });
+        r = await runWith(updateBoth, (s) => {
+          byId(id)(s);
+          s.bindBlob(2, data);
+          bindText(s, 3, metadata);
+        });
       } else if (data !== undefined) {
-        r = await runWith(updateData, (s) => { byId(id)(s); s.bindBlob(2, data); });
+        r = await runWith(updateData, (s) => {
+          byId(id)(s);
+          s.bindBlob(2, data);
+        });
       } else if (metadata !== undefined) {
-        r = await runWith(updateMeta, (s) => { byId(id)(s); bindText(s, 2, metadata); });
+        r = await runWith(updateMeta, (s) => {
+          byId(id)(s);
+          bindText(s, 2, metadata);
+        });
       } else {
         return has(id);
       }
@@ -299,8 +349,14 @@ interface Deferred {
 class DuckEngine<Ops extends Deferred> implements StoreEngine<Ops> {
   readonly sql: DuckSql;
 
-  constructor(private readonly instance: DuckDBInstance, private readonly writer: DuckDBConnection, private readonly ops: Ops) {
-    this.sql = new DuckSql(instance, writer, async () => { await this.ops.flush?.(); });
+  constructor(
+    private readonly instance: DuckDBInstance,
+    private readonly writer: DuckDBConnection,
+    private readonly ops: Ops,
+  ) {
+    this.sql = new DuckSql(instance, writer, async () => {
+      await this.ops.flush?.();
+    });
   }
 
   async batch<T>(work: (ops: Ops) => Promise<T>): Promise<T> {
@@ -332,8 +388,12 @@ function isDuckDbFile(path: string): boolean {
   return readFileHead(path, 12).subarray(8, 12).toString('latin1') === 'DUCK';
 }
 
-async function openDuck<Ops extends Deferred>(path: string, options: OpenOptions, schema: string[],
-  makeOps: (c: DuckDBConnection, readOnly: boolean) => Promise<Ops>): Promise<DuckEngine<Ops>> {
+async function openDuck<Ops extends Deferred>(
+  path: string,
+  options: OpenOptions,
+  schema: string[],
+  makeOps: (c: DuckDBConnection, readOnly: boolean) => Promise<Ops>,
+): Promise<DuckEngine<Ops>> {
   const readOnly = options.readOnly ?? false;
   if (readOnly && path !== ':memory:' && !existsSync(path)) {
     throw new StoreError(status.FAILED_PRECONDITION, `${path} does not exist`);
@@ -345,8 +405,10 @@ async function openDuck<Ops extends Deferred>(path: string, options: OpenOptions
       if (!readOnly && !existsSync(`${path}.wal`)) unlinkSync(path);
     } else if (st?.isFile() && !isDuckDbFile(path)) {
       // Without this DuckDB tries to read a SQLite file through an extension and says so, obscurely.
-      throw new StoreError(status.FAILED_PRECONDITION,
-        'file is not a duckdb store (made by another backend, or damaged); choose the backend it was made with');
+      throw new StoreError(
+        status.FAILED_PRECONDITION,
+        'file is not a duckdb store (made by another backend, or damaged); choose the backend it was made with',
+      );
     }
   }
   const instance = await DuckDBInstance.create(path, {

@@ -3,11 +3,11 @@
  * values, reads straight from the map. Layout, id counter and batch overlay: ../byte-kv-engine.ts.
  */
 import { existsSync, statSync } from 'node:fs';
-import { readFileHead } from '../file-head.js';
-import { open, TransactionFlags, type RootDatabase } from 'lmdb';
-import { status, StoreError } from '../../store/errors.js';
+import { open, type RootDatabase, TransactionFlags } from 'lmdb';
+import { StoreError, status } from '../../store/errors.js';
 import type { Backend, OpenOptions } from '../backend.js';
-import { blobEngine, kvEngine, type ByteEngine, type ByteWrite } from '../byte-kv-engine.js';
+import { type ByteEngine, type ByteWrite, blobEngine, kvEngine } from '../byte-kv-engine.js';
+import { readFileHead } from '../file-head.js';
 
 /**
  * Bumped by every commit. LMDB lets several processes write one file (`buffdb kv set` beside a
@@ -24,12 +24,18 @@ class LmdbEngine implements ByteEngine<bigint> {
   readonly maxKeyBytes: number;
   private readonly commitFlags: number;
 
-  constructor(private readonly db: RootDatabase<Buffer, Buffer>, readonly readOnly: boolean, durability: OpenOptions['durability']) {
+  constructor(
+    private readonly db: RootDatabase<Buffer, Buffer>,
+    readonly readOnly: boolean,
+    durability: OpenOptions['durability'],
+  ) {
     this.maxKeyBytes = (db as unknown as { maxKeySize?: number }).maxKeySize ?? 511;
     // full: the commit returns after fdatasync (survives power loss). normal: the flush runs after
     // the commit returns; with lmdb-js's overlapping sync a process crash still keeps the commit.
-    this.commitFlags = TransactionFlags.ABORTABLE | TransactionFlags.SYNCHRONOUS_COMMIT
-      | (durability === 'normal' ? TransactionFlags.NO_SYNC_FLUSH : 0);
+    this.commitFlags =
+      TransactionFlags.ABORTABLE |
+      TransactionFlags.SYNCHRONOUS_COMMIT |
+      (durability === 'normal' ? TransactionFlags.NO_SYNC_FLUSH : 0);
   }
 
   get(key: Buffer): Buffer | undefined {
@@ -77,14 +83,17 @@ function assertLmdbFile(path: string): void {
   const st = statSync(path, { throwIfNoEntry: false });
   if (!st || st.size === 0) return;
   if (!readFileHead(path, 28).subarray(24, 28).equals(LMDB_MAGIC)) {
-    throw new StoreError(status.FAILED_PRECONDITION,
-      'file is not an lmdb store (made by another backend, or damaged); choose the backend it was made with');
+    throw new StoreError(
+      status.FAILED_PRECONDITION,
+      'file is not an lmdb store (made by another backend, or damaged); choose the backend it was made with',
+    );
   }
 }
 
 function openEnv(path: string, options: OpenOptions): LmdbEngine {
   const readOnly = options.readOnly ?? false;
-  if (path === ':memory:') throw new StoreError(status.INVALID_ARGUMENT, 'the lmdb backend has no in-memory mode; give a file path');
+  if (path === ':memory:')
+    throw new StoreError(status.INVALID_ARGUMENT, 'the lmdb backend has no in-memory mode; give a file path');
   if (readOnly && !existsSync(path)) throw new StoreError(status.FAILED_PRECONDITION, `${path} does not exist`);
   assertLmdbFile(path);
   const db = open<Buffer, Buffer>({

@@ -9,9 +9,9 @@
  */
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { status, StoreError } from '../../store/errors.js';
+import { StoreError, status } from '../../store/errors.js';
 import type { Backend, OpenOptions } from '../backend.js';
-import { blobEngine, kvEngine, type ByteEngine, type ByteWrite } from '../byte-kv-engine.js';
+import { type ByteEngine, type ByteWrite, blobEngine, kvEngine } from '../byte-kv-engine.js';
 
 /** The part of RocksLevel used here (the package ships no type declarations). */
 interface RocksChainedBatch {
@@ -31,7 +31,8 @@ const MARKER = 'buffdb rocksdb store: the data is in the directory beside this f
 
 // Loaded with this module, so a missing or unloadable native package fails at backend selection
 // (an optional dependency: prebuilt only for some platforms).
-const RocksLevelCtor = (createRequire(import.meta.url)('@nxtedition/rocksdb') as { RocksLevel: RocksLevelClass }).RocksLevel;
+const RocksLevelCtor = (createRequire(import.meta.url)('@nxtedition/rocksdb') as { RocksLevel: RocksLevelClass })
+  .RocksLevel;
 
 function toBuffer(u8: Uint8Array): Buffer {
   return Buffer.isBuffer(u8) ? u8 : Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
@@ -41,7 +42,11 @@ class RocksEngine implements ByteEngine<void> {
   // RocksDB has no practical key limit; the layout never needs to hash.
   readonly maxKeyBytes = Number.MAX_SAFE_INTEGER;
 
-  constructor(private readonly db: RocksLevel, readonly readOnly: boolean, private readonly sync: boolean) {}
+  constructor(
+    private readonly db: RocksLevel,
+    readonly readOnly: boolean,
+    private readonly sync: boolean,
+  ) {}
 
   get(key: Buffer): Buffer | undefined {
     return this.db._getManySync([key], {})[0] ?? undefined;
@@ -73,8 +78,10 @@ function prepareMarker(path: string, readOnly: boolean): string {
     if (!st.isFile()) throw new StoreError(status.INVALID_ARGUMENT, `${path} is not a regular file`);
     const head = readFileSync(path).subarray(0, MARKER.length).toString('utf8');
     if (st.size > 0 && head !== MARKER) {
-      throw new StoreError(status.FAILED_PRECONDITION,
-        'file is not a rocksdb store (made by another backend, or damaged); choose the backend it was made with');
+      throw new StoreError(
+        status.FAILED_PRECONDITION,
+        'file is not a rocksdb store (made by another backend, or damaged); choose the backend it was made with',
+      );
     }
     if (st.size > 0 && !existsSync(dir)) {
       throw new StoreError(status.DATA_LOSS, `the RocksDB data directory ${dir} of ${path} is missing`);
@@ -98,7 +105,8 @@ function writeMarker(path: string): void {
 }
 
 async function openRocks(path: string, options: OpenOptions): Promise<RocksEngine> {
-  if (path === ':memory:') throw new StoreError(status.INVALID_ARGUMENT, 'the rocksdb backend has no in-memory mode; give a file path');
+  if (path === ':memory:')
+    throw new StoreError(status.INVALID_ARGUMENT, 'the rocksdb backend has no in-memory mode; give a file path');
   const readOnly = options.readOnly ?? false;
   const dir = prepareMarker(path, readOnly);
   const db = new RocksLevelCtor(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });

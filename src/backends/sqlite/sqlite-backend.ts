@@ -5,9 +5,7 @@
  */
 import Database from 'better-sqlite3';
 import { StoreError, status } from '../../store/errors.js';
-import type {
-  Backend, BlobOps, BlobRecord, KvOps, OpenOptions, SqlOps, SqlValue, StoreEngine,
-} from '../backend.js';
+import type { Backend, BlobOps, BlobRecord, KvOps, OpenOptions, SqlOps, SqlValue, StoreEngine } from '../backend.js';
 import { assertSqlAllowed } from '../sql-guard.js';
 
 type Db = Database.Database;
@@ -30,8 +28,10 @@ function openDatabase(path: string, options: OpenOptions, schema: string): Db {
     // Fault handling: SQLite silently falls back to read-only when the file or its directory is
     // not writable; say so at start instead of failing every write later.
     if (!options.readOnly && db.readonly) {
-      throw new StoreError(status.FAILED_PRECONDITION,
-        'the file or its directory is not writable (use --read-only to serve it read-only)');
+      throw new StoreError(
+        status.FAILED_PRECONDITION,
+        'the file or its directory is not writable (use --read-only to serve it read-only)',
+      );
     }
     const cap = maxPageCount();
     if (cap !== undefined) db.pragma(`max_page_count = ${cap}`);
@@ -55,7 +55,11 @@ function openDatabase(path: string, options: OpenOptions, schema: string): Db {
 class SqliteSql implements SqlOps {
   private readonly readers: Db[] = [];
 
-  constructor(private readonly writer: Db, private readonly path: string, private readonly inMemory: boolean) {}
+  constructor(
+    private readonly writer: Db,
+    private readonly path: string,
+    private readonly inMemory: boolean,
+  ) {}
 
   private acquireReader(): Db {
     const pooled = this.readers.pop();
@@ -127,7 +131,11 @@ class SqliteEngine<Ops> implements StoreEngine<Ops> {
   private readonly commit: Database.Statement;
   private readonly rollback: Database.Statement;
 
-  constructor(private readonly db: Db, readonly ops: Ops, path: string) {
+  constructor(
+    private readonly db: Db,
+    readonly ops: Ops,
+    path: string,
+  ) {
     this.sql = new SqliteSql(db, path, path === ':memory:' || path === '');
     // Fault handling: a read-only connection cannot take the write lock BEGIN IMMEDIATE asks for
     // (on a read-only filesystem it fails); a deferred BEGIN gives reads a consistent snapshot.
@@ -170,30 +178,42 @@ function kvOps(db: Db): KvOps {
   const del = db.prepare<[string]>('DELETE FROM kv WHERE key = ?');
   return {
     get: (key) => get.get(key) ?? undefined,
-    put: (key, value) => { put.run(key, value); },
+    put: (key, value) => {
+      put.run(key, value);
+    },
     delete: (key) => del.run(key).changes > 0,
   };
 }
 
 function blobOps(db: Db): BlobOps {
   const get = db.prepare<[number], { data: Buffer | null; metadata: string | null }>(
-    'SELECT data, metadata FROM blob WHERE id = ?');
+    'SELECT data, metadata FROM blob WHERE id = ?',
+  );
   const insert = db.prepare<[Uint8Array, string | null]>('INSERT INTO blob (data, metadata) VALUES (?, ?)');
-  const updateBoth = db.prepare<[Uint8Array, string | null, number]>('UPDATE blob SET data = ?, metadata = ? WHERE id = ?');
+  const updateBoth = db.prepare<[Uint8Array, string | null, number]>(
+    'UPDATE blob SET data = ?, metadata = ? WHERE id = ?',
+  );
   const updateData = db.prepare<[Uint8Array, number]>('UPDATE blob SET data = ? WHERE id = ?');
   const updateMeta = db.prepare<[string | null, number]>('UPDATE blob SET metadata = ? WHERE id = ?');
   const exists = db.prepare<[number], number>('SELECT 1 FROM blob WHERE id = ?').pluck();
   const del = db.prepare<[number]>('DELETE FROM blob WHERE id = ?');
   // Transactions (issue 7): ids handed out before the blob is stored. AUTOINCREMENT keeps the
   // largest id ever used in sqlite_sequence; bumping it reserves an id no insert will reuse.
-  let reserve: { current: Database.Statement<[], number>; bump: Database.Statement<[number]>; first: Database.Statement<[number]> } | undefined;
+  let reserve:
+    | {
+        current: Database.Statement<[], number>;
+        bump: Database.Statement<[number]>;
+        first: Database.Statement<[number]>;
+      }
+    | undefined;
   let insertWithId: Database.Statement<[number, Uint8Array, string | null]> | undefined;
   return {
     get: (id): BlobRecord | undefined => {
       const row = get.get(id);
       if (!row) return undefined;
       // Raw SQL may have stored text or numbers in `data`; the Blob API always answers bytes.
-      const data = row.data === null ? Buffer.alloc(0) : Buffer.isBuffer(row.data) ? row.data : Buffer.from(String(row.data));
+      const data =
+        row.data === null ? Buffer.alloc(0) : Buffer.isBuffer(row.data) ? row.data : Buffer.from(String(row.data));
       return { data, metadata: row.metadata === null ? null : String(row.metadata) };
     },
     insert: (data, metadata) => Number(insert.run(data, metadata).lastInsertRowid),
@@ -206,8 +226,12 @@ function blobOps(db: Db): BlobOps {
     delete: (id) => del.run(id).changes > 0,
     reserveId: () => {
       reserve ??= {
-        current: db.prepare<[], number>("SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'blob'), 0), "
-          + 'coalesce((SELECT max(id) FROM blob), 0))').pluck(),
+        current: db
+          .prepare<[], number>(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'blob'), 0), " +
+              'coalesce((SELECT max(id) FROM blob), 0))',
+          )
+          .pluck(),
         bump: db.prepare<[number]>("UPDATE sqlite_sequence SET seq = ? WHERE name = 'blob'"),
         first: db.prepare<[number]>("INSERT INTO sqlite_sequence (name, seq) VALUES ('blob', ?)"),
       };
@@ -217,7 +241,8 @@ function blobOps(db: Db): BlobOps {
     },
     insertWithId: (id, data, metadata) => {
       insertWithId ??= db.prepare<[number, Uint8Array, string | null]>(
-        'INSERT OR REPLACE INTO blob (id, data, metadata) VALUES (?, ?, ?)');
+        'INSERT OR REPLACE INTO blob (id, data, metadata) VALUES (?, ?, ?)',
+      );
       insertWithId.run(id, data, metadata);
     },
   };
