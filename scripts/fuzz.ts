@@ -785,7 +785,7 @@ async function main(): Promise<void> {
       seed,
       Number(values.abandon),
       (l) => console.log(l),
-      capabilities.rawSql,
+      capabilities.sqlDialect !== null,
     );
     stats.rssMiB = rssOf(server.child.pid!);
     if (server.child.exitCode !== null) stats.problems.push(`server exited with ${server.child.exitCode}`);

@@ -203,13 +203,13 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
             ),
           );
         }
-      } else if (op === 10 && capabilities.rawSql) {
+      } else if (op === 10 && capabilities.sqlDialect) {
         await timed('query.query', 1, () =>
           bidi(c.query.query(), [
             { query: `SELECT key, value FROM kv WHERE key LIKE 'c${who}-%' LIMIT 20`, target: TargetStore.KV },
           ]),
         );
-      } else if (op === 11 && capabilities.rawSql) {
+      } else if (op === 11 && capabilities.sqlDialect) {
         await timed('query.execute', 1, () =>
           bidi(c.query.execute(), [
             { query: `UPDATE kv SET value = 'x${n}' WHERE key = '${key}'`, target: TargetStore.KV },

@@ -202,7 +202,7 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
       t.pending = [];
       stats.blobsChecked++;
     });
-    if (capabilities.rawSql) {
+    if (capabilities.sqlDialect) {
       // Nothing nobody wrote: every key and blob in the store is known or an in-flight write.
       const rows = await sql(c, 'SELECT key, value FROM kv', TargetStore.KV);
       for (const [key, value] of rows) {

@@ -7,3 +7,14 @@ export const DEFAULT_KV_STORE = 'kv_store.db';
 export const DEFAULT_BLOB_STORE = 'blob_store.db';
 /** 64 MiB: big enough for large blobs in one message; configurable with --max-message-size. */
 export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024;
+/** Lifetime of a transaction begun without timeout_ms (--transaction-timeout). */
+export const DEFAULT_TRANSACTION_TIMEOUT_MS = 30_000;
+/**
+ * After the connection that began a transaction closes, the transaction is rolled back unless its
+ * id is used again within this many ms (clients that open a connection per call keep working).
+ */
+export const DEFAULT_DISCONNECT_GRACE_MS = 2_000;
+/** How long in-flight streams get to finish after SIGINT/SIGTERM (BUFFDB_SHUTDOWN_GRACE_MS). */
+export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
+/** History kept by default: the last this many revisions (--auto-compact). */
+export const DEFAULT_AUTO_COMPACT_REVISIONS = 100_000;

@@ -3,16 +3,23 @@
 export type {
   Backend,
   BackendCapabilities,
+  BlobEngineOps,
   BlobOps,
   BlobRecord,
   Durability,
+  KvEngineOps,
   KvOps,
+  KvRecord,
+  MapName,
+  MapOps,
   OpenOptions,
+  RangeQuery,
   SqlOps,
   SqlValue,
   StoreEngine,
 } from './backends/backend.js';
-export { BACKEND_NAMES, type BackendName, DEFAULT_BACKEND, loadBackend } from './backends/index.js';
+export { BLOB_MAPS, KV_MAPS } from './backends/backend.js';
+export { BACKEND_NAMES, type BackendImpl, type BackendName, DEFAULT_BACKEND, loadBackend } from './backends/index.js';
 export {
   BlobClientCtor,
   type BuffDbClients,
@@ -22,6 +29,8 @@ export {
   QueryClientCtor,
 } from './client/network.js';
 export { openTransitive, type TransitiveClients, transitiveClients } from './client/transitive.js';
+export { DEFAULT_TRANSACTION_TIMEOUT_MS } from './defaults.js';
+export { NotFoundError, StoreError, status } from './errors.js';
 export * as blob from './generated/blob.js';
 export * as kv from './generated/kv.js';
 export * as query from './generated/query.js';
@@ -40,14 +49,13 @@ export {
   transactionService,
   unimplementedTransactions,
 } from './server/transaction-service.js';
-export { type BlobId, BlobStore, type BlobUpdate } from './store/blob-store.js';
+export { type BlobId, BlobStore, type BlobUpdate } from './store/blob/blob-store.js';
 export { BuffDb, type BuffDbOptions, DEFAULT_BLOB_STORE, DEFAULT_KV_STORE } from './store/buffdb.js';
-export { NotFoundError, StoreError } from './store/errors.js';
-export { KvStore } from './store/kv-store.js';
+export type { KvEvent } from './store/kv/history.js';
+export { etcdSpan, type KeySpan, prefixSpan, singleKey } from './store/kv/key-span.js';
+export type * from './store/kv/kv-api.js';
+export { type AutoCompact, KvStore } from './store/kv/kv-store.js';
+export type { WatchSink, WatchSpec } from './store/kv/watch-hub.js';
 export { QueryStore, type Target } from './store/query-store.js';
-export {
-  type BeginOptions,
-  DEFAULT_TRANSACTION_TIMEOUT_MS,
-  Transaction,
-  TransactionManager,
-} from './store/transactions.js';
+export { type BeginOptions, TransactionManager } from './store/transactions/manager.js';
+export { Transaction } from './store/transactions/transaction.js';

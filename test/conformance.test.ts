@@ -1,5 +1,5 @@
-/** The shared conformance suite (test/conformance/suite.ts), once for every registered backend. */
-import { BACKEND_NAMES } from '../src/backends/index.js';
-import { conformance } from './conformance/suite.js';
+/** The shared conformance suite (src/conformance, exported as `buffdb/conformance`), once per backend under test. */
+import { conformance } from '../src/conformance/suite.js';
+import { TEST_BACKENDS } from './helpers/server.js';
 
-for (const backend of BACKEND_NAMES) conformance(backend);
+for (const backend of TEST_BACKENDS) conformance(backend);

@@ -31,7 +31,15 @@ for (const backend of TEST_BACKENDS)
     it('corpus + 400 random cases, raw HTTP/2, oversize, 1000 abandoned streams: every answer clean, server alive', async () => {
       const corpus = loadCorpus(join(ROOT, 'test', 'fuzz-corpus'));
       assert.ok(corpus.length > 300, `corpus has only ${corpus.length} cases`);
-      const stats = await runFuzz(server.addr, corpus, 400, Date.now() % 100_000, 1000, () => {}, capabilities.rawSql);
+      const stats = await runFuzz(
+        server.addr,
+        corpus,
+        400,
+        Date.now() % 100_000,
+        1000,
+        () => {},
+        capabilities.sqlDialect !== null,
+      );
       assert.deepEqual(stats.problems, []);
       assert.equal(server.child.exitCode, null, 'the server exited');
       assert.ok(rssOf(server.child.pid!) < 400, 'server RSS above 400 MiB');
@@ -43,7 +51,7 @@ for (const backend of TEST_BACKENDS)
         const utf8 = await sendRaw(client, '/buffdb.kv.Kv/Set', [Buffer.from('0a02fffe', 'hex')]);
         assert.equal(utf8.code, status.INVALID_ARGUMENT);
         assert.match(utf8.details, /malformed Set request message: a string field is not valid UTF-8/);
-        if (capabilities.rawSql) {
+        if (capabilities.sqlDialect) {
           const target = await sendRaw(client, '/buffdb.query.Query/Query', [
             Buffer.from('0a0853454c45435420311007', 'hex'),
           ]);

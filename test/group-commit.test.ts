@@ -12,16 +12,16 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import type { ClientDuplexStream, ServiceError } from '@grpc/grpc-js';
 import Database from 'better-sqlite3';
-import type { Backend, KvOps, StoreEngine } from '../src/backends/backend.js';
-import { sqliteBackend } from '../src/backends/sqlite/sqlite-backend.js';
+import type { Backend, KvEngineOps, StoreEngine } from '../src/backends/backend.js';
+import { loadBackend } from '../src/backends/index.js';
 import { connect } from '../src/client/network.js';
+import { type StoreError, status } from '../src/errors.js';
 import * as blobPb from '../src/generated/blob.js';
 import type * as kv from '../src/generated/kv.js';
 import * as kvPb from '../src/generated/kv.js';
 import { BlobDefinition, KvDefinition } from '../src/server/definitions.js';
 import { startServer } from '../src/server/server.js';
 import { BuffDb } from '../src/store/buffdb.js';
-import { type StoreError, status } from '../src/store/errors.js';
 import { Sequence } from '../src/store/group-commit.js';
 import { bidi, spawnServer, tempDir } from './helpers/server.js';
 
@@ -41,28 +41,31 @@ interface BatchRecord {
   committed: boolean;
 }
 
-/** The real SQLite backend, with its KV engine wrapped to record every batch. */
-function countingBackend(): { backend: Backend; batches: BatchRecord[] } {
+/** The real SQLite backend, with its KV engine wrapped to record every batch and count its writes. */
+async function countingBackend(): Promise<{ backend: Backend; batches: BatchRecord[] }> {
   const batches: BatchRecord[] = [];
+  const sqlite = await loadBackend('sqlite');
   const backend: Backend = {
-    ...sqliteBackend,
+    ...sqlite,
     async openKv(path, options) {
-      const inner = await sqliteBackend.openKv(path, options);
-      const engine: StoreEngine<KvOps> = {
+      const inner = await sqlite.openKv(path, options);
+      const engine: StoreEngine<KvEngineOps> = {
         sql: inner.sql,
+        mapError: (err) => inner.mapError(err),
         close: () => inner.close(),
         async batch(work) {
           const record: BatchRecord = { ops: 0, committed: false };
           batches.push(record);
           const result = await inner.batch((ops) =>
             work({
-              get: (k) => {
+              ...ops,
+              get: (k) => ops.get(k),
+              range: (q, keysOnly) => ops.range(q, keysOnly),
+              count: (start, end) => ops.count(start, end),
+              maps: ops.maps,
+              put: (r) => {
                 record.ops++;
-                return ops.get(k);
-              },
-              put: (k, v) => {
-                record.ops++;
-                return ops.put(k, v);
+                return ops.put(r);
               },
               delete: (k) => {
                 record.ops++;
@@ -113,7 +116,7 @@ function tracker() {
 describe('group commit', () => {
   test('ops from several streams submitted in one tick run in one batch, answered after it commits', async () => {
     const d = dir();
-    const { backend, batches } = countingBackend();
+    const { backend, batches } = await countingBackend();
     const db = await BuffDb.open({ backend, kvStore: join(d, 'kv.db'), blobStore: join(d, 'blob.db') });
     try {
       await db.kv.committer.idle();
@@ -161,7 +164,7 @@ describe('group commit', () => {
 
   test('a NOT_FOUND ends only its own stream: neighbours in the same batch commit, its earlier writes stay', async () => {
     const d = dir();
-    const { backend, batches } = countingBackend();
+    const { backend, batches } = await countingBackend();
     const db = await BuffDb.open({ backend, kvStore: join(d, 'kv.db'), blobStore: join(d, 'blob.db') });
     try {
       await db.kv.committer.idle();
@@ -197,13 +200,13 @@ describe('group commit', () => {
   test('an engine error (SQL constraint) in one op: the batch is retried op by op, neighbours still commit', async () => {
     const d = dir();
     const path = join(d, 'kv.db');
-    // A real SQLite constraint: a trigger that refuses one key.
+    // A real SQLite constraint: a trigger on the store's own table that refuses one key.
+    await (await BuffDb.open({ kvStore: path, blobStore: join(d, 'blob.db') })).close();
     const setup = new Database(path);
-    setup.exec(`CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
-      CREATE TRIGGER refuse_poison BEFORE INSERT ON kv WHEN NEW.key = 'poison'
+    setup.exec(`CREATE TRIGGER refuse_poison BEFORE INSERT ON kv_state WHEN NEW.key = 'poison'
       BEGIN SELECT RAISE(ABORT, 'constraint failed: poison key refused'); END;`);
     setup.close();
-    const { backend, batches } = countingBackend();
+    const { backend, batches } = await countingBackend();
     const db = await BuffDb.open({ backend, kvStore: path, blobStore: join(d, 'blob.db') });
     try {
       await db.kv.committer.idle();

@@ -20,7 +20,7 @@ for (const backend of TEST_BACKENDS) {
     });
     const q = () => srv.clients.query;
 
-    if (!capabilities.rawSql) {
+    if (!capabilities.sqlDialect) {
       it('answers UNIMPLEMENTED naming the backend and the ones that support SQL', async () => {
         const res = await bidi(q().query(), [{ query: 'SELECT 1', target: TargetStore.KV }]);
         assert.equal(res.err?.code, status.UNIMPLEMENTED);

@@ -133,7 +133,7 @@ const HARMLESS_SQLITE: string[] = [
 for (const backend of TEST_BACKENDS) {
   describe(`raw SQL sandbox [${backend}]`, async () => {
     const { capabilities } = await loadBackend(backend);
-    if (!capabilities.rawSql) {
+    if (!capabilities.sqlDialect) {
       it('has no raw SQL at all (UNIMPLEMENTED)', async () => {
         const srv = await startTestServer({ backend });
         try {
@@ -251,7 +251,7 @@ for (const backend of TEST_BACKENDS)
       const blob = await bidi(clients.blob.get(), [{ id: blobId }]);
       assert.equal(blob.err, undefined);
       assert.equal(Buffer.from(blob.out[0]!.bytes).toString(), 'data');
-      if (capabilities.rawSql) {
+      if (capabilities.sqlDialect) {
         const q = await bidi(clients.query.query(), [{ query: 'SELECT value FROM kv', target: TargetStore.KV }]);
         assert.deepEqual(
           q.out.map((r) => r.fields.map(unpackValue)),
@@ -267,7 +267,7 @@ for (const backend of TEST_BACKENDS)
         bidi(clients.blob.store(), [{ bytes: Buffer.from('x') }]),
         bidi(clients.blob.update(), [{ id: blobId, bytes: Buffer.from('y'), shouldUpdateMetadata: false }]),
         bidi(clients.blob.delete(), [{ id: blobId }]),
-        ...(capabilities.rawSql
+        ...(capabilities.sqlDialect
           ? [bidi(clients.query.execute(), [{ query: "INSERT INTO kv VALUES ('q', 'v')", target: TargetStore.KV }])]
           : []),
       ];

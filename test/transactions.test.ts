@@ -6,13 +6,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ServiceError, status } from '@grpc/grpc-js';
-import type { Backend, BlobOps } from '../src/backends/backend.js';
-import { sqliteBackend } from '../src/backends/sqlite/sqlite-backend.js';
 import { type BuffDbClients, connect } from '../src/client/network.js';
 import { openTransitive } from '../src/client/transitive.js';
+import { StoreError } from '../src/errors.js';
 import type { KvClient } from '../src/generated/kv.js';
 import { BuffDb } from '../src/store/buffdb.js';
-import { StoreError } from '../src/store/errors.js';
 import { bidi, spawnServer, startTestServer, TEST_BACKENDS, type TestServer, tempDir } from './helpers/server.js';
 
 type Unary<Req, Res> = (req: Req, cb: (err: ServiceError | null, res?: Res) => void) => unknown;
@@ -584,46 +582,3 @@ for (const backend of TEST_BACKENDS) {
     });
   });
 }
-
-describe('transactions on a backend that cannot reserve blob ids', () => {
-  // SQLite with the optional BlobOps.reserveId/insertWithId hidden, as a backend without them.
-  const withoutReserve: Backend = {
-    ...sqliteBackend,
-    name: 'sqlite-without-reserve',
-    async openBlob(path, options) {
-      const engine = await sqliteBackend.openBlob(path, options);
-      return {
-        sql: engine.sql,
-        batch: (work) =>
-          engine.batch((ops) => work({ ...ops, reserveId: undefined, insertWithId: undefined } as BlobOps)),
-        close: () => engine.close(),
-      };
-    },
-  };
-
-  it('Blob Store inside a transaction is UNIMPLEMENTED; everything else works', async () => {
-    const dir = tempDir('buffdb-tx-noreserve-');
-    const db = await BuffDb.open({
-      backend: withoutReserve,
-      kvStore: join(dir, 'kv.db'),
-      blobStore: join(dir, 'blob.db'),
-    });
-    try {
-      const id = await db.blob.storeBlob(Buffer.from('plain'));
-      await db.transaction(async (tx) => {
-        await assert.rejects(
-          tx.blob.store(Buffer.from('x')),
-          (err: unknown) =>
-            err instanceof StoreError && err.code === status.UNIMPLEMENTED && /reserve blob ids/.test(err.message),
-        );
-        await tx.blob.update(id, { bytes: Buffer.from('changed'), shouldUpdateMetadata: false });
-        await tx.kv.set('nr-k', 'v');
-      });
-      assert.equal(Buffer.from((await db.blob.getBlob(id)).data).toString(), 'changed');
-      assert.equal(await db.kv.getValue('nr-k'), 'v');
-    } finally {
-      await db.close();
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
-});

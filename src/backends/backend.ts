@@ -1,26 +1,78 @@
 /**
  * The storage-engine interface. A backend only stores and fetches; every buffdb rule (NOT_FOUND,
- * eq/not-eq, update combinations, ordering, group commit, transactions) lives in src/store and is
+ * revisions and history, leases, ordering, group commit, transactions) lives in src/store and is
  * written once for all engines. Adding an engine means one folder under src/backends implementing
- * `Backend`, plus one line in src/backends/index.ts.
+ * `Backend`, one entry in src/backends/index.ts, and passing the conformance suite
+ * (src/conformance).
+ *
+ * Keys and values are bytes (Buffer). Keys sort by their bytes (memcmp order): every range is in
+ * that order on every engine.
  */
+import type { StoreError } from '../errors.js';
 
 export type MaybePromise<T> = T | Promise<T>;
+
+/** A key's current state: etcd's mvccpb.KeyValue. */
+export interface KvRecord {
+  key: Buffer;
+  value: Buffer;
+  /** Revision of the write that created the key (since its last delete). */
+  createRev: number;
+  /** Revision of the last write to the key. */
+  modRev: number;
+  /** Writes since creation: 1 for a new key; reset by a delete. */
+  version: number;
+  /** Lease the key is attached to; 0n for none. */
+  lease: bigint;
+}
+
+/** `[start, end)` in key byte order; `end` undefined: to the last key. */
+export interface RangeQuery {
+  start: Buffer;
+  end: Buffer | undefined;
+  /** At most this many results (a positive number). */
+  limit: number;
+  /** Largest key first. */
+  reverse: boolean;
+}
+
+/** The current key-value state. Only ever called inside `StoreEngine.batch`. */
+export interface KvOps {
+  get(key: Buffer): MaybePromise<KvRecord | undefined>;
+  /** Creates or replaces the record of `record.key`. */
+  put(record: KvRecord): MaybePromise<void>;
+  delete(key: Buffer): MaybePromise<void>;
+  /** Records in the range, in order. `keysOnly`: `value` may be empty (saves reading it). */
+  range(query: RangeQuery, keysOnly: boolean): MaybePromise<KvRecord[]>;
+  /** Number of keys in `[start, end)`. */
+  count(start: Buffer, end: Buffer | undefined): MaybePromise<number>;
+}
+
+/**
+ * Named ordered byte maps, for what the store keeps beside the data (history, leases, chunks, …).
+ * Keys sort by bytes. SQL engines keep each map in a table of its own that raw SQL may read but
+ * never write. The names a store uses are fixed (KV_MAPS, BLOB_MAPS), so an engine can create
+ * them when it opens.
+ */
+export interface MapOps {
+  get(map: MapName, key: Buffer): MaybePromise<Buffer | undefined>;
+  put(map: MapName, key: Buffer, value: Buffer): MaybePromise<void>;
+  delete(map: MapName, key: Buffer): MaybePromise<void>;
+  range(map: MapName, query: RangeQuery): MaybePromise<[key: Buffer, value: Buffer][]>;
+}
+
+/** Maps kept in the KV store file. */
+export const KV_MAPS = ['meta', 'history', 'lease', 'lease_key'] as const;
+/** Maps kept in the BLOB store file. */
+export const BLOB_MAPS = ['meta', 'chunk', 'large', 'upload'] as const;
+export type MapName = (typeof KV_MAPS)[number] | (typeof BLOB_MAPS)[number];
 
 export interface BlobRecord {
   data: Uint8Array;
   metadata: string | null;
 }
 
-/** Operations on a key-value store. Only ever called inside `StoreEngine.batch`. */
-export interface KvOps {
-  get(key: string): MaybePromise<string | undefined>;
-  put(key: string, value: string): MaybePromise<void>;
-  /** Returns false if the key did not exist. */
-  delete(key: string): MaybePromise<boolean>;
-}
-
-/** Operations on a blob store. Only ever called inside `StoreEngine.batch`. */
+/** The blob table (`blob(id, data, metadata)` to raw SQL). Only ever called inside `StoreEngine.batch`. */
 export interface BlobOps {
   get(id: number): MaybePromise<BlobRecord | undefined>;
   /** Stores a new blob under a fresh id: positive, larger than every id ever handed out. */
@@ -33,20 +85,21 @@ export interface BlobOps {
   /** Returns false if the id did not exist. */
   delete(id: number): MaybePromise<boolean>;
   /**
-   * Optional (transactions): allocates a fresh id exactly as `insert` would — positive, larger than
-   * every id handed out — without storing a blob, and durably marks it used so it is never handed
-   * out again. A backend without it (or without `insertWithId`) refuses Blob Store inside a
-   * transaction with UNIMPLEMENTED; everything else in transactions still works.
+   * Allocates a fresh id exactly as `insert` would — positive, larger than every id handed out —
+   * without storing a blob, and durably marks it used so it is never handed out again.
    */
-  reserveId?(): MaybePromise<number>;
-  /** Optional (transactions): stores a blob under an id from `reserveId`, replacing any blob there. */
-  insertWithId?(id: number, data: Uint8Array, metadata: string | null): MaybePromise<void>;
+  reserveId(): MaybePromise<number>;
+  /** Stores a blob under an id from `reserveId`, replacing any blob there. */
+  insertWithId(id: number, data: Uint8Array, metadata: string | null): MaybePromise<void>;
 }
+
+export type KvEngineOps = KvOps & { readonly maps: MapOps };
+export type BlobEngineOps = BlobOps & { readonly maps: MapOps };
 
 /** A SQL value as raw SQL sees it. Integers are bigint so 64-bit values survive. */
 export type SqlValue = bigint | number | string | Uint8Array | boolean | null;
 
-/** Raw SQL over one store, present only on backends that declare `rawSql`. */
+/** Raw SQL over one store, present only on backends whose capabilities name a SQL dialect. */
 export interface SqlOps {
   /** Rows as they are read. The backend refuses anything that reaches outside its store. */
   query(sql: string): AsyncIterable<SqlValue[]> | Iterable<SqlValue[]>;
@@ -54,24 +107,40 @@ export interface SqlOps {
   execute(sql: string): MaybePromise<number>;
   /** Whether `sql` only reads (a reader may then run it beside writes, outside the write batch). */
   isReadOnly(sql: string): MaybePromise<boolean>;
+  /**
+   * Writes raw SQL made to the `kv` table during the last `execute`/writing `query` (engines whose
+   * capabilities say `sqlKvWrites`): the store turns them into a revision, so watchers see them.
+   * Drained by the call.
+   */
+  takeKvWrites?(): MaybePromise<{ key: Buffer; value: Buffer | null }[]>;
 }
 
 export interface StoreEngine<Ops> {
   /**
    * Runs `work` as one atomic unit and resolves only once it is committed with the engine's
-   * durability setting. The store never runs two batches of one engine at once.
+   * durability setting. The store never runs two batches of one engine at once. Errors thrown by
+   * the engine inside `work` abandon the batch (nothing of it is applied).
    */
   batch<T>(work: (ops: Ops) => Promise<T>): Promise<T>;
-  /** Present iff the backend declares `rawSql`. Execute runs inside `batch`; query may not. */
+  /** Present iff the backend declares a SQL dialect. Execute runs inside `batch`; query may not. */
   readonly sql?: SqlOps;
+  /** The engine's own errors as a status a client can act on (disk full, busy, damaged, …). */
+  mapError(err: unknown): StoreError;
   close(): MaybePromise<void>;
 }
 
 export interface BackendCapabilities {
-  /** The Query service (raw SQL) works on this backend. */
-  rawSql: boolean;
-  /** The engine has native transactions (buffdb transactions work on every backend). */
-  nativeTransactions: boolean;
+  /** The SQL dialect of the Query service on this backend, or null when it has no raw SQL. */
+  sqlDialect: 'sqlite' | 'duckdb' | 'postgres' | null;
+  /** Raw SQL may write the `kv` table (its writes become revisions); otherwise they are refused. */
+  sqlKvWrites: boolean;
+  /**
+   * Other processes may write the same store at the same time (the CLI beside a running
+   * server): the store re-reads its counters in every batch and replays foreign history to watchers.
+   */
+  multiProcess: boolean;
+  /** `:memory:` works as a store path. */
+  inMemory: boolean;
 }
 
 export type Durability = 'full' | 'normal';
@@ -85,6 +154,12 @@ export interface OpenOptions {
 export interface Backend {
   readonly name: string;
   readonly capabilities: BackendCapabilities;
-  openKv(path: string, options?: OpenOptions): Promise<StoreEngine<KvOps>>;
-  openBlob(path: string, options?: OpenOptions): Promise<StoreEngine<BlobOps>>;
+  openKv(path: string, options?: OpenOptions): Promise<StoreEngine<KvEngineOps>>;
+  openBlob(path: string, options?: OpenOptions): Promise<StoreEngine<BlobEngineOps>>;
+  /**
+   * Checks a store path given on the command line before anything is opened, so a mistake gets a
+   * sentence naming the path (the rules are the engine's: which files it needs beside the store).
+   * Throws a StoreError.
+   */
+  checkPath?(path: string, label: string, readOnly: boolean): void;
 }

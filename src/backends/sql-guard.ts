@@ -4,6 +4,8 @@
  * removed — and refused by what they are, before the engine ever prepares them.
  */
 
+import { invalidArgument, permissionDenied, type StoreError } from '../errors.js';
+
 export class SqlRefusedError extends Error {
   override readonly name = 'SqlRefusedError';
 }
@@ -99,6 +101,22 @@ const UNSETTABLE_PRAGMAS = new Set(['journal_mode', 'synchronous', 'user_version
 
 /** Tables the services themselves depend on: raw SQL may change their rows, never their shape. */
 const SERVICE_TABLES = new Set(['kv', 'blob']);
+
+/**
+ * buffdb's own tables: the revisioned key space behind the `kv` view (`kv_state`) and the maps
+ * (history, leases, chunks, …) in `_buffdb_*` tables. Raw SQL may read them, never write them:
+ * every KV write must become a revision that watchers see.
+ */
+function isInternalTable(word: string): boolean {
+  return INTERNAL_TABLES.has(word) || word === 'kv_state' || word.startsWith('_buffdb_');
+}
+
+/** The status a guard refusal maps to (each SQL backend's mapError starts here). */
+export function mapGuardError(err: unknown): StoreError | undefined {
+  if (err instanceof SqlRefusedError) return permissionDenied(err.message);
+  if (err instanceof SqlInvalidError) return invalidArgument(err.message);
+  return undefined;
+}
 
 /** Read-only pragmas: introspection that cannot change durability or reach other files. */
 const ALLOWED_PRAGMAS = new Set([
@@ -219,7 +237,7 @@ export function assertSqlAllowed(sql: string): void {
   ) {
     throw new SqlRefusedError(`${first} of the kv or blob table refused: the Kv and Blob services depend on it`);
   }
-  const internal = tokens.find((t) => t.kind === 'word' && INTERNAL_TABLES.has(t.text.toLowerCase()));
+  const internal = tokens.find((t) => t.kind === 'word' && isInternalTable(t.text.toLowerCase()));
   const writes = tokens.some(
     (t) => t.kind === 'word' && !t.quoted && /^(insert|update|delete|replace|drop|alter|create)$/i.test(t.text),
   );

@@ -2,9 +2,9 @@
  * `buffdb blob …`: works on the BLOB store file directly, through the same store layer (and so the
  * same rules and errors) as the gRPC Blob service. Loaded only when a blob command runs.
  */
-import type { BlobStore, BlobUpdate } from '../store/blob-store.js';
+import type { BlobStore, BlobUpdate } from '../store/blob/blob-store.js';
 import type { EqualityMode } from '../store/equality.js';
-import { openBlobStore } from '../store/open-store.js';
+import { openBlobStore, resolveBackend } from '../store/open-store.js';
 import { readInput, writeOutput } from './binary-io.js';
 import { type StoreTarget, withStore } from './kv-commands.js';
 
@@ -12,7 +12,12 @@ export type GetPart = 'data' | 'metadata' | 'all';
 export type UpdatePart = 'data' | 'metadata' | 'all';
 
 function withBlob<T>(target: StoreTarget, work: (blob: BlobStore) => Promise<T>): Promise<T> {
-  return withStore('BLOB', target, ({ backend, store }) => openBlobStore(backend, store), work);
+  return withStore(
+    'BLOB',
+    target,
+    async ({ backend, store }) => openBlobStore(await resolveBackend(backend), store),
+    work,
+  );
 }
 
 /**

@@ -3,8 +3,8 @@
  * same rules and errors) as the gRPC Kv service. Loaded only when a kv command runs.
  */
 import type { EqualityMode } from '../store/equality.js';
-import type { KvStore } from '../store/kv-store.js';
-import { openKvStore } from '../store/open-store.js';
+import type { KvStore } from '../store/kv/kv-store.js';
+import { openKvStore, resolveBackend } from '../store/open-store.js';
 import { writeOutput } from './binary-io.js';
 import { CliError, EXIT } from './exit-codes.js';
 
@@ -38,7 +38,12 @@ export async function withStore<S extends { close(): Promise<void> }, T>(
 }
 
 function withKv<T>(target: StoreTarget, work: (kv: KvStore) => Promise<T>): Promise<T> {
-  return withStore('KV', target, ({ backend, store }) => openKvStore(backend, store), work);
+  return withStore(
+    'KV',
+    target,
+    async ({ backend, store }) => openKvStore(await resolveBackend(backend), store, { background: false }),
+    work,
+  );
 }
 
 /**

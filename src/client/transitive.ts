@@ -8,10 +8,7 @@ import { Metadata, type ServiceError, status as Status, type UntypedServiceImple
 import type { BlobClient } from '../generated/blob.js';
 import type { KvClient } from '../generated/kv.js';
 import type { QueryClient } from '../generated/query.js';
-import { blobService } from '../server/blob-service.js';
-import { BlobDefinition, KvDefinition, QueryDefinition } from '../server/definitions.js';
-import { kvService } from '../server/kv-service.js';
-import { queryService } from '../server/query-service.js';
+import { buffDbServices } from '../server/services.js';
 import { type TransactionService, transactionService } from '../server/transaction-service.js';
 import { BuffDb, type BuffDbOptions } from '../store/buffdb.js';
 
@@ -133,11 +130,9 @@ export function transitiveClients(
   db: BuffDb,
   transactions: TransactionService = transactionService(db.transactions),
 ): Omit<TransitiveClients, 'close' | 'db'> {
-  return {
-    kv: makeClient<KvClient>(KvDefinition, kvService(db.kv, transactions)),
-    blob: makeClient<BlobClient>(BlobDefinition, blobService(db.blob)),
-    query: makeClient<QueryClient>(QueryDefinition, queryService(db.query)),
-  };
+  const clients: Record<string, unknown> = {};
+  for (const s of buffDbServices(db, { transactions })) clients[s.name] = makeClient(s.definition, s.implementation);
+  return clients as unknown as Omit<TransitiveClients, 'close' | 'db'>;
 }
 
 /** Opens the stores in-process and returns clients for them: `const { kv } = await openTransitive()`. */

@@ -5,12 +5,11 @@ import type {
   sendUnaryData,
   UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import type { BlobRecord } from '../backends/backend.js';
 import type * as blob from '../generated/blob.js';
-import type { BlobStore } from '../store/blob-store.js';
-import { EqualityCheck } from '../store/equality.js';
+import type { BuffDb } from '../store/buffdb.js';
+import type { Done, Sequence } from '../store/group-commit.js';
 import type { DecodeFailure } from './codec.js';
-import { serveBidi, serveFold } from './stream-handler.js';
+import { serveBidi, serveEquality } from './stream-handler.js';
 
 type Bidi<Req, Res> = ServerDuplexStream<Req | DecodeFailure, Res>;
 type Fold<Req> = ServerReadableStream<Req | DecodeFailure, boolean>;
@@ -18,60 +17,43 @@ type Fold<Req> = ServerReadableStream<Req | DecodeFailure, boolean>;
 const toBuffer = (data: Uint8Array): Buffer =>
   Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 
-export function blobService(store: BlobStore): UntypedServiceImplementation {
+export function blobService(db: BuffDb): UntypedServiceImplementation {
+  const getData = (req: blob.EqDataRequest, reply: Done<Uint8Array>, seq: Sequence) =>
+    db.blob.get(req.id, (err, record) => reply(err, record?.data), seq);
   return {
     get: (call: Bidi<blob.GetRequest, blob.GetResponse>) =>
       serveBidi(call, (req, reply, seq) =>
-        store.get(
-          req.id,
-          (err, record) =>
-            reply(
-              err,
-              record && {
-                bytes: toBuffer(record.data),
-                metadata: record.metadata ?? undefined,
-              },
-            ),
-          seq,
-          req.transactionId,
-        ),
+        db
+          .blobFor(req.transactionId)
+          .get(
+            req.id,
+            (err, record) =>
+              reply(err, record && { bytes: toBuffer(record.data), metadata: record.metadata ?? undefined }),
+            seq,
+          ),
       ),
 
     store: (call: Bidi<blob.StoreRequest, blob.StoreResponse>) =>
       serveBidi(call, (req, reply, seq) =>
-        store.store(req.bytes, req.metadata, (err, id) => reply(err, { id: BigInt(id ?? 0) }), seq, req.transactionId),
+        db
+          .blobFor(req.transactionId)
+          .store(req.bytes, req.metadata, (err, id) => reply(err, { id: BigInt(id ?? 0) }), seq),
       ),
 
     update: (call: Bidi<blob.UpdateRequest, blob.UpdateResponse>) =>
       serveBidi(call, (req, reply, seq) =>
-        store.update(req.id, req, (err) => reply(err, { id: req.id }), seq, req.transactionId),
+        db.blobFor(req.transactionId).update(req.id, req, (err) => reply(err, { id: req.id }), seq),
       ),
 
     delete: (call: Bidi<blob.DeleteRequest, blob.DeleteResponse>) =>
       serveBidi(call, (req, reply, seq) =>
-        store.delete(req.id, (err) => reply(err, { id: req.id }), seq, req.transactionId),
+        db.blobFor(req.transactionId).delete(req.id, (err) => reply(err, { id: req.id }), seq),
       ),
 
-    eqData: (call: Fold<blob.EqDataRequest>, callback: sendUnaryData<boolean>) => {
-      const check = new EqualityCheck('eq');
-      serveFold(
-        call,
-        callback,
-        (req, reply, seq) => store.get(req.id, reply, seq),
-        (record: BlobRecord) => check.add(record.data),
-        () => check.finish(),
-      );
-    },
+    eqData: (call: Fold<blob.EqDataRequest>, callback: sendUnaryData<boolean>) =>
+      serveEquality(call, callback, 'eq', getData),
 
-    notEqData: (call: Fold<blob.NotEqDataRequest>, callback: sendUnaryData<boolean>) => {
-      const check = new EqualityCheck('not-eq');
-      serveFold(
-        call,
-        callback,
-        (req, reply, seq) => store.get(req.id, reply, seq),
-        (record: BlobRecord) => check.add(record.data),
-        () => check.finish(),
-      );
-    },
+    notEqData: (call: Fold<blob.NotEqDataRequest>, callback: sendUnaryData<boolean>) =>
+      serveEquality(call, callback, 'not-eq', getData),
   };
 }

@@ -7,67 +7,46 @@ import type {
   UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import type * as kv from '../generated/kv.js';
-import { EqualityCheck } from '../store/equality.js';
-import type { KvStore } from '../store/kv-store.js';
+import type { BuffDb } from '../store/buffdb.js';
+import type { Done, Sequence } from '../store/group-commit.js';
 import type { DecodeFailure } from './codec.js';
-import { serveBidi, serveFold } from './stream-handler.js';
+import { serveBidi, serveEquality } from './stream-handler.js';
 import type { TransactionService } from './transaction-service.js';
 
 type Bidi<Req, Res> = ServerDuplexStream<Req | DecodeFailure, Res>;
 type Fold<Req> = ServerReadableStream<Req | DecodeFailure, boolean>;
+type Unary<Req, Res> = [ServerUnaryCall<Req | DecodeFailure, Res>, sendUnaryData<Res>];
 
-export function kvService(store: KvStore, transactions: TransactionService): UntypedServiceImplementation {
+export function kvService(db: BuffDb, transactions: TransactionService): UntypedServiceImplementation {
+  const getValue = (req: kv.EqRequest, reply: Done<string>, seq: Sequence) => db.kv.get(req.key, reply, seq);
   return {
     get: (call: Bidi<kv.GetRequest, kv.GetResponse>) =>
       serveBidi(call, (req, reply, seq) =>
-        store.get(req.key, (err, value) => reply(err, { value: value! }), seq, req.transactionId),
+        db.kvFor(req.transactionId).get(req.key, (err, value) => reply(err, { value: value! }), seq),
       ),
 
     set: (call: Bidi<kv.SetRequest, kv.SetResponse>) =>
       serveBidi(call, (req, reply, seq) =>
-        store.set(req.key, req.value, (err) => reply(err, { key: req.key }), seq, req.transactionId),
+        db.kvFor(req.transactionId).set(req.key, req.value, (err) => reply(err, { key: req.key }), seq),
       ),
 
     delete: (call: Bidi<kv.DeleteRequest, kv.DeleteResponse>) =>
       serveBidi(call, (req, reply, seq) =>
-        store.delete(req.key, (err) => reply(err, { key: req.key }), seq, req.transactionId),
+        db.kvFor(req.transactionId).delete(req.key, (err) => reply(err, { key: req.key }), seq),
       ),
 
-    eq: (call: Fold<kv.EqRequest>, callback: sendUnaryData<boolean>) => {
-      const check = new EqualityCheck('eq');
-      serveFold(
-        call,
-        callback,
-        (req, reply, seq) => store.get(req.key, reply, seq),
-        (value: string) => check.add(value),
-        () => check.finish(),
-      );
-    },
+    eq: (call: Fold<kv.EqRequest>, callback: sendUnaryData<boolean>) => serveEquality(call, callback, 'eq', getValue),
 
-    notEq: (call: Fold<kv.NotEqRequest>, callback: sendUnaryData<boolean>) => {
-      const check = new EqualityCheck('not-eq');
-      serveFold(
-        call,
-        callback,
-        (req, reply, seq) => store.get(req.key, reply, seq),
-        (value: string) => check.add(value),
-        () => check.finish(),
-      );
-    },
+    notEq: (call: Fold<kv.NotEqRequest>, callback: sendUnaryData<boolean>) =>
+      serveEquality(call, callback, 'not-eq', getValue),
 
-    beginTransaction: (
-      call: ServerUnaryCall<kv.BeginTransactionRequest | DecodeFailure, kv.BeginTransactionResponse>,
-      callback: sendUnaryData<kv.BeginTransactionResponse>,
-    ) => transactions.begin(call, callback),
+    beginTransaction: (...[call, callback]: Unary<kv.BeginTransactionRequest, kv.BeginTransactionResponse>) =>
+      transactions.begin(call, callback),
 
-    commitTransaction: (
-      call: ServerUnaryCall<kv.CommitTransactionRequest | DecodeFailure, kv.CommitTransactionResponse>,
-      callback: sendUnaryData<kv.CommitTransactionResponse>,
-    ) => transactions.commit(call, callback),
+    commitTransaction: (...[call, callback]: Unary<kv.CommitTransactionRequest, kv.CommitTransactionResponse>) =>
+      transactions.commit(call, callback),
 
-    rollbackTransaction: (
-      call: ServerUnaryCall<kv.RollbackTransactionRequest | DecodeFailure, kv.RollbackTransactionResponse>,
-      callback: sendUnaryData<kv.RollbackTransactionResponse>,
-    ) => transactions.rollback(call, callback),
+    rollbackTransaction: (...[call, callback]: Unary<kv.RollbackTransactionRequest, kv.RollbackTransactionResponse>) =>
+      transactions.rollback(call, callback),
   };
 }

@@ -1,7 +1,7 @@
 /** Query gRPC handlers: raw SQL, rows streamed as they are read (with backpressure). */
 import type { ServerDuplexStream, ServiceError, UntypedServiceImplementation } from '@grpc/grpc-js';
+import { invalidArgument } from '../errors.js';
 import { type QueryResult, type RawQuery, type RowsChanged, TargetStore } from '../generated/query.js';
-import { invalidArgument } from '../store/errors.js';
 import type { QueryStore, Target } from '../store/query-store.js';
 import { packValue } from './any-values.js';
 import { DecodeFailure } from './codec.js';

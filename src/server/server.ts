@@ -1,28 +1,16 @@
 /** Puts buffdb's three services on a grpc-js Server — yours, or one we create. */
 import { Server, ServerCredentials, type ServerOptions, type ServiceDefinition } from '@grpc/grpc-js';
-import { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE } from '../defaults.js';
+import { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_SHUTDOWN_GRACE_MS } from '../defaults.js';
 import type { BuffDb } from '../store/buffdb.js';
-import { blobService } from './blob-service.js';
-import { BlobDefinition, KvDefinition, QueryDefinition } from './definitions.js';
-import { kvService } from './kv-service.js';
-import { queryService } from './query-service.js';
-import { type TransactionService, transactionService } from './transaction-service.js';
+import { buffDbServices, type ServeOptions } from './services.js';
 
-export { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE };
+export { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE, type ServeOptions };
 
-export interface ServeOptions {
-  /** Defaults to real transactions over `db.transactions` (docs/transactions.md). */
-  transactions?: TransactionService;
-}
-
-/** Adds the Kv, Blob and Query services (backed by `db`) to an existing grpc-js server. */
+/** Adds buffdb's services (backed by `db`) to an existing grpc-js server. */
 export function addBuffDbServices(server: Server, db: BuffDb, options: ServeOptions = {}): void {
-  server.addService(
-    KvDefinition as unknown as ServiceDefinition,
-    kvService(db.kv, options.transactions ?? transactionService(db.transactions)),
-  );
-  server.addService(BlobDefinition as unknown as ServiceDefinition, blobService(db.blob));
-  server.addService(QueryDefinition as unknown as ServiceDefinition, queryService(db.query));
+  for (const service of buffDbServices(db, options)) {
+    server.addService(service.definition as unknown as ServiceDefinition, service.implementation);
+  }
 }
 
 export interface StartOptions extends ServeOptions {
@@ -61,7 +49,7 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
     server.bindAsync(addr, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
   });
   let stopping: Promise<void> | undefined;
-  const shutdown = (graceMs = 10_000): Promise<void> => {
+  const shutdown = (graceMs = DEFAULT_SHUTDOWN_GRACE_MS): Promise<void> => {
     stopping ??= (async () => {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {

@@ -6,7 +6,8 @@
  */
 import type { ServerDuplexStream, ServerReadableStream, ServiceError, sendUnaryData } from '@grpc/grpc-js';
 import { Metadata, status } from '@grpc/grpc-js';
-import { toStoreError } from '../store/errors.js';
+import { asStoreError } from '../errors.js';
+import { EqualityCheck, type EqualityMode } from '../store/equality.js';
 import { type Done, Sequence } from '../store/group-commit.js';
 import { DecodeFailure } from './codec.js';
 
@@ -14,7 +15,7 @@ import { DecodeFailure } from './codec.js';
 const HIGH_WATER = 4096;
 
 export function toServiceError(err: unknown): Partial<ServiceError> {
-  const e = toStoreError(err);
+  const e = asStoreError(err);
   return { code: e.code, details: e.message, message: e.message, metadata: new Metadata() };
 }
 
@@ -193,4 +194,21 @@ export function serveFold<Req, V>(
     answered = true;
     seq.failed = true;
   });
+}
+
+/** Eq / NotEq over a stream of keys or ids: values compared by hash as they come. */
+export function serveEquality<Req, V extends string | Uint8Array>(
+  call: ServerReadableStream<Req | DecodeFailure, boolean>,
+  callback: sendUnaryData<boolean>,
+  mode: EqualityMode,
+  lookup: (req: Req, reply: Done<V>, seq: Sequence) => void,
+): void {
+  const check = new EqualityCheck(mode);
+  serveFold(
+    call,
+    callback,
+    lookup,
+    (value: V) => check.add(value),
+    () => check.finish(),
+  );
 }

@@ -4,7 +4,7 @@ import type { EventEmitter } from 'node:events';
 import type { ServerUnaryCall, ServiceError, sendUnaryData } from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import type * as kv from '../generated/kv.js';
-import type { TransactionManager } from '../store/transactions.js';
+import type { TransactionManager } from '../store/transactions/manager.js';
 import { DecodeFailure } from './codec.js';
 import { decodeError, toServiceError } from './stream-handler.js';
 

@@ -3,14 +3,17 @@ import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Backend, Durability } from '../backends/backend.js';
 import { SQL_BACKENDS } from '../backends/index.js';
-import { DEFAULT_BLOB_STORE, DEFAULT_KV_STORE } from '../defaults.js';
-import { BlobStore } from './blob-store.js';
-import type { GroupCommitter } from './group-commit.js';
-import { KvStore } from './kv-store.js';
+import { DEFAULT_AUTO_COMPACT_REVISIONS, DEFAULT_BLOB_STORE, DEFAULT_KV_STORE } from '../defaults.js';
+import type { BlobStore } from './blob/blob-store.js';
+import type { KvLimits } from './kv/kv-api.js';
+import type { AutoCompact, KvStore } from './kv/kv-store.js';
 import { openBlobStore, openKvStore, resolveBackend } from './open-store.js';
 import { QueryStore } from './query-store.js';
-import { guardStoreFile } from './store-file-guard.js';
-import { type BeginOptions, Transaction, TransactionManager, type TransactionManagerOptions } from './transactions.js';
+import type { BlobRequests, KvRequests } from './requests.js';
+import { Committer } from './transactions/commit.js';
+import { CommitLog } from './transactions/commit-log.js';
+import { type BeginOptions, TransactionManager } from './transactions/manager.js';
+import { Transaction } from './transactions/transaction.js';
 
 export { DEFAULT_BLOB_STORE, DEFAULT_KV_STORE };
 
@@ -28,6 +31,12 @@ export interface BuffDbOptions {
    * within this many ms (default 2 000).
    */
   transactionDisconnectGraceMs?: number;
+  /** History kept (default: the last 100 000 revisions); `false`: keep everything until compacted. */
+  autoCompact?: AutoCompact | false;
+  /** etcd limits (operations per Txn). */
+  limits?: Partial<KvLimits>;
+  /** Lease expiry and auto-compaction in the background (default true; one-shot tools turn it off). */
+  background?: boolean;
 }
 
 /** Resolves a path through symlinks (as far as it exists) so one file cannot pose as two. */
@@ -40,30 +49,17 @@ function canonicalPath(path: string): string {
   }
 }
 
-/** Names the store an open error came from (keeps the engine's error code for mapping). */
-function inContext(err: unknown, which: string, path: string): unknown {
-  if (err instanceof Error) err.message = `cannot open the ${which} store ${path}: ${err.message}`;
-  return err;
-}
-
 export class BuffDb {
   readonly query: QueryStore;
-  /** Transactions spanning both stores (docs/transactions.md). */
-  readonly transactions: TransactionManager;
 
   private constructor(
     readonly backend: Backend,
     readonly kv: KvStore,
     readonly blob: BlobStore,
-    transactionOptions: TransactionManagerOptions = {},
+    /** Transactions spanning both stores (docs/transactions.md). */
+    readonly transactions: TransactionManager,
   ) {
-    this.transactions = new TransactionManager(kv, blob, transactionOptions);
-    kv.transactions = this.transactions;
-    blob.transactions = this.transactions;
-    this.query = new QueryStore(backend.name, [...SQL_BACKENDS], {
-      kv: { engine: kv.engine, committer: kv.committer as GroupCommitter<unknown> },
-      blob: { engine: blob.engine, committer: blob.committer as GroupCommitter<unknown> },
-    });
+    this.query = new QueryStore(backend.name, SQL_BACKENDS, kv, blob);
   }
 
   static async open(options: BuffDbOptions = {}): Promise<BuffDb> {
@@ -74,39 +70,48 @@ export class BuffDb {
       throw new Error(`the KV store and the BLOB store must be different files (both are ${kvPath})`);
     }
     const openOptions = { durability: options.durability, readOnly: options.readOnly };
-    const kv = guardStoreFile(
-      await backend.openKv(kvPath, openOptions).catch((err: unknown) => {
-        throw inContext(err, 'KV', kvPath);
-      }),
-      kvPath,
-    );
-    let db: BuffDb;
+    const kv = await openKvStore(backend, kvPath, {
+      ...openOptions,
+      autoCompact:
+        options.autoCompact === false
+          ? undefined
+          : (options.autoCompact ?? { revisions: DEFAULT_AUTO_COMPACT_REVISIONS }),
+      limits: options.limits,
+      background: options.background ?? true,
+    });
+    let blob: BlobStore;
     try {
-      const blob = guardStoreFile(
-        await backend.openBlob(blobPath, openOptions).catch((err: unknown) => {
-          throw inContext(err, 'BLOB', blobPath);
-        }),
-        blobPath,
-      );
-      db = new BuffDb(backend, new KvStore(kv), new BlobStore(blob), {
-        kvPath,
-        defaultTimeoutMs: options.transactionTimeoutMs,
-        disconnectGraceMs: options.transactionDisconnectGraceMs,
-      });
+      blob = await openBlobStore(backend, blobPath, openOptions);
     } catch (err) {
       await kv.close();
       throw err;
     }
+    const committer = new Committer(kv, blob, kvPath === ':memory:' ? undefined : new CommitLog(kvPath));
+    const transactions = new TransactionManager(kv, blob, committer, {
+      defaultTimeoutMs: options.transactionTimeoutMs,
+      disconnectGraceMs: options.transactionDisconnectGraceMs,
+    });
+    const db = new BuffDb(backend, kv, blob, transactions);
     // Finish any transaction commit a crash interrupted between the two stores (its commit log).
     if (!options.readOnly) {
       try {
-        await db.transactions.recover();
+        await committer.recover();
       } catch (err) {
         await db.close();
         throw new Error(`cannot complete a transaction commit interrupted by a crash: ${(err as Error).message}`);
       }
     }
     return db;
+  }
+
+  /** Where a KV request goes: the store, or the transaction it names. */
+  kvFor(txId: string | undefined): KvRequests {
+    return txId ? this.transactions.kvRequests(txId) : this.kv;
+  }
+
+  /** Where a BLOB request goes: the store, or the transaction it names. */
+  blobFor(txId: string | undefined): BlobRequests {
+    return txId ? this.transactions.blobRequests(txId) : this.blob;
   }
 
   /** Begins a transaction spanning both stores; finish it with commit() or rollback(). */
@@ -136,13 +141,18 @@ export class BuffDb {
   }
 
   /** Opens only the KV store (the CLI's `kv` commands need nothing else). */
-  static openKv(options: BuffDbOptions = {}): Promise<KvStore> {
-    return openKvStore(options.backend, options.kvStore, options);
+  static async openKv(options: BuffDbOptions = {}): Promise<KvStore> {
+    return openKvStore(await resolveBackend(options.backend), options.kvStore, {
+      durability: options.durability,
+      readOnly: options.readOnly,
+      limits: options.limits,
+      background: false,
+    });
   }
 
   /** Opens only the BLOB store. */
-  static openBlob(options: BuffDbOptions = {}): Promise<BlobStore> {
-    return openBlobStore(options.backend, options.blobStore, options);
+  static async openBlob(options: BuffDbOptions = {}): Promise<BlobStore> {
+    return openBlobStore(await resolveBackend(options.backend), options.blobStore, options);
   }
 
   /** Finishes queued work, then closes both stores. */

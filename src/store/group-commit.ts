@@ -5,7 +5,7 @@
  * cost one commit instead of a thousand.
  */
 import type { StoreEngine } from '../backends/backend.js';
-import { StoreError, status, toStoreError } from './errors.js';
+import { StoreError, shuttingDown } from '../errors.js';
 
 /**
  * The ordered sequence of operations of one request stream. Once one of its operations fails,
@@ -45,12 +45,12 @@ export class GroupCommitter<Ops> {
   private idleWaiters: (() => void)[] = [];
   private closed = false;
 
-  constructor(private readonly engine: StoreEngine<Ops>) {}
+  constructor(readonly engine: StoreEngine<Ops>) {}
 
   /** Queues `run`; `done` is called after the batch holding it has committed (or failed). */
   submit<R>(run: (ops: Ops) => R | Promise<R>, done: Done<R>, seq?: Sequence): void {
     if (this.closed) {
-      done(new StoreError(status.UNAVAILABLE, 'the store is shutting down'));
+      done(shuttingDown());
       return;
     }
     this.enqueue({ run, done: done as Done<unknown>, resolve: undefined, reject: undefined, seq });
@@ -60,7 +60,7 @@ export class GroupCommitter<Ops> {
   run<R>(run: (ops: Ops) => R | Promise<R>, seq?: Sequence): Promise<R> {
     return new Promise((resolve, reject) => {
       if (this.closed) {
-        reject(new StoreError(status.UNAVAILABLE, 'the store is shutting down'));
+        reject(shuttingDown());
         return;
       }
       this.enqueue({ run, done: undefined, resolve: resolve as (value: unknown) => void, reject, seq });
@@ -142,7 +142,7 @@ export class GroupCommitter<Ops> {
       const job = jobs[0]!;
       if (job.seq?.failed) return;
       if (job.seq) job.seq.failed = true;
-      answer(job, toStoreError(err));
+      answer(job, this.engine.mapError(err));
       return;
     }
     for (let i = 0; i < jobs.length; i++) {

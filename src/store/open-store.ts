@@ -5,26 +5,50 @@
 import type { Backend, OpenOptions } from '../backends/backend.js';
 import { DEFAULT_BACKEND, loadBackend } from '../backends/index.js';
 import { DEFAULT_BLOB_STORE, DEFAULT_KV_STORE } from '../defaults.js';
-import { BlobStore } from './blob-store.js';
-import { KvStore } from './kv-store.js';
+import { BlobStore } from './blob/blob-store.js';
+import { KvStore, type KvStoreOptions } from './kv/kv-store.js';
+import { guardStoreFile } from './store-file-guard.js';
 
 /** A backend given by name (default `sqlite`) or as an object. */
 export async function resolveBackend(backend: string | Backend | undefined): Promise<Backend> {
   return typeof backend === 'object' ? backend : loadBackend(backend ?? DEFAULT_BACKEND);
 }
 
+/** Names the store an open error came from (keeps the engine's error code for mapping). */
+function inContext(err: unknown, which: string, path: string): unknown {
+  if (err instanceof Error) err.message = `cannot open the ${which} store ${path}: ${err.message}`;
+  return err;
+}
+
 export async function openKvStore(
-  backend: string | Backend | undefined,
-  path = DEFAULT_KV_STORE,
-  options: OpenOptions = {},
+  backend: Backend,
+  path: string = DEFAULT_KV_STORE,
+  options: OpenOptions & Omit<KvStoreOptions, 'multiProcess' | 'readOnly'> = {},
 ): Promise<KvStore> {
-  return new KvStore(await (await resolveBackend(backend)).openKv(path, options));
+  const engine = guardStoreFile(
+    await backend.openKv(path, options).catch((err: unknown) => {
+      throw inContext(err, 'KV', path);
+    }),
+    path,
+  );
+  try {
+    return await KvStore.open(engine, { ...options, multiProcess: backend.capabilities.multiProcess });
+  } catch (err) {
+    await engine.close();
+    throw inContext(err, 'KV', path);
+  }
 }
 
 export async function openBlobStore(
-  backend: string | Backend | undefined,
-  path = DEFAULT_BLOB_STORE,
+  backend: Backend,
+  path: string = DEFAULT_BLOB_STORE,
   options: OpenOptions = {},
 ): Promise<BlobStore> {
-  return new BlobStore(await (await resolveBackend(backend)).openBlob(path, options));
+  const engine = guardStoreFile(
+    await backend.openBlob(path, options).catch((err: unknown) => {
+      throw inContext(err, 'BLOB', path);
+    }),
+    path,
+  );
+  return new BlobStore(engine);
 }

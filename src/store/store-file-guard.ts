@@ -7,7 +7,7 @@
  */
 import { statSync } from 'node:fs';
 import type { StoreEngine } from '../backends/backend.js';
-import { StoreError, status } from './errors.js';
+import { StoreError, status } from '../errors.js';
 
 export function guardStoreFile<Ops>(engine: StoreEngine<Ops>, path: string): StoreEngine<Ops> {
   if (path === '' || path === ':memory:') return engine;

@@ -1,17 +1,34 @@
 /**
  * SQLite on better-sqlite3: one long-lived connection per store, WAL, prepared statements.
  * better-sqlite3 is synchronous, which is what makes group commit cheap: a whole batch runs
- * between two event-loop turns.
+ * between two event-loop turns. Schema: ./schema.ts; raw SQL: ./sql.ts; errors: ./errors.ts.
  */
+
+import { statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import { StoreError, status } from '../../store/errors.js';
-import type { Backend, BlobOps, BlobRecord, KvOps, OpenOptions, SqlOps, SqlValue, StoreEngine } from '../backend.js';
-import { assertSqlAllowed } from '../sql-guard.js';
+import { failedPrecondition, readOnlyStore } from '../../errors.js';
+import type {
+  BlobEngineOps,
+  BlobRecord,
+  KvEngineOps,
+  KvRecord,
+  MapName,
+  MapOps,
+  OpenOptions,
+  RangeQuery,
+  StoreEngine,
+} from '../backend.js';
+import type { BackendImpl } from '../index.js';
+import { checkFilePath, writable } from '../store-path.js';
+import { mapSqliteError } from './errors.js';
+import { blobSchema, kvSchema, mapTable } from './schema.js';
+import { SqliteSql } from './sql.js';
 
 type Db = Database.Database;
 
 /**
- * Fault handling (issue 6): a full disk can be simulated without root by capping the file size.
+ * Fault handling: a full disk can be simulated without root by capping the file size.
  * BUFFDB_SQLITE_MAX_PAGE_COUNT=N sets `PRAGMA max_page_count = N` on every store opened; writes
  * beyond it fail with SQLITE_FULL (RESOURCE_EXHAUSTED), exactly as on a full filesystem.
  */
@@ -22,107 +39,30 @@ function maxPageCount(): number | undefined {
   return Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }
 
-function openDatabase(path: string, options: OpenOptions, schema: string): Db {
+function openDatabase(path: string, options: OpenOptions, schema: (db: Db) => void): Db {
   const db = new Database(path, { readonly: options.readOnly ?? false, fileMustExist: options.readOnly ?? false });
   try {
-    // Fault handling: SQLite silently falls back to read-only when the file or its directory is
-    // not writable; say so at start instead of failing every write later.
+    // SQLite silently falls back to read-only when the file or its directory is not writable;
+    // say so at start instead of failing every write later.
     if (!options.readOnly && db.readonly) {
-      throw new StoreError(
-        status.FAILED_PRECONDITION,
-        'the file or its directory is not writable (use --read-only to serve it read-only)',
-      );
+      throw failedPrecondition('the file or its directory is not writable (use --read-only to serve it read-only)');
     }
     const cap = maxPageCount();
     if (cap !== undefined) db.pragma(`max_page_count = ${cap}`);
+    // Touch the schema so a corrupt or foreign file fails here, at open, not at the first request.
+    db.prepare('SELECT count(*) FROM sqlite_schema').get();
     if (!options.readOnly) {
       db.pragma('journal_mode = WAL');
-      db.exec(schema);
+      schema(db);
     }
     // FULL: every commit is fsynced (survives power loss); NORMAL survives a process crash.
     db.pragma(`synchronous = ${options.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
     db.pragma('busy_timeout = 5000');
-    // Touch the schema so a corrupt or foreign file fails here, at open, not at the first request.
-    db.prepare('SELECT count(*) FROM sqlite_schema').get();
   } catch (err) {
     db.close();
-    throw err;
+    throw mapSqliteError(err);
   }
   return db;
-}
-
-/** Raw SQL: writes run on the store's connection (inside a batch), reads on pooled readers. */
-class SqliteSql implements SqlOps {
-  private readonly readers: Db[] = [];
-
-  constructor(
-    private readonly writer: Db,
-    private readonly path: string,
-    private readonly inMemory: boolean,
-  ) {}
-
-  private acquireReader(): Db {
-    const pooled = this.readers.pop();
-    if (pooled) return pooled;
-    if (this.inMemory) return this.writer;
-    const reader = new Database(this.path, { fileMustExist: true, readonly: this.writer.readonly });
-    reader.pragma('query_only = ON');
-    // Readers never commit, but `PRAGMA synchronous` through Query should report the store's setting.
-    reader.pragma(`synchronous = ${Number(this.writer.pragma('synchronous', { simple: true }))}`);
-    reader.pragma('busy_timeout = 5000');
-    return reader;
-  }
-
-  private releaseReader(reader: Db): void {
-    if (reader === this.writer) return;
-    if (this.readers.length < 4) this.readers.push(reader);
-    else reader.close();
-  }
-
-  isReadOnly(sql: string): boolean {
-    assertSqlAllowed(sql);
-    return this.writer.prepare(sql).readonly;
-  }
-
-  *query(sql: string): Iterable<SqlValue[]> {
-    assertSqlAllowed(sql);
-    let db = this.writer;
-    const probe = this.writer.prepare(sql);
-    // Read-only statements stream from a reader so a long result does not hold up writes.
-    if (probe.readonly) db = this.acquireReader();
-    try {
-      const stmt = db === this.writer ? probe : db.prepare(sql);
-      if (!stmt.reader) {
-        stmt.run();
-        return;
-      }
-      stmt.safeIntegers(true).raw(true);
-      if (db === this.writer) {
-        // A writing statement (INSERT … RETURNING) completes inside its batch before rows are sent.
-        yield* stmt.all() as SqlValue[][];
-      } else {
-        yield* stmt.iterate() as IterableIterator<SqlValue[]>;
-      }
-    } finally {
-      if (db !== this.writer) this.releaseReader(db);
-    }
-  }
-
-  execute(sql: string): number {
-    assertSqlAllowed(sql);
-    const stmt = this.writer.prepare(sql);
-    if (stmt.reader) {
-      // Execute answers rows changed; run a RETURNING statement fully and count what it touched.
-      const before = this.writer.prepare('SELECT total_changes()').pluck().get() as number;
-      stmt.all();
-      return (this.writer.prepare('SELECT total_changes()').pluck().get() as number) - before;
-    }
-    return stmt.run().changes;
-  }
-
-  close(): void {
-    for (const r of this.readers.splice(0)) r.close();
-  }
 }
 
 class SqliteEngine<Ops> implements StoreEngine<Ops> {
@@ -135,25 +75,23 @@ class SqliteEngine<Ops> implements StoreEngine<Ops> {
     private readonly db: Db,
     readonly ops: Ops,
     path: string,
+    kvStore: boolean,
   ) {
-    this.sql = new SqliteSql(db, path, path === ':memory:' || path === '');
-    // Fault handling: a read-only connection cannot take the write lock BEGIN IMMEDIATE asks for
-    // (on a read-only filesystem it fails); a deferred BEGIN gives reads a consistent snapshot.
+    this.sql = new SqliteSql(db, path, path === ':memory:' || path === '', kvStore);
+    // A read-only connection cannot take the write lock BEGIN IMMEDIATE asks for (on a read-only
+    // filesystem it fails); a deferred BEGIN gives reads a consistent snapshot.
     this.begin = db.prepare(db.readonly ? 'BEGIN' : 'BEGIN IMMEDIATE');
     this.commit = db.prepare('COMMIT');
     this.rollback = db.prepare('ROLLBACK');
   }
+
+  mapError = mapSqliteError;
 
   async batch<T>(work: (ops: Ops) => Promise<T>): Promise<T> {
     this.begin.run();
     let result: T;
     try {
       result = await work(this.ops);
-    } catch (err) {
-      if (this.db.inTransaction) this.rollback.run();
-      throw err;
-    }
-    try {
       this.commit.run();
     } catch (err) {
       if (this.db.inTransaction) this.rollback.run();
@@ -168,24 +106,156 @@ class SqliteEngine<Ops> implements StoreEngine<Ops> {
   }
 }
 
-const KV_SCHEMA = 'CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;';
-// AUTOINCREMENT: ids are never reused, not even the largest after it is deleted.
-const BLOB_SCHEMA = 'CREATE TABLE IF NOT EXISTS blob (id INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB, metadata TEXT);';
+type Row = [key: Buffer, value: Buffer, createRev: number, modRev: number, version: number, lease: bigint];
 
-function kvOps(db: Db): KvOps {
-  const get = db.prepare<[string], string>('SELECT value FROM kv WHERE key = ?').pluck();
-  const put = db.prepare<[string, string]>('INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)');
-  const del = db.prepare<[string]>('DELETE FROM kv WHERE key = ?');
+function toRecord(row: Row): KvRecord {
   return {
-    get: (key) => get.get(key) ?? undefined,
-    put: (key, value) => {
-      put.run(key, value);
-    },
-    delete: (key) => del.run(key).changes > 0,
+    key: row[0],
+    value: row[1],
+    createRev: Number(row[2]),
+    modRev: Number(row[3]),
+    version: Number(row[4]),
+    lease: BigInt(row[5]),
   };
 }
 
-function blobOps(db: Db): BlobOps {
+const COLUMNS = 'CAST(key AS BLOB), CAST(value AS BLOB), create_rev, mod_rev, version, lease';
+const KEY_COLUMNS = "CAST(key AS BLOB), x'', create_rev, mod_rev, version, lease";
+
+/** Prepared range statements for one table, by (bounded end, reverse, keys only). */
+function rangeStatements(
+  db: Db,
+  table: string,
+  columns: (keysOnly: boolean) => string,
+  key: string,
+  bound: (param: string) => string,
+) {
+  const cache = new Map<string, Database.Statement>();
+  return (q: RangeQuery, keysOnly: boolean): Database.Statement => {
+    const id = `${q.end !== undefined}${q.reverse}${keysOnly}`;
+    let stmt = cache.get(id);
+    if (!stmt) {
+      const end = q.end !== undefined ? ` AND ${key} < ${bound('$end')}` : '';
+      stmt = db
+        .prepare(
+          `SELECT ${columns(keysOnly)} FROM ${table} WHERE ${key} >= ${bound('$start')}${end} ` +
+            `ORDER BY ${key} ${q.reverse ? 'DESC' : 'ASC'} LIMIT $limit`,
+        )
+        .raw(true)
+        .safeIntegers(true);
+      cache.set(id, stmt);
+    }
+    return stmt;
+  };
+}
+
+function mapOps(db: Db, maps: readonly MapName[]): MapOps {
+  const stmts = new Map(
+    maps.map((m) => {
+      const t = mapTable(m);
+      return [
+        m,
+        {
+          get: db.prepare<[Buffer], Buffer>(`SELECT v FROM ${t} WHERE k = ?`).pluck(),
+          put: db.prepare<[Buffer, Buffer]>(`INSERT OR REPLACE INTO ${t} (k, v) VALUES (?, ?)`),
+          del: db.prepare<[Buffer]>(`DELETE FROM ${t} WHERE k = ?`),
+          range: rangeStatements(
+            db,
+            t,
+            () => 'k, v',
+            'k',
+            (p) => p,
+          ),
+        },
+      ] as const;
+    }),
+  );
+  const of = (map: MapName) => {
+    const s = stmts.get(map);
+    if (!s) throw new Error(`no map ${map} in this store`);
+    return s;
+  };
+  return {
+    get: (map, key) => of(map).get.get(key),
+    put: (map, key, value) => {
+      of(map).put.run(key, value);
+    },
+    delete: (map, key) => {
+      of(map).del.run(key);
+    },
+    range: (map, q) =>
+      of(map).range(q, false).all({ start: q.start, end: q.end, limit: q.limit }) as [Buffer, Buffer][],
+  };
+}
+
+const READ_ONLY_MAPS: MapOps = {
+  get: () => undefined,
+  put: () => {
+    throw readOnlyStore();
+  },
+  delete: () => {
+    throw readOnlyStore();
+  },
+  range: () => [],
+};
+
+function tableExists(db: Db, name: string): boolean {
+  return db.prepare('SELECT 1 FROM sqlite_schema WHERE name = ?').get(name) !== undefined;
+}
+
+function kvOps(db: Db): KvEngineOps {
+  if (!tableExists(db, 'kv_state')) {
+    throw failedPrecondition(
+      tableExists(db, 'kv')
+        ? 'the store was written by buffdb 0.1; open it once without --read-only to upgrade it'
+        : 'not a buffdb KV store (no kv_state table)',
+    );
+  }
+  const get = db
+    .prepare<[Buffer], Row>(`SELECT ${COLUMNS} FROM kv_state WHERE key = CAST(? AS TEXT)`)
+    .raw(true)
+    .safeIntegers(true);
+  const put = db.prepare(
+    'INSERT OR REPLACE INTO kv_state (key, value, create_rev, mod_rev, version, lease) ' +
+      'VALUES (CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, ?, ?)',
+  );
+  const del = db.prepare<[Buffer]>('DELETE FROM kv_state WHERE key = CAST(? AS TEXT)');
+  const range = rangeStatements(db, 'kv_state', (keysOnly) => (keysOnly ? KEY_COLUMNS : COLUMNS), 'key', asText);
+  const countAll = db
+    .prepare<[Buffer], bigint>('SELECT count(*) FROM kv_state WHERE key >= CAST(? AS TEXT)')
+    .pluck()
+    .safeIntegers(true);
+  const countTo = db
+    .prepare<[Buffer, Buffer], bigint>(
+      'SELECT count(*) FROM kv_state WHERE key >= CAST(? AS TEXT) AND key < CAST(? AS TEXT)',
+    )
+    .pluck()
+    .safeIntegers(true);
+  return {
+    get: (key) => {
+      const row = get.get(key);
+      return row === undefined ? undefined : toRecord(row);
+    },
+    put: (r) => {
+      put.run(r.key, r.value, r.createRev, r.modRev, r.version, r.lease);
+    },
+    delete: (key) => {
+      del.run(key);
+    },
+    range: (q, keysOnly) =>
+      (range(q, keysOnly).all({ start: q.start, end: q.end, limit: q.limit }) as Row[]).map(toRecord),
+    count: (start, end) => Number(end === undefined ? countAll.get(start) : countTo.get(start, end)),
+    maps:
+      db.readonly && !tableExists(db, mapTable('meta'))
+        ? READ_ONLY_MAPS
+        : mapOps(db, ['meta', 'history', 'lease', 'lease_key']),
+  };
+}
+
+/** Key bytes compared with the TEXT keys of kv_state: the same bytes, as TEXT (memcmp order). */
+const asText = (param: string): string => `CAST(${param} AS TEXT)`;
+
+function blobOps(db: Db): BlobEngineOps {
   const get = db.prepare<[number], { data: Buffer | null; metadata: string | null }>(
     'SELECT data, metadata FROM blob WHERE id = ?',
   );
@@ -197,16 +267,16 @@ function blobOps(db: Db): BlobOps {
   const updateMeta = db.prepare<[string | null, number]>('UPDATE blob SET metadata = ? WHERE id = ?');
   const exists = db.prepare<[number], number>('SELECT 1 FROM blob WHERE id = ?').pluck();
   const del = db.prepare<[number]>('DELETE FROM blob WHERE id = ?');
-  // Transactions (issue 7): ids handed out before the blob is stored. AUTOINCREMENT keeps the
-  // largest id ever used in sqlite_sequence; bumping it reserves an id no insert will reuse.
-  let reserve:
-    | {
-        current: Database.Statement<[], number>;
-        bump: Database.Statement<[number]>;
-        first: Database.Statement<[number]>;
-      }
-    | undefined;
-  let insertWithId: Database.Statement<[number, Uint8Array, string | null]> | undefined;
+  // Ids handed out before the blob is stored (transactions). AUTOINCREMENT keeps the largest id
+  // ever used in sqlite_sequence; bumping it reserves an id no insert will reuse.
+  const current = db.prepare<[], number>(
+    "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'blob'), 0), coalesce((SELECT max(id) FROM blob), 0))",
+  );
+  const bump = db.prepare<[number]>("UPDATE sqlite_sequence SET seq = ? WHERE name = 'blob'");
+  const first = db.prepare<[number]>("INSERT INTO sqlite_sequence (name, seq) VALUES ('blob', ?)");
+  const insertWithId = db.prepare<[number, Uint8Array, string | null]>(
+    'INSERT OR REPLACE INTO blob (id, data, metadata) VALUES (?, ?, ?)',
+  );
   return {
     get: (id): BlobRecord | undefined => {
       const row = get.get(id);
@@ -225,38 +295,48 @@ function blobOps(db: Db): BlobOps {
     },
     delete: (id) => del.run(id).changes > 0,
     reserveId: () => {
-      reserve ??= {
-        current: db
-          .prepare<[], number>(
-            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'blob'), 0), " +
-              'coalesce((SELECT max(id) FROM blob), 0))',
-          )
-          .pluck(),
-        bump: db.prepare<[number]>("UPDATE sqlite_sequence SET seq = ? WHERE name = 'blob'"),
-        first: db.prepare<[number]>("INSERT INTO sqlite_sequence (name, seq) VALUES ('blob', ?)"),
-      };
-      const id = Number(reserve.current.get()) + 1;
-      if (reserve.bump.run(id).changes === 0) reserve.first.run(id);
+      const id = Number(current.pluck().get()) + 1;
+      if (bump.run(id).changes === 0) first.run(id);
       return id;
     },
     insertWithId: (id, data, metadata) => {
-      insertWithId ??= db.prepare<[number, Uint8Array, string | null]>(
-        'INSERT OR REPLACE INTO blob (id, data, metadata) VALUES (?, ?, ?)',
-      );
       insertWithId.run(id, data, metadata);
     },
+    maps:
+      db.readonly && !tableExists(db, mapTable('meta'))
+        ? READ_ONLY_MAPS
+        : mapOps(db, ['meta', 'chunk', 'large', 'upload']),
   };
 }
 
-export const sqliteBackend: Backend = {
-  name: 'sqlite',
-  capabilities: { rawSql: true, nativeTransactions: true },
+export const sqliteBackend: BackendImpl = {
   async openKv(path, options = {}) {
-    const db = openDatabase(path, options, KV_SCHEMA);
-    return new SqliteEngine(db, kvOps(db), path);
+    const db = openDatabase(path, options, kvSchema);
+    try {
+      return new SqliteEngine(db, kvOps(db), path, true);
+    } catch (err) {
+      db.close();
+      throw mapSqliteError(err);
+    }
   },
   async openBlob(path, options = {}) {
-    const db = openDatabase(path, options, BLOB_SCHEMA);
-    return new SqliteEngine(db, blobOps(db), path);
+    const db = openDatabase(path, options, blobSchema);
+    return new SqliteEngine(db, blobOps(db), path, false);
+  },
+  checkPath(path, label, readOnly) {
+    checkFilePath(path, label, readOnly);
+    const abs = resolve(path);
+    // SQLite keeps its WAL index in PATH-shm; on read-only media it must already be there.
+    if (
+      readOnly &&
+      path !== ':memory:' &&
+      !writable(dirname(abs)) &&
+      !statSync(`${abs}-shm`, { throwIfNoEntry: false })
+    ) {
+      throw failedPrecondition(
+        `cannot serve the ${label} store ${path} from a read-only directory: SQLite needs ${path}-shm ` +
+          'beside it; copy the store to writable storage (it is still opened read-only)',
+      );
+    }
   },
 };

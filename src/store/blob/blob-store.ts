@@ -1,10 +1,8 @@
 /** buffdb blob semantics, written once for every backend. */
-import type { BlobOps, BlobRecord, MaybePromise, StoreEngine } from '../backends/backend.js';
-import { idNotFound } from './errors.js';
-import { type Done, GroupCommitter, type Sequence } from './group-commit.js';
-import { unknownTransaction } from './kv-store.js';
-import { then } from './maybe-promise.js';
-import type { TransactionRouter } from './transactions.js';
+import type { BlobEngineOps, BlobOps, BlobRecord, MaybePromise, StoreEngine } from '../../backends/backend.js';
+import { idNotFound } from '../../errors.js';
+import { type Done, GroupCommitter, type Sequence } from '../group-commit.js';
+import { then } from '../maybe-promise.js';
 
 export type BlobId = bigint | number;
 
@@ -54,45 +52,25 @@ export function deleteBlob(ops: BlobOps, id: BlobId): MaybePromise<void> {
 }
 
 export class BlobStore {
-  readonly committer: GroupCommitter<BlobOps>;
-  /** Serves requests that carry a transaction id (set by BuffDb; absent: such ids are unknown). */
-  transactions: TransactionRouter | undefined;
+  readonly committer: GroupCommitter<BlobEngineOps>;
 
-  constructor(readonly engine: StoreEngine<BlobOps>) {
+  constructor(readonly engine: StoreEngine<BlobEngineOps>) {
     this.committer = new GroupCommitter(engine);
   }
 
-  get(id: BlobId, done: Done<BlobRecord>, seq?: Sequence, txId?: string): void {
-    if (txId) {
-      this.transactions ? this.transactions.blobGet(txId, id, done, seq) : done(unknownTransaction(txId));
-      return;
-    }
+  get(id: BlobId, done: Done<BlobRecord>, seq?: Sequence): void {
     this.committer.submit((ops) => readBlob(ops, id), done, seq);
   }
 
-  store(bytes: Uint8Array, metadata: string | undefined, done: Done<number>, seq?: Sequence, txId?: string): void {
-    if (txId) {
-      this.transactions
-        ? this.transactions.blobStore(txId, bytes, metadata, done, seq)
-        : done(unknownTransaction(txId));
-      return;
-    }
+  store(bytes: Uint8Array, metadata: string | undefined, done: Done<number>, seq?: Sequence): void {
     this.committer.submit((ops) => ops.insert(bytes, metadata ?? null), done, seq);
   }
 
-  update(id: BlobId, update: BlobUpdate, done: Done<void>, seq?: Sequence, txId?: string): void {
-    if (txId) {
-      this.transactions ? this.transactions.blobUpdate(txId, id, update, done, seq) : done(unknownTransaction(txId));
-      return;
-    }
+  update(id: BlobId, update: BlobUpdate, done: Done<void>, seq?: Sequence): void {
     this.committer.submit((ops) => updateBlob(ops, id, update), done, seq);
   }
 
-  delete(id: BlobId, done: Done<void>, seq?: Sequence, txId?: string): void {
-    if (txId) {
-      this.transactions ? this.transactions.blobDelete(txId, id, done, seq) : done(unknownTransaction(txId));
-      return;
-    }
+  delete(id: BlobId, done: Done<void>, seq?: Sequence): void {
     this.committer.submit((ops) => deleteBlob(ops, id), done, seq);
   }
 

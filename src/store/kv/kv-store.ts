@@ -1,0 +1,301 @@
+/**
+ * The KV store: buffdb's string key-value API and etcd's revisioned API over one key space,
+ * written once for every backend. A buffdb Set is a revision like an etcd Put; both go through
+ * the same group committer, so watchers see every write.
+ */
+
+import { isUtf8 } from 'node:buffer';
+import { randomBytes } from 'node:crypto';
+import type { KvEngineOps, KvRecord, MaybePromise, StoreEngine } from '../../backends/backend.js';
+import { failedPrecondition, keyNotFound } from '../../errors.js';
+import { type Done, GroupCommitter, type Sequence } from '../group-commit.js';
+import { then } from '../maybe-promise.js';
+import { historyKey } from './history.js';
+import { readEvents } from './history-reads.js';
+import {
+  type CompactResult,
+  DEFAULT_KV_LIMITS,
+  type DeleteRangeArgs,
+  type DeleteRangeResult,
+  type KvLimits,
+  type PutArgs,
+  type PutResult,
+  type RangeArgs,
+  type RangeResult,
+  type TxnArgs,
+  type TxnResult,
+} from './kv-api.js';
+import * as kvOps from './kv-ops.js';
+import { Leases } from './leases.js';
+import { META } from './meta.js';
+import type { MvccBatch } from './mvcc-batch.js';
+import { RevisionEngine } from './revision-engine.js';
+import { type Watcher, WatchHub, type WatchSink, type WatchSpec } from './watch-hub.js';
+
+/** Keep the last N revisions, or history younger than `ageMs`; undefined: keep everything. */
+export interface AutoCompact {
+  revisions?: number;
+  ageMs?: number;
+}
+
+export interface KvStoreOptions {
+  /** Other processes may write the same store (the backend's `multiProcess` capability). */
+  multiProcess?: boolean;
+  readOnly?: boolean;
+  limits?: Partial<KvLimits>;
+  autoCompact?: AutoCompact;
+  /** Run lease expiry and auto-compaction in the background (a server does; a one-shot CLI command does not). */
+  background?: boolean;
+}
+
+const AUTO_COMPACT_CHECK_MS = 5_000;
+/** History events deleted per batch by compaction, so writers never wait long behind it. */
+const COMPACT_PAGE = 5_000;
+
+function utf8Value(record: KvRecord, key: string): string {
+  if (!isUtf8(record.value)) {
+    throw failedPrecondition(
+      `the value of key ${JSON.stringify(key)} is not UTF-8 text (it was written as bytes through the etcd API); ` +
+        'read it with etcd Range',
+    );
+  }
+  return record.value.toString('utf8');
+}
+
+/** buffdb Get: the value as text. */
+export function readValue(b: MvccBatch, key: string): MaybePromise<string> {
+  return then(b.ops.get(Buffer.from(key, 'utf8')), (record) => {
+    if (record === undefined) throw keyNotFound(key);
+    return utf8Value(record, key);
+  });
+}
+
+/** buffdb Set: a Put with no lease, one revision. */
+export function writeValue(b: MvccBatch, key: string, value: string): MaybePromise<void> {
+  const k = Buffer.from(key, 'utf8');
+  return then(b.ops.get(k), (prev) =>
+    then(
+      b.mutate(() => b.put(k, Buffer.from(value, 'utf8'), 0n, prev)),
+      () => undefined,
+    ),
+  );
+}
+
+/** buffdb Delete: NOT_FOUND when the key is missing, else one revision. */
+export function deleteValue(b: MvccBatch, key: string): MaybePromise<void> {
+  return then(b.ops.get(Buffer.from(key, 'utf8')), (prev) => {
+    if (prev === undefined) throw keyNotFound(key);
+    return b.mutate(() => b.delete(prev));
+  });
+}
+
+export interface KvStatus {
+  rev: number;
+  compactRev: number;
+  clusterId: bigint;
+  memberId: bigint;
+}
+
+export class KvStore {
+  readonly committer: GroupCommitter<MvccBatch>;
+  readonly hub: WatchHub;
+  readonly leases: Leases;
+  readonly limits: KvLimits;
+  private clusterId = 0n;
+  private memberId = 0n;
+  private compacting: Promise<void> | undefined;
+  private autoTimer: NodeJS.Timeout | undefined;
+  /** Revisions sampled over time, for age-based auto-compaction. */
+  private readonly samples: { at: number; rev: number }[] = [];
+
+  private constructor(
+    readonly engine: StoreEngine<KvEngineOps>,
+    private readonly options: KvStoreOptions,
+  ) {
+    this.limits = { ...DEFAULT_KV_LIMITS, ...options.limits };
+    this.hub = new WatchHub((fromRev, limit, onBound) =>
+      this.committer.run(async (b) => {
+        const bound = onBound(this.hub.committedRev);
+        const events = await readEvents(b.ops, fromRev, bound, limit);
+        return { events, bound, compactRev: b.compactRev };
+      }),
+    );
+    this.committer = new GroupCommitter(new RevisionEngine(engine, this.hub, options.multiProcess ?? false));
+    this.leases = new Leases(
+      (work) => this.committer.run(work),
+      () => this.memberId,
+    );
+  }
+
+  /** Opens the store over an engine: reads its revision and ids, loads leases, resumes compaction. */
+  static async open(engine: StoreEngine<KvEngineOps>, options: KvStoreOptions = {}): Promise<KvStore> {
+    const store = new KvStore(engine, options);
+    await store.init();
+    return store;
+  }
+
+  private async init(): Promise<void> {
+    const readOnly = this.options.readOnly ?? false;
+    const ids = await this.committer.run(async (b) => {
+      const read = async (name: Buffer): Promise<bigint> => {
+        const raw = await b.ops.maps.get('meta', name);
+        if (raw !== undefined) return raw.readBigUInt64BE(0);
+        if (readOnly) return 0n;
+        const fresh = randomBytes(8);
+        fresh[0]! &= 0x7f;
+        await b.ops.maps.put('meta', name, fresh);
+        return fresh.readBigUInt64BE(0);
+      };
+      return {
+        cluster: await read(META.clusterId),
+        member: await read(META.memberId),
+        rev: b.rev,
+        compact: b.compactRev,
+      };
+    });
+    this.clusterId = ids.cluster;
+    this.memberId = ids.member;
+    this.hub.committedRev = ids.rev;
+    this.hub.compacted(ids.compact);
+    if (readOnly) return;
+    await this.leases.load();
+    if (ids.compact > 0) this.schedulePhysicalCompaction(ids.compact);
+    if (this.options.background) {
+      this.leases.startExpiry();
+      this.startAutoCompaction();
+    }
+  }
+
+  status(): KvStatus {
+    return {
+      rev: this.hub.committedRev,
+      compactRev: this.hub.compactRev,
+      clusterId: this.clusterId,
+      memberId: this.memberId,
+    };
+  }
+
+  // ---------------------------------------------------------------- buffdb's string API
+
+  get(key: string, done: Done<string>, seq?: Sequence): void {
+    this.committer.submit((b) => readValue(b, key), done, seq);
+  }
+
+  set(key: string, value: string, done: Done<void>, seq?: Sequence): void {
+    this.committer.submit((b) => writeValue(b, key, value), done, seq);
+  }
+
+  delete(key: string, done: Done<void>, seq?: Sequence): void {
+    this.committer.submit((b) => deleteValue(b, key), done, seq);
+  }
+
+  /** Promise forms, for callers that do one thing at a time (CLI, library). */
+  getValue(key: string): Promise<string> {
+    return this.committer.run((b) => readValue(b, key));
+  }
+
+  setValue(key: string, value: string): Promise<void> {
+    return this.committer.run((b) => writeValue(b, key, value));
+  }
+
+  deleteKey(key: string): Promise<void> {
+    return this.committer.run((b) => deleteValue(b, key));
+  }
+
+  // ---------------------------------------------------------------- etcd's API
+
+  range(args: RangeArgs): Promise<RangeResult> {
+    return this.committer.run((b) => kvOps.range(b, args));
+  }
+
+  put(args: PutArgs): Promise<PutResult> {
+    return this.committer.run((b) => kvOps.put(b, args));
+  }
+
+  deleteRange(args: DeleteRangeArgs): Promise<DeleteRangeResult> {
+    return this.committer.run((b) => kvOps.deleteRange(b, args));
+  }
+
+  txn(args: TxnArgs): Promise<TxnResult> {
+    return this.committer.run((b) => kvOps.txn(b, args, this.limits));
+  }
+
+  /**
+   * Compacts the history below `rev`: reads at older revisions and watches starting before it
+   * fail with etcd's "compacted" error from now on; the space is reclaimed in the background
+   * (`physical`: before answering).
+   */
+  async compact(rev: number, physical: boolean): Promise<CompactResult> {
+    const result = await this.committer.run(async (b) => {
+      if (rev <= b.compactRev) throw kvOps.compactedError();
+      if (rev > b.rev) throw kvOps.futureRevError();
+      await b.setCompactRev(rev);
+      return { rev: b.rev };
+    });
+    const done = this.schedulePhysicalCompaction(rev);
+    if (physical) await done;
+    return result;
+  }
+
+  /** Deletes history events below `rev`, a page per batch. */
+  private schedulePhysicalCompaction(rev: number): Promise<void> {
+    const previous = this.compacting ?? Promise.resolve();
+    const run = previous.then(async () => {
+      for (;;) {
+        const deleted = await this.committer.run(async (b) => {
+          const rows = await b.ops.maps.range('history', {
+            start: historyKey(0, 0),
+            end: historyKey(rev, 0),
+            limit: COMPACT_PAGE,
+            reverse: false,
+          });
+          for (const [key] of rows) await b.ops.maps.delete('history', key);
+          return rows.length;
+        });
+        if (deleted < COMPACT_PAGE) return;
+      }
+    });
+    // A failed physical compaction (store closing) is picked up again at the next open.
+    this.compacting = run.catch(() => {});
+    return run;
+  }
+
+  private startAutoCompaction(): void {
+    const policy = this.options.autoCompact;
+    if (!policy || (policy.revisions === undefined && policy.ageMs === undefined)) return;
+    this.autoTimer = setInterval(() => {
+      const now = Date.now();
+      const rev = this.hub.committedRev;
+      this.samples.push({ at: now, rev });
+      let target = 0;
+      if (policy.revisions !== undefined) target = rev - policy.revisions;
+      if (policy.ageMs !== undefined) {
+        // The newest sample at least `ageMs` old: history before it is older than the window.
+        while (this.samples.length > 1 && now - this.samples[1]!.at >= policy.ageMs) this.samples.shift();
+        const oldest = this.samples[0]!;
+        const byAge = now - oldest.at >= policy.ageMs ? oldest.rev : 0;
+        target = policy.revisions !== undefined ? Math.min(target, byAge) : byAge;
+      }
+      if (target > this.hub.compactRev) this.compact(target, false).catch(() => {});
+    }, AUTO_COMPACT_CHECK_MS);
+    this.autoTimer.unref();
+  }
+
+  // ---------------------------------------------------------------- watch
+
+  watch(spec: WatchSpec, sink: WatchSink): Watcher {
+    return this.hub.add(spec, sink);
+  }
+
+  unwatch(w: Watcher): void {
+    this.hub.remove(w);
+  }
+
+  /** Finishes queued work, then closes the engine. */
+  async close(): Promise<void> {
+    clearInterval(this.autoTimer);
+    this.leases.stop();
+    await this.committer.drainAndClose();
+    await this.engine.close();
+  }
+}

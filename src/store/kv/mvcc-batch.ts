@@ -1,0 +1,156 @@
+/**
+ * Revisions, written once for every backend. Each KV engine batch gets an MvccBatch: it reads the
+ * store revision when the batch starts, hands every mutating request its own revision (`mutate`),
+ * records one history event per key written, and stores the new revision before the batch commits.
+ * Events are published to watchers only once the batch has committed.
+ */
+import type { KvEngineOps, KvRecord, MaybePromise } from '../../backends/backend.js';
+import { internal, StoreError } from '../../errors.js';
+import { EMPTY, encodeEvent, historyKey, type KvEvent, tombstone } from './history.js';
+import { leaseKeyEntry } from './lease-keys.js';
+import { META, readCounter, writeCounter } from './meta.js';
+
+/** One committed revision and its events, as watchers receive it. */
+export interface Revision {
+  rev: number;
+  events: KvEvent[];
+}
+
+/** What a batch reads when it starts. */
+export interface RevisionState {
+  /** The last committed revision (starts at 1, as etcd's: a new store is at revision 1). */
+  rev: number;
+  /** Revisions below this are compacted (0: nothing is). */
+  compactRev: number;
+}
+
+/** Collects promises of engine calls that answered asynchronously, so sync engines pay nothing. */
+function settle<T>(pending: Promise<unknown>[] | undefined, value: T): MaybePromise<T> {
+  return pending === undefined ? value : Promise.all(pending).then(() => value);
+}
+
+function track(pending: Promise<unknown>[] | undefined, result: MaybePromise<unknown>): Promise<unknown>[] | undefined {
+  if (!(result instanceof Promise)) return pending;
+  (pending ??= []).push(result);
+  return pending;
+}
+
+export class MvccBatch {
+  /** Revisions written in this batch, in order, for publishing after commit. */
+  readonly written: Revision[] = [];
+  private current: Revision | undefined;
+
+  constructor(
+    readonly ops: KvEngineOps,
+    private state: RevisionState,
+  ) {}
+
+  /** The store revision as this batch sees it (including revisions written earlier in the batch). */
+  get rev(): number {
+    return this.state.rev;
+  }
+
+  get compactRev(): number {
+    return this.state.compactRev;
+  }
+
+  /** Sets the compaction revision (etcd Compact); stored with the batch. */
+  setCompactRev(rev: number): MaybePromise<void> {
+    this.state = { ...this.state, compactRev: rev };
+    return writeCounter(this.ops.maps, META.compact, rev);
+  }
+
+  /**
+   * Runs `work` as one revision: every put and delete it makes carries the same new revision. A
+   * request that writes nothing consumes no revision. `work` must check everything before its
+   * first write: a buffdb error after a write would leave half a revision, so it abandons the batch.
+   */
+  mutate<T>(work: (rev: number) => MaybePromise<T>): MaybePromise<T> {
+    if (this.current) throw internal('nested revision');
+    const revision: Revision = { rev: this.state.rev + 1, events: [] };
+    this.current = revision;
+    const finish = (result: T): T => {
+      this.current = undefined;
+      if (revision.events.length > 0) {
+        this.state = { ...this.state, rev: revision.rev };
+        this.written.push(revision);
+      }
+      return result;
+    };
+    const fail = (err: unknown): never => {
+      this.current = undefined;
+      if (revision.events.length > 0 && err instanceof StoreError) {
+        // Not a buffdb answer any more: the engine must roll the whole batch back.
+        throw new Error(`a request failed after writing part of revision ${revision.rev}: ${err.message}`);
+      }
+      throw err;
+    };
+    let result: MaybePromise<T>;
+    try {
+      result = work(revision.rev);
+    } catch (err) {
+      return fail(err);
+    }
+    return result instanceof Promise ? result.then(finish, fail) : finish(result);
+  }
+
+  private revision(): Revision {
+    if (!this.current) throw internal('a write outside mutate()');
+    return this.current;
+  }
+
+  /** Writes `key`; `prev` is its current record (read by the caller). Returns the new record. */
+  put(key: Buffer, value: Buffer, lease: bigint, prev: KvRecord | undefined): MaybePromise<KvRecord> {
+    const revision = this.revision();
+    const rev = revision.rev;
+    const record: KvRecord = {
+      key,
+      value,
+      createRev: prev ? prev.createRev : rev,
+      modRev: rev,
+      version: prev ? prev.version + 1 : 1,
+      lease,
+    };
+    const event: KvEvent = { type: 'put', kv: record, sub: revision.events.length, prev };
+    revision.events.push(event);
+    const { maps } = this.ops;
+    let pending = track(undefined, this.ops.put(record));
+    if (prev && prev.lease !== 0n && prev.lease !== lease) {
+      pending = track(pending, maps.delete('lease_key', leaseKeyEntry(prev.lease, key)));
+    }
+    if (lease !== 0n && prev?.lease !== lease)
+      pending = track(pending, maps.put('lease_key', leaseKeyEntry(lease, key), EMPTY));
+    pending = track(pending, maps.put('history', historyKey(rev, event.sub), encodeEvent(event)));
+    return settle(pending, record);
+  }
+
+  /** Deletes the key whose current record is `prev`. */
+  delete(prev: KvRecord): MaybePromise<void> {
+    const revision = this.revision();
+    const rev = revision.rev;
+    const event: KvEvent = { type: 'delete', kv: tombstone(prev.key, rev), sub: revision.events.length, prev };
+    revision.events.push(event);
+    const { maps } = this.ops;
+    let pending = track(undefined, this.ops.delete(prev.key));
+    if (prev.lease !== 0n) pending = track(pending, maps.delete('lease_key', leaseKeyEntry(prev.lease, prev.key)));
+    pending = track(pending, maps.put('history', historyKey(rev, event.sub), encodeEvent(event)));
+    return settle(pending, undefined);
+  }
+
+  /** Stores the revision counter if this batch wrote; called once, just before commit. */
+  finish(startRev: number): MaybePromise<void> {
+    if (this.state.rev === startRev) return;
+    return writeCounter(this.ops.maps, META.rev, this.state.rev);
+  }
+}
+
+/** Reads the revision state at the start of a batch. */
+export function readRevisionState(ops: KvEngineOps): MaybePromise<RevisionState> {
+  const rev = readCounter(ops.maps, META.rev);
+  const compact = readCounter(ops.maps, META.compact);
+  if (rev instanceof Promise || compact instanceof Promise) {
+    return Promise.all([rev, compact]).then(([r, c]) => ({ rev: r || 1, compactRev: c }));
+  }
+  // A new store is at revision 1 (etcd's first revision), with no event yet.
+  return { rev: rev || 1, compactRev: compact };
+}

@@ -1,0 +1,21 @@
+/**
+ * The request interfaces the gRPC handlers call. The stores implement them for plain requests and
+ * the transaction manager for requests that carry a transaction id; `BuffDb.kvFor(txId)` /
+ * `blobFor(txId)` pick one — the only place that routing happens.
+ */
+import type { BlobRecord } from '../backends/backend.js';
+import type { BlobId, BlobUpdate } from './blob/blob-store.js';
+import type { Done, Sequence } from './group-commit.js';
+
+export interface KvRequests {
+  get(key: string, done: Done<string>, seq?: Sequence): void;
+  set(key: string, value: string, done: Done<void>, seq?: Sequence): void;
+  delete(key: string, done: Done<void>, seq?: Sequence): void;
+}
+
+export interface BlobRequests {
+  get(id: BlobId, done: Done<BlobRecord>, seq?: Sequence): void;
+  store(bytes: Uint8Array, metadata: string | undefined, done: Done<number>, seq?: Sequence): void;
+  update(id: BlobId, update: BlobUpdate, done: Done<void>, seq?: Sequence): void;
+  delete(id: BlobId, done: Done<void>, seq?: Sequence): void;
+}

@@ -1,0 +1,149 @@
+/**
+ * The commit log of transactions that write both stores: their final writes, written atomically
+ * beside the KV store before the BLOB batch commits and removed once the KV batch has committed.
+ * A log left by a crash is replayed when the stores next open, so such a commit lands entirely or
+ * not at all. The KV batch also records the log's name (meta `txlog`), so a log whose KV part did
+ * commit is not applied twice.
+ */
+import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import type { BlobRecord } from '../../backends/backend.js';
+
+/** What a commit writes; also the commit log's content. */
+export interface WriteSet {
+  kv: [string, string | null][];
+  /** [id, record (null: delete), stored under a reserved id] */
+  blob: [number, BlobRecord | null, boolean][];
+}
+
+interface LogFile {
+  version: 1;
+  transactionId: string;
+  kv: [string, string | null][];
+  blob: [number, { data: string; metadata: string | null } | null, boolean][];
+}
+
+export interface LogEntry {
+  /** The log's file name (also what the KV batch records as applied). */
+  name: string;
+  writes: WriteSet;
+}
+
+function removeFile(file: string): void {
+  try {
+    unlinkSync(file);
+  } catch {
+    // already gone
+  }
+}
+
+function syncDir(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, 'r');
+    fsyncSync(fd);
+  } catch {
+    // Some platforms cannot fsync a directory; the rename is still atomic.
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+export class CommitLog {
+  private readonly dir: string;
+  private readonly prefix: string;
+
+  constructor(kvPath: string) {
+    this.dir = dirname(kvPath);
+    this.prefix = `${basename(kvPath)}.txlog-`;
+  }
+
+  /** A fresh log name; one per commit, so a batch retried by the group committer rewrites the same file. */
+  nameFor(txId: string): string {
+    return `${this.prefix}${Date.now().toString().padStart(15, '0')}-${txId}.json`;
+  }
+
+  /** Writes the log atomically (temp file, fsync, rename, fsync directory). */
+  write(name: string, txId: string, writes: WriteSet): void {
+    const content: LogFile = {
+      version: 1,
+      transactionId: txId,
+      kv: writes.kv,
+      blob: writes.blob.map(([id, r, isNew]) => [
+        id,
+        r && { data: Buffer.from(r.data).toString('base64'), metadata: r.metadata },
+        isNew,
+      ]),
+    };
+    const target = join(this.dir, name);
+    const tmp = `${target}.tmp`;
+    const fd = openSync(tmp, 'w');
+    try {
+      writeSync(fd, JSON.stringify(content));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, target);
+    syncDir(this.dir);
+  }
+
+  remove(name: string): void {
+    removeFile(join(this.dir, name));
+  }
+
+  path(name: string): string {
+    return join(this.dir, name);
+  }
+
+  /** The logs left behind, oldest first; temp files (commits that never started) are removed. */
+  pending(): LogEntry[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir)
+        .filter((n) => n.startsWith(this.prefix))
+        .sort();
+    } catch {
+      return [];
+    }
+    const out: LogEntry[] = [];
+    for (const name of names) {
+      const file = join(this.dir, name);
+      if (name.endsWith('.tmp')) {
+        removeFile(file);
+        continue;
+      }
+      let log: LogFile;
+      try {
+        log = JSON.parse(readFileSync(file, 'utf8')) as LogFile;
+      } catch (err) {
+        throw new Error(
+          `the commit log ${file} is unreadable (${(err as Error).message}); ` +
+            'it holds a committed transaction: restore it, or remove it to give that transaction up',
+        );
+      }
+      out.push({
+        name,
+        writes: {
+          kv: log.kv,
+          blob: log.blob.map(([id, r, isNew]) => [
+            id,
+            r && { data: Buffer.from(r.data, 'base64'), metadata: r.metadata },
+            isNew,
+          ]),
+        },
+      });
+    }
+    return out;
+  }
+}
+
+/** For tests and tools: the commit logs pending beside `kvPath`. */
+export function pendingCommitLogs(kvPath: string): string[] {
+  try {
+    const prefix = `${basename(kvPath)}.txlog-`;
+    return readdirSync(dirname(kvPath)).filter((n) => n.startsWith(prefix));
+  } catch {
+    return [];
+  }
+}
