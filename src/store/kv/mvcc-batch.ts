@@ -31,8 +31,9 @@ function settle<T>(pending: Promise<unknown>[] | undefined, value: T): MaybeProm
 
 function track(pending: Promise<unknown>[] | undefined, result: MaybePromise<unknown>): Promise<unknown>[] | undefined {
   if (!(result instanceof Promise)) return pending;
-  (pending ??= []).push(result);
-  return pending;
+  const list = pending ?? [];
+  list.push(result);
+  return list;
 }
 
 export class MvccBatch {
