@@ -126,6 +126,12 @@ export interface StoreEngine<Ops> {
   readonly sql?: SqlOps;
   /** The engine's own errors as a status a client can act on (disk full, busy, damaged, …). */
   mapError(err: unknown): StoreError;
+  /**
+   * Optional, for `multiProcess` engines that can learn cheaply that another process committed
+   * (e.g. PostgreSQL LISTEN/NOTIFY): calls `listener` then; returns an unsubscribe function. The
+   * store then reads the new revisions at once instead of at its next poll.
+   */
+  onForeignCommit?(listener: () => void): () => void;
   close(): MaybePromise<void>;
 }
 

@@ -49,6 +49,12 @@ export interface KvStoreOptions {
 }
 
 const AUTO_COMPACT_CHECK_MS = 5_000;
+/**
+ * How often a store that other processes may write looks for their revisions while someone
+ * watches (the CLI beside a server, or other servers on one database). Writes made through this
+ * store reach watchers at once, without polling.
+ */
+const FOREIGN_POLL_MS = 250;
 /** History events deleted per batch by compaction, so writers never wait long behind it. */
 const COMPACT_PAGE = 5_000;
 
@@ -105,6 +111,8 @@ export class KvStore {
   private memberId = 0n;
   private compacting: Promise<void> | undefined;
   private autoTimer: NodeJS.Timeout | undefined;
+  private foreignTimer: NodeJS.Timeout | undefined;
+  private unsubscribeForeign: (() => void) | undefined;
   /** Revisions sampled over time, for age-based auto-compaction. */
   private readonly samples: { at: number; rev: number }[] = [];
 
@@ -163,7 +171,21 @@ export class KvStore {
     if (this.options.background) {
       this.leases.startExpiry();
       this.startAutoCompaction();
+      if (this.options.multiProcess) this.followForeignCommits();
     }
+  }
+
+  /**
+   * Publishes other processes' revisions to watchers: an empty batch reads them back (see
+   * RevisionEngine). Runs on the engine's hint, and every FOREIGN_POLL_MS while anyone watches.
+   */
+  private followForeignCommits(): void {
+    const refresh = (): void => {
+      if (this.hub.size > 0) this.committer.run(() => undefined).catch(() => {});
+    };
+    this.unsubscribeForeign = this.engine.onForeignCommit?.(refresh);
+    this.foreignTimer = setInterval(refresh, FOREIGN_POLL_MS);
+    this.foreignTimer.unref();
   }
 
   status(): KvStatus {
@@ -294,6 +316,8 @@ export class KvStore {
   /** Finishes queued work, then closes the engine. */
   async close(): Promise<void> {
     clearInterval(this.autoTimer);
+    clearInterval(this.foreignTimer);
+    this.unsubscribeForeign?.();
     this.leases.stop();
     await this.committer.drainAndClose();
     await this.engine.close();
