@@ -163,8 +163,6 @@ export class KvStore {
     });
     this.clusterId = ids.cluster;
     this.memberId = ids.member;
-    this.hub.committedRev = ids.rev;
-    this.hub.compacted(ids.compact);
     if (readOnly) return;
     await this.leases.load();
     if (ids.compact > 0) this.schedulePhysicalCompaction(ids.compact);

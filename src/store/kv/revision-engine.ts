@@ -22,6 +22,9 @@ function byRevision(events: Awaited<ReturnType<typeof readEvents>>): Revision[] 
 }
 
 export class RevisionEngine implements StoreEngine<MvccBatch> {
+  /** Set by the first batch: until then the hub does not know the store's revision. */
+  private started = false;
+
   constructor(
     readonly engine: StoreEngine<KvEngineOps>,
     private readonly hub: WatchHub,
@@ -42,6 +45,11 @@ export class RevisionEngine implements StoreEngine<MvccBatch> {
     let compactRev = 0;
     const result = await this.engine.batch(async (ops) => {
       const state = await readRevisionState(ops);
+      if (!this.started) {
+        this.hub.committedRev = state.rev;
+        this.hub.compacted(state.compactRev);
+        this.started = true;
+      }
       const known = this.hub.committedRev;
       // Revisions another process committed since our last batch: publish them first, in order.
       const foreign =
