@@ -1,4 +1,5 @@
 /** Exit statuses of the buffdb command line, and how an error maps to one. Kept tiny: main.ts loads it always. */
+import { StoreError, status } from '../errors.js';
 
 export const EXIT = {
   /** The command did what was asked (a comparison that holds included). */
@@ -32,14 +33,9 @@ export class CliError extends Error {
   }
 }
 
-/** gRPC NOT_FOUND, the code the store gives a missing key or id (see src/store/errors.ts). */
-const GRPC_NOT_FOUND = 5;
-
 export function exitCodeFor(err: unknown): number {
   if (err instanceof CliError) return err.exitCode;
-  const e = err as { name?: unknown; code?: unknown };
-  // StoreError is matched by shape so this file need not load the store.
-  if ((e?.name === 'NotFoundError' || e?.name === 'StoreError') && e.code === GRPC_NOT_FOUND) return EXIT.NOT_FOUND;
+  if (err instanceof StoreError && err.code === status.NOT_FOUND) return EXIT.NOT_FOUND;
   return EXIT.FAILURE;
 }
 

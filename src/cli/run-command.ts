@@ -1,7 +1,8 @@
 /** `buffdb run`: open the stores, serve Kv, Blob and Query, stop cleanly on SIGINT/SIGTERM. */
-import { accessSync, constants, statSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import type { Durability } from '../backends/backend.js';
+import type { Backend, Durability } from '../backends/backend.js';
+import { loadBackend } from '../backends/index.js';
+import { DEFAULT_SHUTDOWN_GRACE_MS } from '../defaults.js';
+import { StoreError, status } from '../errors.js';
 import { startServer } from '../server/server.js';
 import { BuffDb } from '../store/buffdb.js';
 import { CliError, EXIT } from './exit-codes.js';
@@ -24,76 +25,29 @@ export interface RunOptions {
  */
 function shutdownGraceMs(): number {
   const n = Number(process.env.BUFFDB_SHUTDOWN_GRACE_MS);
-  return Number.isSafeInteger(n) && n > 0 ? n : 10_000;
+  return Number.isSafeInteger(n) && n > 0 ? n : DEFAULT_SHUTDOWN_GRACE_MS;
 }
 
 /**
- * Checks a store path from the command line before any engine sees it, so a mistake gets a
- * sentence naming the path instead of an engine's "unable to open database file".
+ * Checks a store path from the command line before any engine sees it (the backend's rules), so a
+ * mistake gets a sentence naming the path: a malformed path is a usage error (exit 2).
  */
-export function validateStorePath(path: string, label: string, readOnly: boolean, backend: string): void {
-  const option = `--${label.toLowerCase()}-store`;
-  if (path === '') throw new CliError(EXIT.USAGE, `${option} must not be empty`);
-  if (path.includes('\0')) throw new CliError(EXIT.USAGE, `${option} contains a NUL character`);
-  if (path === ':memory:') return;
-  if (/^file:/i.test(path)) {
-    throw new CliError(
-      EXIT.USAGE,
-      `${option} ${path} looks like a URI; give a plain file path (./${path} if that is really its name)`,
-    );
-  }
-  const abs = resolve(path);
-  const st = statSync(abs, { throwIfNoEntry: false });
-  if (st?.isDirectory()) {
-    throw new Error(
-      `${label} store ${path} is a directory; give a file path such as ${path.replace(/\/+$/, '')}/${label.toLowerCase()}_store.db`,
-    );
-  }
-  if (st && !st.isFile()) throw new Error(`${label} store ${path} is not a regular file`);
-  if (!st) {
-    if (readOnly) throw new Error(`${label} store ${path} does not exist (--read-only serves existing stores only)`);
-    const dir = dirname(abs);
-    const dst = statSync(dir, { throwIfNoEntry: false });
-    if (!dst) throw new Error(`cannot create the ${label} store ${path}: directory ${dir} does not exist`);
-    if (!dst.isDirectory()) throw new Error(`cannot create the ${label} store ${path}: ${dir} is not a directory`);
-  }
-  if (readOnly) {
-    // SQLite keeps its WAL index in PATH-shm; on read-only media it must already be there.
-    if (backend === 'sqlite' && !writable(dirname(abs)) && !statSync(`${abs}-shm`, { throwIfNoEntry: false })) {
-      throw new Error(
-        `cannot serve the ${label} store ${path} from a read-only directory: SQLite needs ${path}-shm ` +
-          'beside it; copy the store to writable storage (it is still opened read-only)',
-      );
-    }
-    return;
-  }
-  // The engine writes the store and, next to it, its journal files.
-  const dir = dirname(abs);
-  if (!writable(dir)) {
-    throw new Error(
-      `cannot write in ${dir}, the directory of the ${label} store ${path} ` +
-        '(read-only filesystem or no permission); use --read-only to serve existing stores read-only',
-    );
-  }
-  if (st && !writable(abs)) {
-    throw new Error(`${label} store ${path} is not writable; use --read-only to serve it read-only`);
-  }
-}
-
-function writable(path: string): boolean {
+function checkStorePath(backend: Backend, path: string, label: string, readOnly: boolean): void {
   try {
-    accessSync(path, constants.W_OK);
-    return true;
-  } catch {
-    return false;
+    backend.checkPath?.(path, label, readOnly);
+  } catch (err) {
+    if (err instanceof StoreError && err.code === status.INVALID_ARGUMENT) throw new CliError(EXIT.USAGE, err.message);
+    throw err;
   }
 }
 
 export async function runServer(options: RunOptions): Promise<void> {
-  validateStorePath(options.kvStore, 'KV', options.readOnly, options.backend);
-  validateStorePath(options.blobStore, 'BLOB', options.readOnly, options.backend);
+  const backend = await loadBackend(options.backend);
+  checkStorePath(backend, options.kvStore, 'KV', options.readOnly);
+  checkStorePath(backend, options.blobStore, 'BLOB', options.readOnly);
   const db = await BuffDb.open({
-    backend: options.backend,
+    backend,
+    maxMessageSize: options.maxMessageSize,
     kvStore: options.kvStore,
     blobStore: options.blobStore,
     durability: options.durability,

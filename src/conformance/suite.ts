@@ -19,10 +19,11 @@ import { fileURLToPath } from 'node:url';
 import type { Backend, BlobRecord } from '../backends/backend.js';
 import { BACKEND_NAMES, SQL_BACKENDS } from '../backends/index.js';
 import { StoreError, status } from '../errors.js';
-import { BuffDb } from '../store/buffdb.js';
+import { BuffDb, type BuffDbOptions } from '../store/buffdb.js';
 import { EqualityCheck } from '../store/equality.js';
 import { type Done, Sequence } from '../store/group-commit.js';
 import { resolveBackend } from '../store/open-store.js';
+import { largeBlobConformance } from './large-blob-suite.js';
 import { mvccConformance } from './mvcc-suite.js';
 
 export interface ConformanceOptions {
@@ -84,10 +85,7 @@ export function conformance(backendOrName: string | Backend, options: Conformanc
     let db: BuffDb;
     let n = 0;
     /** Opens a fresh pair of stores (or reopens `name`). */
-    const open = (
-      name = `s${n++}`,
-      extra: { readOnly?: boolean; durability?: 'full' | 'normal' } = {},
-    ): Promise<BuffDb> =>
+    const open = (name = `s${n++}`, extra: Partial<BuffDbOptions> = {}): Promise<BuffDb> =>
       BuffDb.open({ backend, kvStore: join(dir, `${name}.kv.db`), blobStore: join(dir, `${name}.blob.db`), ...extra });
 
     before(async () => {
@@ -636,6 +634,10 @@ export function conformance(backendOrName: string | Backend, options: Conformanc
     });
 
     mvccConformance(() => db);
+    largeBlobConformance(
+      () => db,
+      (name, extra) => open(name, extra),
+    );
   });
 }
 

@@ -12,9 +12,13 @@ import {
   Client,
   type ClientDuplexStream,
   type ClientOptions,
+  type ClientReadableStream,
+  type ClientUnaryCall,
   type ClientWritableStream,
   type handleBidiStreamingCall,
   type handleClientStreamingCall,
+  type handleServerStreamingCall,
+  type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
   type ServiceError,
@@ -75,6 +79,82 @@ export interface EqDataRequest {
 
 export interface NotEqDataRequest {
   id: bigint;
+}
+
+export interface UploadRequest {
+  header?: UploadHeader | undefined;
+  chunk?: Buffer | undefined;
+}
+
+export interface UploadHeader {
+  metadata?:
+    | string
+    | undefined;
+  /** Set: replace this blob's data (and its metadata when should_update_metadata); unset: a new blob. */
+  id?:
+    | bigint
+    | undefined;
+  /** Set: exactly this many bytes must arrive. */
+  size?:
+    | bigint
+    | undefined;
+  /** Set (32 bytes): the data must hash to it. */
+  sha256?: Buffer | undefined;
+  transactionId?:
+    | string
+    | undefined;
+  /** A client-chosen name (1-128 characters) that makes the upload resumable. */
+  uploadId?:
+    | string
+    | undefined;
+  /** Where this call continues a resumable upload (UploadStatus.received). */
+  offset: bigint;
+  shouldUpdateMetadata: boolean;
+}
+
+export interface UploadResponse {
+  id: bigint;
+  size: bigint;
+  sha256: Buffer;
+}
+
+export interface UploadStatusRequest {
+  uploadId: string;
+}
+
+export interface UploadStatusResponse {
+  received: bigint;
+  exists: boolean;
+}
+
+export interface DownloadRequest {
+  id: bigint;
+  offset: bigint;
+  /** Unset: to the end. */
+  length?: bigint | undefined;
+  transactionId?:
+    | string
+    | undefined;
+  /** At most this many bytes per chunk (0: 1 MiB; at most 4 MiB). */
+  chunkSize: number;
+}
+
+export interface DownloadResponse {
+  header?: DownloadHeader | undefined;
+  chunk?: Buffer | undefined;
+}
+
+export interface DownloadHeader {
+  /** The blob's full size. */
+  size: bigint;
+  metadata?:
+    | string
+    | undefined;
+  /** SHA-256 of the whole blob. */
+  sha256: Buffer;
+  /** The range actually served. */
+  offset: bigint;
+  length: bigint;
 }
 
 function createBaseGetRequest(): GetRequest {
@@ -759,6 +839,735 @@ export const NotEqDataRequest: MessageFns<NotEqDataRequest> = {
   },
 };
 
+function createBaseUploadRequest(): UploadRequest {
+  return { header: undefined, chunk: undefined };
+}
+
+export const UploadRequest: MessageFns<UploadRequest> = {
+  encode(message: UploadRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.header !== undefined) {
+      UploadHeader.encode(message.header, writer.uint32(10).fork()).join();
+    }
+    if (message.chunk !== undefined) {
+      writer.uint32(18).bytes(message.chunk);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UploadRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUploadRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.header = UploadHeader.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.chunk = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<UploadRequest>): UploadRequest {
+    return UploadRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UploadRequest>): UploadRequest {
+    const message = createBaseUploadRequest();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? UploadHeader.fromPartial(object.header)
+      : undefined;
+    message.chunk = object.chunk ?? undefined;
+    return message;
+  },
+};
+
+function createBaseUploadHeader(): UploadHeader {
+  return {
+    metadata: undefined,
+    id: undefined,
+    size: undefined,
+    sha256: undefined,
+    transactionId: undefined,
+    uploadId: undefined,
+    offset: 0n,
+    shouldUpdateMetadata: false,
+  };
+}
+
+export const UploadHeader: MessageFns<UploadHeader> = {
+  encode(message: UploadHeader, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.metadata !== undefined) {
+      writer.uint32(10).string(message.metadata);
+    }
+    if (message.id !== undefined) {
+      if (BigInt.asUintN(64, message.id) !== message.id) {
+        throw new globalThis.Error("value provided for field message.id of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.id);
+    }
+    if (message.size !== undefined) {
+      if (BigInt.asUintN(64, message.size) !== message.size) {
+        throw new globalThis.Error("value provided for field message.size of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.size);
+    }
+    if (message.sha256 !== undefined) {
+      writer.uint32(34).bytes(message.sha256);
+    }
+    if (message.transactionId !== undefined) {
+      writer.uint32(42).string(message.transactionId);
+    }
+    if (message.uploadId !== undefined) {
+      writer.uint32(50).string(message.uploadId);
+    }
+    if (message.offset !== 0n) {
+      if (BigInt.asUintN(64, message.offset) !== message.offset) {
+        throw new globalThis.Error("value provided for field message.offset of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.offset);
+    }
+    if (message.shouldUpdateMetadata !== false) {
+      writer.uint32(64).bool(message.shouldUpdateMetadata);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UploadHeader {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUploadHeader();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.metadata = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.id = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.size = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.sha256 = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.uploadId = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.offset = reader.uint64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.shouldUpdateMetadata = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<UploadHeader>): UploadHeader {
+    return UploadHeader.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UploadHeader>): UploadHeader {
+    const message = createBaseUploadHeader();
+    message.metadata = object.metadata ?? undefined;
+    message.id = (object.id !== undefined && object.id !== null) ? BigInt(object.id) : undefined;
+    message.size = (object.size !== undefined && object.size !== null) ? BigInt(object.size) : undefined;
+    message.sha256 = object.sha256 ?? undefined;
+    message.transactionId = object.transactionId ?? undefined;
+    message.uploadId = object.uploadId ?? undefined;
+    message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
+    message.shouldUpdateMetadata = object.shouldUpdateMetadata ?? false;
+    return message;
+  },
+};
+
+function createBaseUploadResponse(): UploadResponse {
+  return { id: 0n, size: 0n, sha256: Buffer.alloc(0) };
+}
+
+export const UploadResponse: MessageFns<UploadResponse> = {
+  encode(message: UploadResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0n) {
+      if (BigInt.asUintN(64, message.id) !== message.id) {
+        throw new globalThis.Error("value provided for field message.id of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.id);
+    }
+    if (message.size !== 0n) {
+      if (BigInt.asUintN(64, message.size) !== message.size) {
+        throw new globalThis.Error("value provided for field message.size of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.size);
+    }
+    if (message.sha256.length !== 0) {
+      writer.uint32(26).bytes(message.sha256);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UploadResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUploadResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.size = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sha256 = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<UploadResponse>): UploadResponse {
+    return UploadResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UploadResponse>): UploadResponse {
+    const message = createBaseUploadResponse();
+    message.id = (object.id !== undefined && object.id !== null) ? BigInt(object.id) : 0n;
+    message.size = (object.size !== undefined && object.size !== null) ? BigInt(object.size) : 0n;
+    message.sha256 = object.sha256 ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseUploadStatusRequest(): UploadStatusRequest {
+  return { uploadId: "" };
+}
+
+export const UploadStatusRequest: MessageFns<UploadStatusRequest> = {
+  encode(message: UploadStatusRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.uploadId !== "") {
+      writer.uint32(10).string(message.uploadId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UploadStatusRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUploadStatusRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.uploadId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<UploadStatusRequest>): UploadStatusRequest {
+    return UploadStatusRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UploadStatusRequest>): UploadStatusRequest {
+    const message = createBaseUploadStatusRequest();
+    message.uploadId = object.uploadId ?? "";
+    return message;
+  },
+};
+
+function createBaseUploadStatusResponse(): UploadStatusResponse {
+  return { received: 0n, exists: false };
+}
+
+export const UploadStatusResponse: MessageFns<UploadStatusResponse> = {
+  encode(message: UploadStatusResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.received !== 0n) {
+      if (BigInt.asUintN(64, message.received) !== message.received) {
+        throw new globalThis.Error("value provided for field message.received of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.received);
+    }
+    if (message.exists !== false) {
+      writer.uint32(16).bool(message.exists);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UploadStatusResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUploadStatusResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.received = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.exists = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<UploadStatusResponse>): UploadStatusResponse {
+    return UploadStatusResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UploadStatusResponse>): UploadStatusResponse {
+    const message = createBaseUploadStatusResponse();
+    message.received = (object.received !== undefined && object.received !== null) ? BigInt(object.received) : 0n;
+    message.exists = object.exists ?? false;
+    return message;
+  },
+};
+
+function createBaseDownloadRequest(): DownloadRequest {
+  return { id: 0n, offset: 0n, length: undefined, transactionId: undefined, chunkSize: 0 };
+}
+
+export const DownloadRequest: MessageFns<DownloadRequest> = {
+  encode(message: DownloadRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0n) {
+      if (BigInt.asUintN(64, message.id) !== message.id) {
+        throw new globalThis.Error("value provided for field message.id of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.id);
+    }
+    if (message.offset !== 0n) {
+      if (BigInt.asUintN(64, message.offset) !== message.offset) {
+        throw new globalThis.Error("value provided for field message.offset of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.offset);
+    }
+    if (message.length !== undefined) {
+      if (BigInt.asUintN(64, message.length) !== message.length) {
+        throw new globalThis.Error("value provided for field message.length of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.length);
+    }
+    if (message.transactionId !== undefined) {
+      writer.uint32(34).string(message.transactionId);
+    }
+    if (message.chunkSize !== 0) {
+      writer.uint32(40).uint32(message.chunkSize);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DownloadRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDownloadRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.offset = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.length = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.chunkSize = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<DownloadRequest>): DownloadRequest {
+    return DownloadRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DownloadRequest>): DownloadRequest {
+    const message = createBaseDownloadRequest();
+    message.id = (object.id !== undefined && object.id !== null) ? BigInt(object.id) : 0n;
+    message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
+    message.length = (object.length !== undefined && object.length !== null) ? BigInt(object.length) : undefined;
+    message.transactionId = object.transactionId ?? undefined;
+    message.chunkSize = object.chunkSize ?? 0;
+    return message;
+  },
+};
+
+function createBaseDownloadResponse(): DownloadResponse {
+  return { header: undefined, chunk: undefined };
+}
+
+export const DownloadResponse: MessageFns<DownloadResponse> = {
+  encode(message: DownloadResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.header !== undefined) {
+      DownloadHeader.encode(message.header, writer.uint32(10).fork()).join();
+    }
+    if (message.chunk !== undefined) {
+      writer.uint32(18).bytes(message.chunk);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DownloadResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDownloadResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.header = DownloadHeader.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.chunk = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<DownloadResponse>): DownloadResponse {
+    return DownloadResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DownloadResponse>): DownloadResponse {
+    const message = createBaseDownloadResponse();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? DownloadHeader.fromPartial(object.header)
+      : undefined;
+    message.chunk = object.chunk ?? undefined;
+    return message;
+  },
+};
+
+function createBaseDownloadHeader(): DownloadHeader {
+  return { size: 0n, metadata: undefined, sha256: Buffer.alloc(0), offset: 0n, length: 0n };
+}
+
+export const DownloadHeader: MessageFns<DownloadHeader> = {
+  encode(message: DownloadHeader, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.size !== 0n) {
+      if (BigInt.asUintN(64, message.size) !== message.size) {
+        throw new globalThis.Error("value provided for field message.size of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.size);
+    }
+    if (message.metadata !== undefined) {
+      writer.uint32(18).string(message.metadata);
+    }
+    if (message.sha256.length !== 0) {
+      writer.uint32(26).bytes(message.sha256);
+    }
+    if (message.offset !== 0n) {
+      if (BigInt.asUintN(64, message.offset) !== message.offset) {
+        throw new globalThis.Error("value provided for field message.offset of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.offset);
+    }
+    if (message.length !== 0n) {
+      if (BigInt.asUintN(64, message.length) !== message.length) {
+        throw new globalThis.Error("value provided for field message.length of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.length);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DownloadHeader {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDownloadHeader();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.size = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.metadata = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sha256 = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.offset = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.length = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<DownloadHeader>): DownloadHeader {
+    return DownloadHeader.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DownloadHeader>): DownloadHeader {
+    const message = createBaseDownloadHeader();
+    message.size = (object.size !== undefined && object.size !== null) ? BigInt(object.size) : 0n;
+    message.metadata = object.metadata ?? undefined;
+    message.sha256 = object.sha256 ?? Buffer.alloc(0);
+    message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
+    message.length = (object.length !== undefined && object.length !== null) ? BigInt(object.length) : 0n;
+    return message;
+  },
+};
+
 export type BlobService = typeof BlobService;
 export const BlobService = {
   get: {
@@ -819,6 +1628,40 @@ export const BlobService = {
       Buffer.from(BoolValue.encode({ value: value ?? false }).finish()),
     responseDeserialize: (value: Buffer): boolean | undefined => BoolValue.decode(value).value,
   },
+  /**
+   * Large blobs (spec: blob-streams.md). One blob per call: a header, then chunks of any size.
+   * The answer comes once the blob is committed. With upload_id the upload is resumable.
+   */
+  upload: {
+    path: "/buffdb.blob.Blob/Upload" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: UploadRequest): Buffer => Buffer.from(UploadRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UploadRequest => UploadRequest.decode(value),
+    responseSerialize: (value: UploadResponse): Buffer => Buffer.from(UploadResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UploadResponse => UploadResponse.decode(value),
+  },
+  /** How many bytes of a resumable upload the server holds durably. */
+  uploadStatus: {
+    path: "/buffdb.blob.Blob/UploadStatus" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UploadStatusRequest): Buffer => Buffer.from(UploadStatusRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UploadStatusRequest => UploadStatusRequest.decode(value),
+    responseSerialize: (value: UploadStatusResponse): Buffer =>
+      Buffer.from(UploadStatusResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UploadStatusResponse => UploadStatusResponse.decode(value),
+  },
+  /** A header, then the data of [offset, offset + length) in chunks, read as the client consumes. */
+  download: {
+    path: "/buffdb.blob.Blob/Download" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: DownloadRequest): Buffer => Buffer.from(DownloadRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DownloadRequest => DownloadRequest.decode(value),
+    responseSerialize: (value: DownloadResponse): Buffer => Buffer.from(DownloadResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DownloadResponse => DownloadResponse.decode(value),
+  },
 } as const;
 
 export interface BlobServer extends UntypedServiceImplementation {
@@ -830,6 +1673,15 @@ export interface BlobServer extends UntypedServiceImplementation {
   delete: handleBidiStreamingCall<DeleteRequest, DeleteResponse>;
   eqData: handleClientStreamingCall<EqDataRequest, boolean | undefined>;
   notEqData: handleClientStreamingCall<NotEqDataRequest, boolean | undefined>;
+  /**
+   * Large blobs (spec: blob-streams.md). One blob per call: a header, then chunks of any size.
+   * The answer comes once the blob is committed. With upload_id the upload is resumable.
+   */
+  upload: handleClientStreamingCall<UploadRequest, UploadResponse>;
+  /** How many bytes of a resumable upload the server holds durably. */
+  uploadStatus: handleUnaryCall<UploadStatusRequest, UploadStatusResponse>;
+  /** A header, then the data of [offset, offset + length) in chunks, read as the client consumes. */
+  download: handleServerStreamingCall<DownloadRequest, DownloadResponse>;
 }
 
 export interface BlobClient extends Client {
@@ -879,6 +1731,47 @@ export interface BlobClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: boolean | undefined) => void,
   ): ClientWritableStream<NotEqDataRequest>;
+  /**
+   * Large blobs (spec: blob-streams.md). One blob per call: a header, then chunks of any size.
+   * The answer comes once the blob is committed. With upload_id the upload is resumable.
+   */
+  upload(callback: (error: ServiceError | null, response: UploadResponse) => void): ClientWritableStream<UploadRequest>;
+  upload(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UploadResponse) => void,
+  ): ClientWritableStream<UploadRequest>;
+  upload(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UploadResponse) => void,
+  ): ClientWritableStream<UploadRequest>;
+  upload(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UploadResponse) => void,
+  ): ClientWritableStream<UploadRequest>;
+  /** How many bytes of a resumable upload the server holds durably. */
+  uploadStatus(
+    request: UploadStatusRequest,
+    callback: (error: ServiceError | null, response: UploadStatusResponse) => void,
+  ): ClientUnaryCall;
+  uploadStatus(
+    request: UploadStatusRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UploadStatusResponse) => void,
+  ): ClientUnaryCall;
+  uploadStatus(
+    request: UploadStatusRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UploadStatusResponse) => void,
+  ): ClientUnaryCall;
+  /** A header, then the data of [offset, offset + length) in chunks, read as the client consumes. */
+  download(request: DownloadRequest, options?: Partial<CallOptions>): ClientReadableStream<DownloadResponse>;
+  download(
+    request: DownloadRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<DownloadResponse>;
 }
 
 export const BlobClient = makeGenericClientConstructor(BlobService, "buffdb.blob.Blob") as unknown as {

@@ -8,6 +8,7 @@ import type {
 import type * as blob from '../generated/blob.js';
 import type { BuffDb } from '../store/buffdb.js';
 import type { Done, Sequence } from '../store/group-commit.js';
+import { downloadHandler, uploadHandler, uploadStatusHandler } from './blob-streams.js';
 import type { DecodeFailure } from './codec.js';
 import { serveBidi, serveEquality } from './stream-handler.js';
 
@@ -18,8 +19,9 @@ const toBuffer = (data: Uint8Array): Buffer =>
   Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 
 export function blobService(db: BuffDb): UntypedServiceImplementation {
+  // Blobs compare by their SHA-256, so comparing large blobs reads none of their chunks.
   const getData = (req: blob.EqDataRequest, reply: Done<Uint8Array>, seq: Sequence) =>
-    db.blob.get(req.id, (err, record) => reply(err, record?.data), seq);
+    db.blob.digest(req.id, reply, seq);
   return {
     get: (call: Bidi<blob.GetRequest, blob.GetResponse>) =>
       serveBidi(call, (req, reply, seq) =>
@@ -55,5 +57,9 @@ export function blobService(db: BuffDb): UntypedServiceImplementation {
 
     notEqData: (call: Fold<blob.NotEqDataRequest>, callback: sendUnaryData<boolean>) =>
       serveEquality(call, callback, 'not-eq', getData),
+
+    upload: uploadHandler(db),
+    uploadStatus: uploadStatusHandler(db),
+    download: downloadHandler(db),
   };
 }

@@ -40,6 +40,15 @@ export const BlobDefinition = {
   delete: method('/buffdb.blob.Blob/Delete', true, true, blob.DeleteRequest, blob.DeleteResponse),
   eqData: method('/buffdb.blob.Blob/EqData', true, false, blob.EqDataRequest, BoolCodec),
   notEqData: method('/buffdb.blob.Blob/NotEqData', true, false, blob.NotEqDataRequest, BoolCodec),
+  upload: method('/buffdb.blob.Blob/Upload', true, false, blob.UploadRequest, blob.UploadResponse),
+  uploadStatus: method(
+    '/buffdb.blob.Blob/UploadStatus',
+    false,
+    false,
+    blob.UploadStatusRequest,
+    blob.UploadStatusResponse,
+  ),
+  download: method('/buffdb.blob.Blob/Download', false, true, blob.DownloadRequest, blob.DownloadResponse),
 } as const;
 
 export const QueryDefinition = {

@@ -3,7 +3,12 @@ import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Backend, Durability } from '../backends/backend.js';
 import { SQL_BACKENDS } from '../backends/index.js';
-import { DEFAULT_AUTO_COMPACT_REVISIONS, DEFAULT_BLOB_STORE, DEFAULT_KV_STORE } from '../defaults.js';
+import {
+  DEFAULT_AUTO_COMPACT_REVISIONS,
+  DEFAULT_BLOB_STORE,
+  DEFAULT_KV_STORE,
+  DEFAULT_MAX_MESSAGE_SIZE,
+} from '../defaults.js';
 import type { BlobStore } from './blob/blob-store.js';
 import type { KvLimits } from './kv/kv-api.js';
 import type { AutoCompact, KvStore } from './kv/kv-store.js';
@@ -37,7 +42,14 @@ export interface BuffDbOptions {
   limits?: Partial<KvLimits>;
   /** Lease expiry and auto-compaction in the background (default true; one-shot tools turn it off). */
   background?: boolean;
+  /** The server's message limit: Get answers a blob only if it fits (default 64 MiB). */
+  maxMessageSize?: number;
+  /** How long an unfinished resumable upload is kept after its last call, in ms (default 1 h). */
+  uploadTtlMs?: number;
 }
+
+/** Room left in a Get answer for its framing and the metadata. */
+const GET_OVERHEAD = 64 * 1024;
 
 /** Resolves a path through symlinks (as far as it exists) so one file cannot pose as two. */
 function canonicalPath(path: string): string {
@@ -81,7 +93,12 @@ export class BuffDb {
     });
     let blob: BlobStore;
     try {
-      blob = await openBlobStore(backend, blobPath, openOptions);
+      blob = await openBlobStore(backend, blobPath, {
+        ...openOptions,
+        maxGetBytes: (options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE) - GET_OVERHEAD,
+        uploadTtlMs: options.uploadTtlMs,
+        background: options.background ?? true,
+      });
     } catch (err) {
       await kv.close();
       throw err;

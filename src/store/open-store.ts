@@ -5,7 +5,7 @@
 import type { Backend, OpenOptions } from '../backends/backend.js';
 import { DEFAULT_BACKEND, loadBackend } from '../backends/index.js';
 import { DEFAULT_BLOB_STORE, DEFAULT_KV_STORE } from '../defaults.js';
-import { BlobStore } from './blob/blob-store.js';
+import { BlobStore, type BlobStoreOptions } from './blob/blob-store.js';
 import { KvStore, type KvStoreOptions } from './kv/kv-store.js';
 import { guardStoreFile } from './store-file-guard.js';
 
@@ -42,7 +42,7 @@ export async function openKvStore(
 export async function openBlobStore(
   backend: Backend,
   path: string = DEFAULT_BLOB_STORE,
-  options: OpenOptions = {},
+  options: OpenOptions & BlobStoreOptions = {},
 ): Promise<BlobStore> {
   const engine = guardStoreFile(
     await backend.openBlob(path, options).catch((err: unknown) => {
@@ -50,5 +50,8 @@ export async function openBlobStore(
     }),
     path,
   );
-  return new BlobStore(engine);
+  const store = new BlobStore(engine, options);
+  // Uploads a crash left unfinished, and chunks nothing uses any more, go before serving.
+  if (!options.readOnly && options.background) await store.expireUploads(true);
+  return store;
 }

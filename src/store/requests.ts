@@ -4,7 +4,8 @@
  * `blobFor(txId)` pick one — the only place that routing happens.
  */
 import type { BlobRecord } from '../backends/backend.js';
-import type { BlobId, BlobUpdate } from './blob/blob-store.js';
+import type { BlobId, BlobReader, BlobUpdate } from './blob/blob-store.js';
+import type { Upload, UploadHeader } from './blob/upload.js';
 import type { Done, Sequence } from './group-commit.js';
 
 export interface KvRequests {
@@ -18,4 +19,8 @@ export interface BlobRequests {
   store(bytes: Uint8Array, metadata: string | undefined, done: Done<number>, seq?: Sequence): void;
   update(id: BlobId, update: BlobUpdate, done: Done<void>, seq?: Sequence): void;
   delete(id: BlobId, done: Done<void>, seq?: Sequence): void;
+  /** Starts (or continues) a large-blob upload. */
+  beginUpload(header: UploadHeader): Promise<Upload>;
+  /** A consistent reader of one blob, for Download. */
+  openReader(id: BlobId): Promise<BlobReader>;
 }

@@ -7,20 +7,44 @@
  */
 import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import type { BlobRecord } from '../../backends/backend.js';
+import type { StoredBlob } from '../blob/blob-store.js';
 
 /** What a commit writes; also the commit log's content. */
 export interface WriteSet {
   kv: [string, string | null][];
-  /** [id, record (null: delete), stored under a reserved id] */
-  blob: [number, BlobRecord | null, boolean][];
+  /** [id, blob (null: delete), stored under a reserved id, upload state to delete] */
+  blob: BlobWriteEntry[];
+}
+
+export type BlobWriteEntry = [id: number, blob: StoredBlob | null, isNew: boolean, uploadState: Buffer | undefined];
+
+interface LoggedBlob {
+  data?: string;
+  metadata: string | null;
+  large?: { dataId: number; size: number; sha256: string };
 }
 
 interface LogFile {
   version: 1;
   transactionId: string;
   kv: [string, string | null][];
-  blob: [number, { data: string; metadata: string | null } | null, boolean][];
+  blob: [number, LoggedBlob | null, boolean, string | null][];
+}
+
+function toLogged(b: StoredBlob): LoggedBlob {
+  return {
+    metadata: b.metadata,
+    ...(b.data ? { data: Buffer.from(b.data).toString('base64') } : {}),
+    ...(b.large ? { large: { ...b.large, sha256: b.large.sha256.toString('hex') } } : {}),
+  };
+}
+
+function fromLogged(b: LoggedBlob): StoredBlob {
+  return {
+    metadata: b.metadata,
+    data: b.data === undefined ? undefined : Buffer.from(b.data, 'base64'),
+    large: b.large && { ...b.large, sha256: Buffer.from(b.large.sha256, 'hex') },
+  };
 }
 
 export interface LogEntry {
@@ -69,11 +93,7 @@ export class CommitLog {
       version: 1,
       transactionId: txId,
       kv: writes.kv,
-      blob: writes.blob.map(([id, r, isNew]) => [
-        id,
-        r && { data: Buffer.from(r.data).toString('base64'), metadata: r.metadata },
-        isNew,
-      ]),
+      blob: writes.blob.map(([id, b, isNew, state]) => [id, b && toLogged(b), isNew, state?.toString('hex') ?? null]),
     };
     const target = join(this.dir, name);
     const tmp = `${target}.tmp`;
@@ -126,11 +146,14 @@ export class CommitLog {
         name,
         writes: {
           kv: log.kv,
-          blob: log.blob.map(([id, r, isNew]) => [
-            id,
-            r && { data: Buffer.from(r.data, 'base64'), metadata: r.metadata },
-            isNew,
-          ]),
+          blob: log.blob.map(
+            ([id, b, isNew, state]): BlobWriteEntry => [
+              id,
+              b && fromLogged(b),
+              isNew,
+              state === null || state === undefined ? undefined : Buffer.from(state, 'hex'),
+            ],
+          ),
         },
       });
     }

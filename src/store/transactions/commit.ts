@@ -6,12 +6,13 @@
  */
 import type { BlobEngineOps } from '../../backends/backend.js';
 import { asStoreError, internal, type StoreError } from '../../errors.js';
-import type { BlobStore } from '../blob/blob-store.js';
+import { type BlobStore, dropLarge, loadBlob } from '../blob/blob-store.js';
+import { discardData, largeRefOf, setLargeRef } from '../blob/large-blobs.js';
 import type { KvStore } from '../kv/kv-store.js';
 import { META } from '../kv/meta.js';
 import type { MvccBatch } from '../kv/mvcc-batch.js';
 import type { CommitLog, WriteSet } from './commit-log.js';
-import { conflict, sameRecord, type Tx } from './tx-state.js';
+import { conflict, sameBlob, type Tx } from './tx-state.js';
 
 /** Test hook: die exactly between the two stores' commits. */
 const crashBetweenStores = (): boolean => process.env.BUFFDB_FAULT === 'crash-between-stores';
@@ -25,7 +26,7 @@ async function validateKv(b: MvccBatch, tx: Tx): Promise<void> {
 
 async function validateBlob(ops: BlobEngineOps, tx: Tx): Promise<void> {
   for (const [id, seen] of tx.blobSeen) {
-    if (!sameRecord(await ops.get(id), seen)) throw conflict(tx.id, `blob ${id}`);
+    if (!sameBlob(await loadBlob(ops, id), seen)) throw conflict(tx.id, `blob ${id}`);
   }
 }
 
@@ -42,13 +43,33 @@ async function applyKv(b: MvccBatch, writes: WriteSet['kv'], logName: string | u
   });
 }
 
-/** `replay`: the log may already be (partly) applied, so only idempotent forms are used. */
-async function applyBlob(ops: BlobEngineOps, writes: WriteSet['blob'], replay = false): Promise<void> {
-  for (const [id, record, isNew] of writes) {
-    if (record === null) await ops.delete(id);
-    else if (isNew || replay) await ops.insertWithId(id, record.data, record.metadata);
-    else await ops.update(id, record.data, record.metadata);
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Applies a transaction's blob writes; every form is idempotent, so a replayed commit log is safe.
+ * Answers whether chunks were discarded (the store collects them after the commit).
+ */
+async function applyBlob(ops: BlobEngineOps, writes: WriteSet['blob']): Promise<boolean> {
+  let discarded = false;
+  for (const [id, blob, isNew, uploadState] of writes) {
+    if (blob === null) {
+      await ops.delete(id);
+      discarded = (await dropLarge(ops, id)) || discarded;
+      continue;
+    }
+    const data = blob.data ?? EMPTY;
+    if (isNew) await ops.insertWithId(id, data, blob.metadata);
+    else if (!(await ops.update(id, data, blob.metadata))) await ops.insertWithId(id, data, blob.metadata);
+    const old = await largeRefOf(ops, id);
+    if (old && old.dataId !== blob.large?.dataId) {
+      await discardData(ops, old.dataId, old.size);
+      discarded = true;
+    }
+    if (blob.large) await setLargeRef(ops, id, blob.large);
+    else if (old) await setLargeRef(ops, id, undefined);
+    if (uploadState) await ops.maps.delete('upload', uploadState);
   }
+  return discarded;
 }
 
 export class Committer {
@@ -67,11 +88,12 @@ export class Committer {
       // A blob stored and deleted inside the transaction never reaches the store.
       blob: [...tx.blobWrites]
         .filter(([, w]) => !(w.isNew && w.record === null))
-        .map(([id, w]) => [id, w.record, w.isNew]),
+        .map(([id, w]) => [id, w.record, w.isNew, w.uploadState]),
     };
     const logName = writes.kv.length > 0 && writes.blob.length > 0 ? this.log?.nameFor(tx.id) : undefined;
     let blobCommitted = false;
     let logWritten = false;
+    let discarded = false;
     try {
       // The KV batch is the commit lock: one commit at a time, validated and applied atomically.
       await this.kv.committer.run(async (b) => {
@@ -85,7 +107,7 @@ export class Committer {
                   this.log!.write(logName, tx.id, writes);
                   logWritten = true;
                 }
-                await applyBlob(ops, writes.blob);
+                discarded = await applyBlob(ops, writes.blob);
               });
             } catch (err) {
               if (logWritten) this.log!.remove(logName!);
@@ -107,6 +129,7 @@ export class Committer {
       throw this.keptInLog(tx, writes, logName, logWritten, this.kv.committer.engine.mapError(err));
     }
     if (logWritten) this.log!.remove(logName!);
+    if (discarded) void this.blob.large.collect();
   }
 
   /** The BLOB part is committed but the KV part could not be: it stays in the log for the next open. */
@@ -133,7 +156,7 @@ export class Committer {
     if (!this.log) return 0;
     let replayed = 0;
     for (const { name, writes } of this.log.pending()) {
-      if (writes.blob.length > 0) await this.blob.committer.run((ops) => applyBlob(ops, writes.blob, true));
+      if (writes.blob.length > 0) await this.blob.committer.run((ops) => applyBlob(ops, writes.blob));
       if (writes.kv.length > 0) {
         await this.kv.committer.run(async (b) => {
           const applied = await b.ops.maps.get('meta', META.txlog);

@@ -9,22 +9,22 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
-import type { BlobRecord, KvRecord } from '../../backends/backend.js';
+import type { KvRecord } from '../../backends/backend.js';
 import { DEFAULT_DISCONNECT_GRACE_MS, DEFAULT_TRANSACTION_TIMEOUT_MS } from '../../defaults.js';
 import {
   asStoreError,
   failedPrecondition,
-  idNotFound,
   invalidArgument,
   keyNotFound,
   resourceExhausted,
   shuttingDown,
   status,
 } from '../../errors.js';
-import { type BlobId, type BlobStore, type BlobUpdate, toLocalId } from '../blob/blob-store.js';
+import type { BlobStore } from '../blob/blob-store.js';
 import type { Done, Sequence } from '../group-commit.js';
 import type { KvStore } from '../kv/kv-store.js';
 import type { BlobRequests, KvRequests } from '../requests.js';
+import { txBlobRequests } from './blob-requests.js';
 import type { Committer } from './commit.js';
 import { type Ending, endedError, firstSeen, Tx } from './tx-state.js';
 
@@ -49,8 +49,6 @@ export interface TransactionManagerOptions {
 }
 
 type Connection = EventEmitter & { closed?: boolean; destroyed?: boolean };
-
-const copyBytes = (bytes: Uint8Array): Uint8Array => new Uint8Array(bytes);
 
 export class TransactionManager {
   readonly defaultTimeoutMs: number;
@@ -197,7 +195,7 @@ export class TransactionManager {
   // ---------------------------------------------------------------- operations
 
   /** Queues `work` on the transaction, after its earlier operations; answers through `done`. */
-  private enqueue<R>(
+  enqueue<R>(
     txId: string,
     writes: boolean,
     seq: Sequence | undefined,
@@ -244,16 +242,6 @@ export class TransactionManager {
     return record?.value.toString('utf8');
   }
 
-  private seenBlob(tx: Tx, id: number): Promise<BlobRecord | undefined> {
-    return firstSeen(tx.blobSeen, id, () => this.blob.committer.run((ops) => ops.get(id)));
-  }
-
-  private async currentBlob(tx: Tx, id: number): Promise<BlobRecord | undefined> {
-    const written = tx.blobWrites.get(id);
-    if (written !== undefined) return written.record ?? undefined;
-    return this.seenBlob(tx, id);
-  }
-
   /** The KV requests of transaction `txId`, with the same interface as the KV store's. */
   kvRequests(txId: string): KvRequests {
     return {
@@ -279,50 +267,6 @@ export class TransactionManager {
 
   /** The BLOB requests of transaction `txId`, with the same interface as the BLOB store's. */
   blobRequests(txId: string): BlobRequests {
-    return {
-      get: (id, done, seq) =>
-        this.enqueue(txId, false, seq, done, async (tx) => {
-          const local = toLocalId(id);
-          const record = local === undefined ? undefined : await this.currentBlob(tx, local);
-          if (record === undefined) throw idNotFound(id);
-          return record;
-        }),
-      store: (bytes, metadata, done, seq) => {
-        const data = copyBytes(bytes);
-        this.enqueue(txId, true, seq, done, async (tx) => {
-          // The id is reserved now (so the client gets it now) and the blob stored at commit.
-          const id = await this.blob.committer.run((ops) => ops.reserveId());
-          tx.blobWrites.set(id, { record: { data, metadata: metadata ?? null }, isNew: true });
-          return id;
-        });
-      },
-      update: (id, update, done, seq) => this.blobUpdate(txId, id, update, done, seq),
-      delete: (id, done, seq) =>
-        this.enqueue(txId, true, seq, done, async (tx) => {
-          const local = toLocalId(id);
-          const current = local === undefined ? undefined : await this.currentBlob(tx, local);
-          if (current === undefined || local === undefined) throw idNotFound(id);
-          tx.blobWrites.set(local, { record: null, isNew: tx.blobWrites.get(local)?.isNew ?? false });
-        }),
-    };
-  }
-
-  private blobUpdate(txId: string, id: BlobId, update: BlobUpdate, done: Done<void>, seq?: Sequence): void {
-    const bytes = update.bytes === undefined ? undefined : copyBytes(update.bytes);
-    const metadata = update.shouldUpdateMetadata ? (update.metadata ?? null) : undefined;
-    // As outside transactions: setting metadata to null needs no existing blob.
-    const mayBeMissing = bytes === undefined && metadata === null;
-    this.enqueue(txId, true, seq, done, async (tx) => {
-      const local = toLocalId(id);
-      const current = local === undefined ? undefined : await this.currentBlob(tx, local);
-      if (current === undefined || local === undefined) {
-        if (mayBeMissing) return;
-        throw idNotFound(id);
-      }
-      tx.blobWrites.set(local, {
-        record: { data: bytes ?? current.data, metadata: metadata === undefined ? current.metadata : metadata },
-        isNew: tx.blobWrites.get(local)?.isNew ?? false,
-      });
-    });
+    return txBlobRequests(this.blob, txId, (writes, seq, done, work) => this.enqueue(txId, writes, seq, done, work));
   }
 }

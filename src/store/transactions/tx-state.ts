@@ -1,15 +1,18 @@
 /** The state of one open transaction, and the words for how one can end. */
 import type { EventEmitter } from 'node:events';
-import type { BlobRecord, KvRecord } from '../../backends/backend.js';
+import type { KvRecord } from '../../backends/backend.js';
 import { aborted, failedPrecondition, type StoreError } from '../../errors.js';
+import type { StoredBlob } from '../blob/blob-store.js';
 
 export type Ending = 'committed' | 'rolled back' | 'expired' | 'disconnected' | 'aborted' | 'failed' | 'closed';
 
 export interface BlobWrite {
   /** null: deleted. */
-  record: BlobRecord | null;
+  record: StoredBlob | null;
   /** Stored by this transaction under a reserved id (not in the store yet). */
   isNew: boolean;
+  /** An upload's state in the `upload` map, deleted when the commit makes its data live. */
+  uploadState?: Buffer | undefined;
 }
 
 export class Tx {
@@ -21,7 +24,7 @@ export class Tx {
   readonly kvSeen = new Map<string, KvRecord | undefined>();
   /** null: deleted. */
   readonly kvWrites = new Map<string, string | null>();
-  readonly blobSeen = new Map<number, BlobRecord | undefined>();
+  readonly blobSeen = new Map<number, StoredBlob | undefined>();
   readonly blobWrites = new Map<number, BlobWrite>();
   connection: EventEmitter | undefined;
   /** Set once the connection that began it has closed: rolls it back unless the id is used again. */
@@ -83,11 +86,16 @@ export const conflict = (txId: string, what: string): StoreError =>
       'read or wrote it; nothing of the transaction was applied — retry it',
   );
 
-export function sameRecord(a: BlobRecord | undefined, b: BlobRecord | undefined): boolean {
+/** Whether a blob is unchanged: same metadata, and the same chunks or the same inline bytes. */
+export function sameBlob(a: StoredBlob | undefined, b: StoredBlob | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
-  if (a.metadata !== b.metadata || a.data.byteLength !== b.data.byteLength) return false;
-  return Buffer.from(a.data.buffer, a.data.byteOffset, a.data.byteLength).equals(
-    Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength),
+  if (a.metadata !== b.metadata) return false;
+  if (a.large || b.large) return a.large?.dataId === b.large?.dataId;
+  const x = a.data!;
+  const y = b.data!;
+  return (
+    x.byteLength === y.byteLength &&
+    Buffer.from(x.buffer, x.byteOffset, x.byteLength).equals(Buffer.from(y.buffer, y.byteOffset, y.byteLength))
   );
 }
 

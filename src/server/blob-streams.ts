@@ -1,0 +1,186 @@
+/**
+ * Upload, UploadStatus and Download (spec: blob-streams.md): read the request stream, call the
+ * store, write the answers — with backpressure both ways, so neither a fast uploader nor a slow
+ * downloader makes the server hold more than a few chunks of one blob.
+ */
+import type {
+  ServerReadableStream,
+  ServerUnaryCall,
+  ServerWritableStream,
+  ServiceError,
+  sendUnaryData,
+} from '@grpc/grpc-js';
+import { asStoreError, invalidArgument, outOfRange } from '../errors.js';
+import type * as blob from '../generated/blob.js';
+import type { BlobReader } from '../store/blob/blob-store.js';
+import type { Upload, UploadHeader } from '../store/blob/upload.js';
+import type { BuffDb } from '../store/buffdb.js';
+import { DecodeFailure } from './codec.js';
+import { decodeError, toServiceError } from './stream-handler.js';
+
+/** Download chunks: 1 MiB unless asked, at most 4 MiB. */
+const DEFAULT_CHUNK = 1024 * 1024;
+const MAX_CHUNK = 4 * 1024 * 1024;
+
+const asNumber = (n: bigint, what: string): number => {
+  if (n > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidArgument(`${what} ${n} is larger than any blob`);
+  return Number(n);
+};
+
+function uploadHeader(h: blob.UploadHeader): UploadHeader {
+  return {
+    metadata: h.metadata,
+    id: h.id,
+    size: h.size === undefined ? undefined : asNumber(h.size, 'size'),
+    sha256: h.sha256,
+    transactionId: h.transactionId,
+    uploadId: h.uploadId,
+    offset: asNumber(h.offset, 'offset'),
+    shouldUpdateMetadata: h.shouldUpdateMetadata,
+  };
+}
+
+/** Resolves when the client has read what was written, or the call is gone. */
+function drained(call: ServerWritableStream<unknown, unknown>): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      call.off('drain', done);
+      call.off('close', done);
+      call.off('cancelled', done);
+      resolve();
+    };
+    call.on('drain', done);
+    call.on('close', done);
+    call.on('cancelled', done);
+  });
+}
+
+export function uploadHandler(db: BuffDb) {
+  return (
+    call: ServerReadableStream<blob.UploadRequest | DecodeFailure, blob.UploadResponse>,
+    callback: sendUnaryData<blob.UploadResponse>,
+  ): void => {
+    let upload: Upload | undefined;
+    let answered = false;
+    let work: Promise<void> = Promise.resolve();
+    const answer = (err: unknown, res?: blob.UploadResponse): void => {
+      if (answered) return;
+      answered = true;
+      if (err !== undefined) {
+        callback((err instanceof DecodeFailure ? decodeError(err) : toServiceError(err)) as ServiceError);
+        call.removeAllListeners('data');
+        call.resume();
+      } else callback(null, res);
+    };
+    const fail = (err: unknown): void => {
+      answer(err);
+      void upload?.interrupted().catch(() => {});
+    };
+    // One message at a time: the stream stays paused while a message is being handled, so HTTP/2
+    // flow control holds a fast client back instead of the server buffering its chunks.
+    const handle = async (msg: blob.UploadRequest | DecodeFailure): Promise<void> => {
+      if (msg instanceof DecodeFailure) throw msg;
+      if (msg.header !== undefined) {
+        if (upload) throw invalidArgument('a second header: an Upload call carries one blob, with one header first');
+        const h = uploadHeader(msg.header);
+        upload = await db.blobFor(h.transactionId).beginUpload(h);
+      } else if (msg.chunk !== undefined) {
+        if (!upload)
+          throw invalidArgument('a chunk before the header: the first message of an Upload must be the header');
+        await upload.write(msg.chunk);
+      } else {
+        throw invalidArgument('an empty UploadRequest: set header or chunk');
+      }
+    };
+    call.on('data', (msg: blob.UploadRequest | DecodeFailure) => {
+      call.pause();
+      work = work.then(async () => {
+        if (answered) return;
+        try {
+          await handle(msg);
+          if (!answered) call.resume();
+        } catch (err) {
+          fail(err);
+        }
+      });
+    });
+    call.on('end', () => {
+      work = work.then(async () => {
+        if (answered) return;
+        if (!upload) return answer(invalidArgument('an Upload call with no header: nothing to store'));
+        try {
+          const res = await upload.end();
+          answer(undefined, { id: BigInt(res.id), size: BigInt(res.size), sha256: res.sha256 });
+        } catch (err) {
+          answer(err);
+        }
+      });
+    });
+    const interrupted = (): void => {
+      work = work.then(async () => {
+        if (answered) return;
+        answered = true;
+        await upload?.interrupted().catch(() => {});
+      });
+    };
+    call.on('cancelled', interrupted);
+    call.on('error', interrupted);
+  };
+}
+
+export function uploadStatusHandler(db: BuffDb) {
+  return (
+    call: ServerUnaryCall<blob.UploadStatusRequest | DecodeFailure, blob.UploadStatusResponse>,
+    callback: sendUnaryData<blob.UploadStatusResponse>,
+  ): void => {
+    const req = call.request;
+    if (req instanceof DecodeFailure) return callback(decodeError(req) as ServiceError);
+    db.blob.uploadStatus(req.uploadId).then(
+      (s) => callback(null, { received: BigInt(s.received), exists: s.exists }),
+      (err: unknown) => callback(toServiceError(err) as ServiceError),
+    );
+  };
+}
+
+export function downloadHandler(db: BuffDb) {
+  return (call: ServerWritableStream<blob.DownloadRequest | DecodeFailure, blob.DownloadResponse>): void => {
+    const req = call.request;
+    let reader: BlobReader | undefined;
+    const serve = async (): Promise<void> => {
+      if (req instanceof DecodeFailure) throw req;
+      reader = await db.blobFor(req.transactionId).openReader(req.id);
+      const offset = asNumber(req.offset, 'offset');
+      if (offset > reader.size) {
+        throw outOfRange(`offset ${offset} is past the end of blob ${req.id} (${reader.size} bytes)`);
+      }
+      const end =
+        req.length === undefined ? reader.size : Math.min(reader.size, offset + asNumber(req.length, 'length'));
+      const chunkSize = req.chunkSize === 0 ? DEFAULT_CHUNK : Math.min(req.chunkSize, MAX_CHUNK);
+      const header = {
+        size: BigInt(reader.size),
+        metadata: reader.metadata ?? undefined,
+        sha256: reader.sha256,
+        offset: BigInt(offset),
+        length: BigInt(end - offset),
+      };
+      if (!call.write({ header })) await drained(call);
+      for (let at = offset; at < end && !call.cancelled; ) {
+        const chunk = await reader.read(at, Math.min(chunkSize, end - at));
+        at += chunk.length;
+        // Read the next chunk only once the client has taken this one: a slow reader costs one chunk.
+        if (!call.write({ chunk })) await drained(call);
+      }
+    };
+    serve().then(
+      () => {
+        reader?.close();
+        if (!call.cancelled) call.end();
+      },
+      (err: unknown) => {
+        reader?.close();
+        if (!call.cancelled)
+          call.emit('error', err instanceof DecodeFailure ? decodeError(err) : toServiceError(asStoreError(err)));
+      },
+    );
+  };
+}
