@@ -134,7 +134,10 @@ export function uploadStatusHandler(db: BuffDb) {
     callback: sendUnaryData<blob.UploadStatusResponse>,
   ): void => {
     const req = call.request;
-    if (req instanceof DecodeFailure) return callback(decodeError(req) as ServiceError);
+    if (req instanceof DecodeFailure) {
+      callback(decodeError(req) as ServiceError);
+      return;
+    }
     db.blob.uploadStatus(req.uploadId).then(
       (s) => callback(null, { received: BigInt(s.received), exists: s.exists }),
       (err: unknown) => callback(toServiceError(err) as ServiceError),
