@@ -96,6 +96,9 @@ export class Upload {
   private readonly pending: Buffer[] = [];
   private pendingBytes = 0;
   private finished = false;
+  /** The write of the previous 4 MiB, if it is still committing. */
+  private inFlight: Promise<void> = Promise.resolve();
+  private durableBytes: number;
 
   private constructor(
     private readonly ctx: UploadContext,
@@ -108,7 +111,9 @@ export class Upload {
     private received: number,
     private readonly hash: Hash,
     private readonly complete: CompleteUpload,
-  ) {}
+  ) {
+    this.durableBytes = received;
+  }
 
   /** Starts (or, with an upload_id, continues) an upload. */
   static async begin(ctx: UploadContext, header: UploadHeader, complete: CompleteUpload): Promise<Upload> {
@@ -193,10 +198,14 @@ export class Upload {
 
   /** Durable bytes (what UploadStatus reports). */
   get durable(): number {
-    return this.base;
+    return this.durableBytes;
   }
 
-  /** Takes a chunk; resolves once it is safe to send more (the pending bytes were written if needed). */
+  /**
+   * Takes a chunk; resolves once it is safe to send more. Every 4 MiB the pending bytes go to the
+   * store; one such write may be in flight while the next 4 MiB arrive (so receiving and writing
+   * overlap), never two.
+   */
   async write(chunk: Buffer): Promise<void> {
     if (this.header.size !== undefined && this.received + chunk.length > this.header.size) {
       throw invalidArgument(
@@ -207,42 +216,52 @@ export class Upload {
     this.received += chunk.length;
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
-    if (this.pendingBytes >= FLUSH_BYTES) await this.flush(false);
+    if (this.pendingBytes >= FLUSH_BYTES) {
+      await this.inFlight;
+      this.startFlush(false);
+    }
+  }
+
+  /** Writes everything pending (a partial last chunk too) and waits until it is durable. */
+  private async flush(all: boolean): Promise<void> {
+    await this.inFlight;
+    this.startFlush(all);
+    await this.inFlight;
   }
 
   /**
-   * Writes the pending bytes as chunks: only whole chunks unless `all` (then the last, partial
-   * chunk too), and records how many bytes are durable.
+   * Hands the pending bytes to the store as chunks — only whole chunks unless `all` (then the
+   * partial last one too, rewritten later if the upload goes on) — and records, once committed,
+   * how many bytes are durable.
    */
-  private async flush(all: boolean): Promise<void> {
+  private startFlush(all: boolean): void {
     const data = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
     const whole = all ? data.length : Math.floor(data.length / CHUNK_SIZE) * CHUNK_SIZE;
     if (whole === 0 && !all) return;
     const firstIndex = this.base / CHUNK_SIZE;
     const durable = this.base + whole;
-    await this.ctx.committer.run(async (ops) => {
-      for (let at = 0, i = firstIndex; at < whole; at += CHUNK_SIZE, i++) {
-        await ops.maps.put('chunk', chunkKey(this.dataId, i), data.subarray(at, Math.min(at + CHUNK_SIZE, whole)));
-      }
-      const state: UploadState = {
-        dataId: this.dataId,
-        received: durable,
-        expiresAt: Date.now() + this.ctx.ttlMs,
-        header: fingerprint(this.header),
-      };
-      await ops.maps.put('upload', this.key, encodeUploadState(state));
-    });
-    const rest = data.subarray(whole);
-    this.pending.length = 0;
-    this.pendingBytes = rest.length;
-    if (rest.length > 0) this.pending.push(Buffer.from(rest));
-    // A partial last chunk written by `all` is rewritten by the next flush: keep it pending.
     const partialTail = all ? whole % CHUNK_SIZE : 0;
+    this.pending.length = 0;
+    this.pendingBytes = data.length - whole + partialTail;
+    if (partialTail > 0) this.pending.push(Buffer.from(data.subarray(whole - partialTail, whole)));
+    if (data.length > whole) this.pending.push(Buffer.from(data.subarray(whole)));
     this.base = durable - partialTail;
-    if (partialTail > 0) {
-      this.pending.push(Buffer.from(data.subarray(whole - partialTail, whole)));
-      this.pendingBytes = partialTail;
-    }
+    this.inFlight = this.ctx.committer
+      .run(async (ops) => {
+        for (let at = 0, i = firstIndex; at < whole; at += CHUNK_SIZE, i++) {
+          await ops.maps.put('chunk', chunkKey(this.dataId, i), data.subarray(at, Math.min(at + CHUNK_SIZE, whole)));
+        }
+        const state: UploadState = {
+          dataId: this.dataId,
+          received: durable,
+          expiresAt: Date.now() + this.ctx.ttlMs,
+          header: fingerprint(this.header),
+        };
+        await ops.maps.put('upload', this.key, encodeUploadState(state));
+      })
+      .then(() => {
+        this.durableBytes = durable;
+      });
   }
 
   /**
@@ -296,6 +315,7 @@ export class Upload {
 
   private async discard(): Promise<void> {
     this.release();
+    await this.inFlight.catch(() => {});
     await this.ctx.committer.run(async (ops) => {
       await ops.maps.delete('upload', this.key);
       // Every chunk written so far, including a partial last one.

@@ -1,0 +1,137 @@
+/**
+ * Large blobs from a client (network or in-process): `uploadBlob` streams a file, a Node stream or
+ * bytes through Upload with backpressure; `downloadBlob` returns a Node stream of a blob's bytes
+ * (or a range of them) with the header — size, metadata, SHA-256 — as a promise.
+ */
+import { createReadStream } from 'node:fs';
+import { PassThrough, type Readable } from 'node:stream';
+import type { BlobClient, DownloadHeader, UploadHeader } from '../generated/blob.js';
+
+export interface UploadOptions extends Partial<Omit<UploadHeader, 'offset' | 'shouldUpdateMetadata'>> {
+  offset?: bigint;
+  shouldUpdateMetadata?: boolean;
+  /** Bytes per message (default 1 MiB). */
+  chunkSize?: number;
+}
+
+export interface UploadResult {
+  id: bigint;
+  size: bigint;
+  sha256: Buffer;
+}
+
+const DEFAULT_CHUNK = 1024 * 1024;
+
+async function* rechunk(source: AsyncIterable<Uint8Array>, size: number): AsyncGenerator<Buffer> {
+  let pending: Buffer[] = [];
+  let bytes = 0;
+  for await (const piece of source) {
+    let buf = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+    while (bytes + buf.length >= size) {
+      const take = size - bytes;
+      pending.push(buf.subarray(0, take));
+      yield Buffer.concat(pending, size);
+      pending = [];
+      bytes = 0;
+      buf = buf.subarray(take);
+    }
+    if (buf.length > 0) {
+      pending.push(buf);
+      bytes += buf.length;
+    }
+  }
+  if (bytes > 0) yield Buffer.concat(pending, bytes);
+}
+
+function sourceOf(
+  source: Readable | AsyncIterable<Uint8Array> | Uint8Array | string,
+  chunk: number,
+): AsyncIterable<Uint8Array> {
+  if (typeof source === 'string') return createReadStream(source, { highWaterMark: chunk });
+  if (source instanceof Uint8Array) {
+    return (async function* () {
+      yield source;
+    })();
+  }
+  return source;
+}
+
+/**
+ * Uploads `source` (a file path, a stream, an async iterable or bytes) as one blob. Resolves once
+ * the server has committed it; rejects with the call's status otherwise.
+ */
+export function uploadBlob(
+  client: BlobClient,
+  source: Readable | AsyncIterable<Uint8Array> | Uint8Array | string,
+  options: UploadOptions = {},
+): Promise<UploadResult> {
+  const { chunkSize = DEFAULT_CHUNK, offset = 0n, shouldUpdateMetadata = false, ...rest } = options;
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const call = client.upload((err, res) => {
+      settled = true;
+      if (err) reject(err);
+      else resolve({ id: res!.id, size: res!.size, sha256: res!.sha256 });
+    });
+    call.on('error', () => {});
+    const drained = (): Promise<void> => new Promise((r) => call.once('drain', r));
+    (async () => {
+      call.write({ header: { ...rest, offset, shouldUpdateMetadata } });
+      for await (const chunk of rechunk(sourceOf(source, chunkSize), chunkSize)) {
+        if (settled) return;
+        if (!call.write({ chunk })) await drained();
+      }
+      call.end();
+    })().catch((err: unknown) => {
+      // The source failed (a file that cannot be read): end the call without completing the blob.
+      call.cancel();
+      if (!settled) {
+        settled = true;
+        reject(err);
+      }
+    });
+  });
+}
+
+export interface DownloadOptions {
+  offset?: bigint;
+  length?: bigint;
+  chunkSize?: number;
+  transactionId?: string;
+}
+
+/** A blob's bytes as a stream; `header` resolves with size, metadata, SHA-256 and the range served. */
+export type DownloadStream = Readable & { header: Promise<DownloadHeader> };
+
+export function downloadBlob(client: BlobClient, id: bigint, options: DownloadOptions = {}): DownloadStream {
+  const call = client.download({
+    id,
+    offset: options.offset ?? 0n,
+    length: options.length,
+    transactionId: options.transactionId,
+    chunkSize: options.chunkSize ?? 0,
+  });
+  const out = new PassThrough() as PassThrough & { header: Promise<DownloadHeader> };
+  let gotHeader: (h: DownloadHeader) => void = () => {};
+  let noHeader: (err: unknown) => void = () => {};
+  out.header = new Promise<DownloadHeader>((resolve, reject) => {
+    gotHeader = resolve;
+    noHeader = reject;
+  });
+  out.header.catch(() => {});
+  call.on('data', (msg: { header?: DownloadHeader; chunk?: Buffer }) => {
+    if (msg.header) gotHeader(msg.header);
+    // Backpressure: stop reading from the server while our reader is behind.
+    else if (msg.chunk && !out.write(msg.chunk)) {
+      call.pause();
+      out.once('drain', () => call.resume());
+    }
+  });
+  call.on('end', () => out.end());
+  call.on('error', (err) => {
+    noHeader(err);
+    out.destroy(err);
+  });
+  out.on('close', () => call.cancel());
+  return out;
+}
