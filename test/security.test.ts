@@ -303,11 +303,21 @@ describe('logs', () => {
     const clients = connect(proc.addr);
     try {
       const secret = 'S3CRET-token-do-not-log';
-      await bidi(clients.kv.set(), [{ key: `${secret}-key`, value: `${secret}-value` }]);
-      await bidi(clients.kv.get(), [{ key: `${secret}-missing` }]);
-      await bidi(clients.blob.store(), [{ bytes: Buffer.from(secret), metadata: secret }]);
-      await bidi(clients.query.execute(), [{ query: `ATTACH '${secret}' AS x`, target: TargetStore.KV }]);
-      await bidi(clients.query.query(), [{ query: `SELECT '${secret}' FROM nowhere`, target: TargetStore.KV }]);
+      // Each request reaches the server and takes its path (success, not found, refusal, bad SQL).
+      const set = await bidi(clients.kv.set(), [{ key: `${secret}-key`, value: `${secret}-value` }]);
+      assert.deepEqual(set.out, [{ key: `${secret}-key` }]);
+      const get = await bidi(clients.kv.get(), [{ key: `${secret}-missing` }]);
+      assert.equal(get.err?.code, status.NOT_FOUND);
+      const stored = await bidi(clients.blob.store(), [{ bytes: Buffer.from(secret), metadata: secret }]);
+      assert.equal(stored.out.length, 1);
+      const attach = await bidi(clients.query.execute(), [
+        { query: `ATTACH '${secret}' AS x`, target: TargetStore.KV },
+      ]);
+      assert.equal(attach.err?.code, status.PERMISSION_DENIED);
+      const bad = await bidi(clients.query.query(), [
+        { query: `SELECT '${secret}' FROM nowhere`, target: TargetStore.KV },
+      ]);
+      assert.equal(bad.err?.code, status.INVALID_ARGUMENT);
     } finally {
       clients.close();
       proc.child.kill('SIGTERM');

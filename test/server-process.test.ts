@@ -2,12 +2,13 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { status } from '@grpc/grpc-js';
+import { type ServiceError, status } from '@grpc/grpc-js';
 import { connect } from '../src/client/network.js';
-import { bidi, CLI, spawnServer, tempDir } from './helpers/server.js';
+import { bidi, CLI, eventually, spawnServer, tempDir } from './helpers/server.js';
 
 describe('buffdb run', () => {
   it('serves on the given address with default store files in the working directory, logs the address', async () => {
@@ -58,33 +59,35 @@ describe('buffdb run', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('SIGTERM lets an in-flight stream finish and commits it', async () => {
+  it('SIGTERM lets an in-flight stream finish: a write sent during shutdown is acknowledged and committed', async () => {
     const dir = tempDir();
     const srv = await spawnServer(['127.0.0.1:0'], dir);
     const c = connect(srv.addr);
     const call = c.kv.set();
     const acks: string[] = [];
     call.on('data', (r: { key: string }) => acks.push(r.key));
-    const ended = new Promise<void>((resolve) => {
-      call.on('end', resolve);
-      call.on('error', () => resolve());
+    const ended = new Promise<ServiceError | undefined>((resolve) => {
+      call.on('end', () => resolve(undefined));
+      call.on('error', resolve);
     });
+    const firstAck = once(call, 'data');
     call.write({ key: 'before-term', value: '1' });
-    await new Promise((r) => call.once('data', r));
+    await firstAck;
     srv.child.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 100));
+    // The server logs this line when it starts shutting down: from here on the stream is in flight.
+    await srv.waitForStderr(/SIGTERM: finishing in-flight streams/);
     call.write({ key: 'during-term', value: '2' });
     call.end();
-    await ended;
+    const err = await ended;
+    assert.equal(err, undefined, `the stream ends OK: ${err?.details}`);
+    assert.deepEqual(acks, ['before-term', 'during-term'], 'both writes are acknowledged');
     c.close();
-    assert.equal((await srv.exited).code, 0);
+    assert.deepEqual(await srv.exited, { code: 0, signal: null }, srv.stderr());
     const again = await spawnServer(['127.0.0.1:0'], dir);
     const c2 = connect(again.addr);
-    const got = await bidi(
-      c2.kv.get(),
-      acks.map((key) => ({ key })),
-    );
-    assert.equal(got.out.length, acks.length, 'every acknowledged write is present after restart');
+    const got = await bidi(c2.kv.get(), [{ key: 'before-term' }, { key: 'during-term' }]);
+    assert.equal(got.err, undefined, got.err?.details);
+    assert.deepEqual(got.out, [{ value: '1' }, { value: '2' }], 'both are present after a restart');
     c2.close();
     again.child.kill('SIGTERM');
     await again.exited;
@@ -125,10 +128,17 @@ describe('buffdb run', () => {
     const begun = await new Promise<{ transactionId: string }>((resolve, reject) =>
       c.kv.beginTransaction({}, (err, res) => (err ? reject(err) : resolve(res!))),
     );
-    await new Promise((r) => setTimeout(r, 600));
-    const res = await bidi(c.kv.set(), [{ key: 'late', value: 'v', transactionId: begun.transactionId }]);
-    assert.equal(res.err?.code, status.FAILED_PRECONDITION);
-    assert.match(res.err!.details, /expired/);
+    const tx = begun.transactionId;
+    assert.equal((await bidi(c.kv.set(), [{ key: 'early', value: 'v', transactionId: tx }])).err, undefined);
+    // Wait for the expiry itself (the default lifetime, 30 s, is far beyond this deadline).
+    let last: ServiceError | undefined;
+    await eventually(async () => {
+      last = (await bidi(c.kv.get(), [{ key: 'early', transactionId: tx }])).err;
+      return last !== undefined;
+    }, 'the transaction expires');
+    assert.equal(last!.code, status.FAILED_PRECONDITION);
+    assert.match(last!.details, /expired\b.*\b150 ms/);
+    assert.equal((await bidi(c.kv.get(), [{ key: 'early' }])).err?.code, status.NOT_FOUND, 'rolled back');
     c.close();
     srv.child.kill('SIGTERM');
     await srv.exited;

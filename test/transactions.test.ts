@@ -4,14 +4,21 @@ import assert from 'node:assert/strict';
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { type ServiceError, status } from '@grpc/grpc-js';
 import { type BuffDbClients, connect } from '../src/client/network.js';
 import { openTransitive } from '../src/client/transitive.js';
 import { StoreError } from '../src/errors.js';
 import type { KvClient } from '../src/generated/kv.js';
 import { BuffDb } from '../src/store/buffdb.js';
-import { bidi, spawnServer, startTestServer, TEST_BACKENDS, type TestServer, tempDir } from './helpers/server.js';
+import {
+  bidi,
+  eventually,
+  spawnServer,
+  startTestServer,
+  TEST_BACKENDS,
+  type TestServer,
+  tempDir,
+} from './helpers/server.js';
 
 type Unary<Req, Res> = (req: Req, cb: (err: ServiceError | null, res?: Res) => void) => unknown;
 
@@ -66,15 +73,6 @@ async function storeBlob(c: BuffDbClients, data: string, metadata?: string, tran
 async function getBlob(c: BuffDbClients, id: bigint, transactionId?: string) {
   const r = await bidi(c.blob.get(), [{ id, transactionId }]);
   return r.err ? { err: r.err } : { data: Buffer.from(r.out[0]!.bytes).toString(), metadata: r.out[0]!.metadata };
-}
-
-/** Polls `probe` (a behaviour, not a duration) until it returns true; fails after ~10 s. */
-async function eventually(probe: () => Promise<boolean>, what: string): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (await probe()) return;
-    await sleep(20);
-  }
-  assert.fail(`never happened: ${what}`);
 }
 
 for (const backend of TEST_BACKENDS) {
@@ -400,6 +398,7 @@ for (const backend of TEST_BACKENDS) {
     });
 
     it('a failed request inside a transaction does not apply the rest of its stream', async () => {
+      await setValues(c, { 'f-never': 'kept' });
       const tx = await begin(c.kv);
       const r = await bidi(c.kv.delete(), [
         { key: 'f-missing', transactionId: tx },
@@ -426,6 +425,7 @@ for (const backend of TEST_BACKENDS) {
       assert.deepEqual(await getValue(c, 'f-plain'), { value: 'p' });
       assert.equal((await getValue(c, 'f-c')).err?.code, status.NOT_FOUND);
       assert.equal((await getValue(c, 'f-e')).err?.code, status.NOT_FOUND);
+      assert.deepEqual(await getValue(c, 'f-never'), { value: 'kept' }, 'the delete after the failure was not applied');
     });
   });
 

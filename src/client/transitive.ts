@@ -3,72 +3,18 @@
  * same handlers, with no network in between — for apps that embed buffdb in-process.
  */
 
-import { Duplex, type Writable } from 'node:stream';
-import { Metadata, type ServiceError, status as Status, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { Metadata, type ServiceError, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { BlobClient } from '../generated/blob.js';
 import type { KvClient } from '../generated/kv.js';
 import type { QueryClient } from '../generated/query.js';
 import { buffDbServices } from '../server/services.js';
 import { type TransactionService, transactionService } from '../server/transaction-service.js';
 import { BuffDb, type BuffDbOptions } from '../store/buffdb.js';
-
-function serviceError(err: Partial<ServiceError>): ServiceError {
-  const code = err.code ?? Status.UNKNOWN;
-  const details = err.details ?? err.message ?? '';
-  return Object.assign(new Error(`${code} ${Status[code]}: ${details}`), {
-    code,
-    details,
-    metadata: err.metadata ?? new Metadata(),
-  });
-}
-
-/** A linked pair: what one side writes, the other reads. */
-function duplexPair(): [Duplex, Duplex] {
-  const sides: Duplex[] = [];
-  // Backpressure as over the network: a write completes only while the reader's buffer has room.
-  const blocked: ((() => void) | null)[] = [null, null];
-  const make = (self: number, other: number): Duplex =>
-    new Duplex({
-      objectMode: true,
-      read() {
-        const cb = blocked[self];
-        if (cb) {
-          blocked[self] = null;
-          cb();
-        }
-      },
-      write(chunk, _enc, cb) {
-        if (sides[other]!.push(chunk)) cb();
-        else blocked[other] = cb;
-      },
-      final(cb) {
-        sides[other]!.push(null);
-        cb();
-      },
-    });
-  sides.push(make(0, 1), make(1, 0));
-  return [sides[0]!, sides[1]!];
-}
-
-/** The server-side call object the handlers expect, linked to a client-side stream. */
-function link(client: Duplex | Writable, server: Duplex, onError: (e: ServiceError) => void): void {
-  const call = server as Duplex & { cancelled: boolean; metadata: Metadata; getPeer(): string };
-  call.cancelled = false;
-  call.metadata = new Metadata();
-  call.getPeer = () => 'in-process';
-  server.on('error', (e: Partial<ServiceError>) => {
-    if (!call.cancelled) onError(serviceError(e));
-  });
-  client.on('close', () => {
-    if (!server.writableFinished && !server.writableEnded) {
-      call.cancelled = true;
-      server.emit('cancelled');
-    }
-  });
-}
+import { ClientCall, serviceError } from './in-process-call.js';
 
 type Impl = UntypedServiceImplementation;
 type Definition = Record<string, { requestStream: boolean; responseStream: boolean }>;
+type Callback = (err: ServiceError | null, value?: unknown) => void;
 
 function makeClient<T>(definition: Definition, impl: Impl): T {
   const client: Record<string, unknown> = {};
@@ -76,32 +22,29 @@ function makeClient<T>(definition: Definition, impl: Impl): T {
     const handler = impl[name] as (...args: unknown[]) => void;
     if (m.requestStream && m.responseStream) {
       client[name] = () => {
-        const [clientSide, serverSide] = duplexPair();
-        link(clientSide, serverSide, (e) => clientSide.destroy(e));
-        setImmediate(() => handler(serverSide));
-        return Object.assign(clientSide, { cancel: () => clientSide.destroy(), getPeer: () => 'in-process' });
+        const call = new ClientCall();
+        handler(call.server);
+        return call;
+      };
+    } else if (m.responseStream) {
+      // Server streaming (Download): one request, a stream of answers.
+      client[name] = (request: unknown) => {
+        const call = new ClientCall();
+        Object.assign(call.server, { request });
+        queueMicrotask(() => handler(call.server));
+        return call;
       };
     } else if (m.requestStream) {
       client[name] = (...args: unknown[]) => {
-        const callback = args[args.length - 1] as (err: ServiceError | null, value?: unknown) => void;
-        const [clientSide, serverSide] = duplexPair();
-        let answered = false;
-        const answer = (err: ServiceError | null, value?: unknown): void => {
-          if (answered) return;
-          answered = true;
-          callback(err, value);
-        };
-        link(clientSide, serverSide, (e) => answer(e));
-        setImmediate(() =>
-          handler(serverSide, (err: Partial<ServiceError> | null, value: unknown) =>
-            answer(err ? serviceError(err) : null, value),
-          ),
+        const call = new ClientCall(args[args.length - 1] as Callback);
+        handler(call.server, (err: Partial<ServiceError> | null, value: unknown) =>
+          call.answer(err ? serviceError(err) : null, value),
         );
-        return Object.assign(clientSide, { cancel: () => clientSide.destroy(), getPeer: () => 'in-process' });
+        return call;
       };
     } else {
       client[name] = (request: unknown, ...args: unknown[]) => {
-        const callback = args[args.length - 1] as (err: ServiceError | null, value?: unknown) => void;
+        const callback = args[args.length - 1] as Callback;
         const call = { request, metadata: new Metadata(), cancelled: false, getPeer: () => 'in-process' };
         setImmediate(() =>
           handler(call, (err: Partial<ServiceError> | null, value: unknown) =>

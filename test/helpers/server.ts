@@ -1,11 +1,13 @@
 /** Test fixtures: a real buffdb server on a loopback port over real files in a temp directory. */
 
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClientDuplexStream, ClientWritableStream, ServiceError } from '@grpc/grpc-js';
-import { BACKEND_NAMES } from '../../src/backends/index.js';
+import { BACKEND_NAMES, isBackendName } from '../../src/backends/index.js';
 import { type BuffDbClients, connect } from '../../src/client/network.js';
 import { type RunningServer, startServer } from '../../src/server/server.js';
 import { BuffDb, type BuffDbOptions } from '../../src/store/buffdb.js';
@@ -14,10 +16,43 @@ export const ROOT = resolve(import.meta.dirname, '..', '..');
 /** The built executable (npm test builds first), run as users run it. */
 export const CLI = join(ROOT, 'dist', 'cli', 'main.js');
 
+/**
+ * The backends named by BUFFDB_TEST_BACKENDS (comma-separated); every backend when it is unset.
+ * Set but naming no backend, or naming an unknown one, is an error: otherwise the
+ * backend-parameterised suites would register no test at all and pass.
+ */
+export function parseTestBackends(value: string | undefined): string[] {
+  if (value === undefined) return [...BACKEND_NAMES];
+  const names = value
+    .split(',')
+    .map((name) => name.trim())
+    .filter(Boolean);
+  const choices = `unset it to test every backend, or list some of: ${BACKEND_NAMES.join(', ')}`;
+  if (names.length === 0) throw new Error(`BUFFDB_TEST_BACKENDS is set but names no backend; ${choices}`);
+  const unknown = names.filter((name) => !isBackendName(name));
+  if (unknown.length > 0) {
+    throw new Error(
+      `BUFFDB_TEST_BACKENDS names unknown backend ${unknown.map((n) => JSON.stringify(n)).join(', ')}; ${choices}`,
+    );
+  }
+  return names;
+}
+
 /** Backends the backend-parameterised suites run against. */
-export const TEST_BACKENDS: string[] = (process.env.BUFFDB_TEST_BACKENDS ?? BACKEND_NAMES.join(','))
-  .split(',')
-  .filter(Boolean);
+export const TEST_BACKENDS: string[] = parseTestBackends(process.env.BUFFDB_TEST_BACKENDS);
+
+/**
+ * Polls `probe` (a behaviour, not a duration) until it returns true; fails after `deadlineMs`.
+ * For events a test can only observe by asking.
+ */
+export async function eventually(probe: () => Promise<boolean>, what: string, deadlineMs = 10_000): Promise<void> {
+  const end = performance.now() + deadlineMs;
+  while (performance.now() < end) {
+    if (await probe()) return;
+    await sleep(20);
+  }
+  assert.fail(`never happened within ${deadlineMs} ms: ${what}`);
+}
 
 export function tempDir(prefix = 'buffdb-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
@@ -99,6 +134,8 @@ export interface ServerProcess {
   child: ChildProcess;
   addr: string;
   stderr: () => string;
+  /** Resolves once stderr matches `re`; rejects if the process exits first or after `deadlineMs`. */
+  waitForStderr(re: RegExp, deadlineMs?: number): Promise<void>;
   /** Resolves with the exit code (or signal). */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
@@ -118,11 +155,42 @@ export function spawnServer(args: string[], cwd: string, env: NodeJS.ProcessEnv 
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) =>
     child.on('exit', (code, signal) => res({ code, signal })),
   );
+  // 'close' comes after the last stderr chunk; 'exit' may come before it.
+  let closed = false;
+  child.on('close', () => {
+    closed = true;
+  });
+  const waitForStderr = (re: RegExp, deadlineMs = 10_000): Promise<void> =>
+    new Promise((resolveWait, rejectWait) => {
+      const timer = setTimeout(() => {
+        cleanup();
+        rejectWait(new Error(`stderr did not match ${re} within ${deadlineMs} ms: ${stderr}`));
+      }, deadlineMs);
+      const check = (): void => {
+        if (!re.test(stderr)) return;
+        cleanup();
+        resolveWait();
+      };
+      const onClose = (): void => {
+        cleanup();
+        rejectWait(new Error(`buffdb run exited before stderr matched ${re}: ${stderr}`));
+      };
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        child.stderr!.off('data', check);
+        child.off('close', onClose);
+      };
+      // Registered after the accumulating listener above, so `stderr` already holds the new chunk.
+      child.stderr!.on('data', check);
+      child.once('close', onClose);
+      check();
+      if (closed && !re.test(stderr)) onClose();
+    });
   return new Promise((resolvePromise, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
       stdout += d.toString();
       const m = /listening on (\S+)/.exec(stdout);
-      if (m) resolvePromise({ child, addr: m[1]!, stderr: () => stderr, exited });
+      if (m) resolvePromise({ child, addr: m[1]!, stderr: () => stderr, waitForStderr, exited });
     });
     void exited.then(({ code, signal }) =>
       reject(new Error(`buffdb run exited (${code ?? signal}) before listening: ${stderr}`)),
