@@ -5,12 +5,17 @@
  * another process writing meanwhile; engine errors and path checks.
  */
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { open as openLmdb } from 'lmdb';
 import { rng } from '../scripts/fuzz.js';
 import type { Backend, KvEngineOps, KvRecord, RangeQuery, StoreEngine } from '../src/backends/backend.js';
 import { loadBackend } from '../src/backends/index.js';
+import { StoreError, status } from '../src/errors.js';
+import { BuffDb } from '../src/store/buffdb.js';
 import { TEST_BACKENDS, tempDir } from './helpers/server.js';
 
 const BYTE_BACKENDS = TEST_BACKENDS.filter((b) => b === 'rocksdb' || b === 'lmdb');
@@ -45,6 +50,79 @@ function keyPool(): Buffer[] {
   ];
   for (let i = 0; i < 12; i++) texts.push(`${p}m${String(i).padStart(3, '0')}`);
   return texts.map(b);
+}
+
+/** The part of RocksLevel used to write a store by hand (the package ships no types). */
+interface RawRocks {
+  open(options: { createIfMissing: boolean }): Promise<void>;
+  close(): Promise<void>;
+  batch(): { put(k: Buffer, v: Buffer): void; del(k: Buffer): void; write(o: { sync: boolean }): Promise<void> };
+  querySync(o: object): { rows: Buffer[] };
+}
+
+/** Writes raw entries into a store file, past buffdb (to make a store as buffdb 0.1 left it). */
+async function rawWrite(engine: string, path: string, writes: [Buffer, Buffer | null][]): Promise<void> {
+  if (engine === 'lmdb') {
+    const db = openLmdb<Buffer, Buffer>({ path, noSubdir: true, keyEncoding: 'binary', encoding: 'binary' });
+    db.transactionSync(() => {
+      for (const [k, v] of writes) v === null ? db.removeSync(k) : db.putSync(k, v);
+    });
+    await db.close();
+    return;
+  }
+  const { RocksLevel } = createRequire(import.meta.url)('@nxtedition/rocksdb');
+  const db = new RocksLevel(`${path}-rocksdb`, { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as RawRocks;
+  await db.open({ createIfMissing: false });
+  const batch = db.batch();
+  for (const [k, v] of writes) v === null ? batch.del(k) : batch.put(k, v);
+  await batch.write({ sync: true });
+  await db.close();
+}
+
+/** Every stored key of a store file starting with `tag`, as latin1 text (without the tag). */
+async function rawKeys(engine: string, path: string, tag: string): Promise<string[]> {
+  const lo = b(tag);
+  const hi = Buffer.of(lo[0]! + 1);
+  let keys: Buffer[];
+  if (engine === 'lmdb') {
+    const db = openLmdb<Buffer, Buffer>({ path, noSubdir: true, keyEncoding: 'binary', encoding: 'binary' });
+    keys = [...db.getKeys({ start: lo, end: hi })];
+    await db.close();
+  } else {
+    const { RocksLevel } = createRequire(import.meta.url)('@nxtedition/rocksdb');
+    const db = new RocksLevel(`${path}-rocksdb`, { keyEncoding: 'buffer', valueEncoding: 'buffer' }) as RawRocks;
+    await db.open({ createIfMissing: false });
+    const { rows } = db.querySync({ gte: lo, lt: hi, values: false, keyEncoding: 'buffer', valueEncoding: 'buffer' });
+    keys = rows.filter((_, i) => i % 2 === 0);
+    await db.close();
+  }
+  return keys.map((k) => latin1(k.subarray(1)));
+}
+
+const u64 = (n: number): Buffer => {
+  const out = Buffer.alloc(8);
+  out.writeBigUInt64BE(BigInt(n));
+  return out;
+};
+
+/** An assert.rejects / assert.throws check: a StoreError with this status and message. */
+function storeError(code: number, pattern: RegExp): (err: unknown) => true {
+  return (err) => {
+    assert.ok(err instanceof StoreError, `expected a StoreError, got ${String(err)}`);
+    assert.equal(err.code, code, err.message);
+    assert.match(err.message, pattern);
+    return true;
+  };
+}
+
+/** A temporary directory for `work`, removed afterwards. */
+async function inTempDir(prefix: string, work: (dir: string) => Promise<void>): Promise<void> {
+  const dir = tempDir(prefix);
+  try {
+    await work(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 function record(key: Buffer, n: number): KvRecord {
@@ -193,6 +271,151 @@ for (const name of BYTE_BACKENDS) {
       }
     });
 
+    const ALL: RangeQuery = { start: Buffer.alloc(0), end: undefined, limit: Number.MAX_SAFE_INTEGER, reverse: false };
+
+    /** The current records of a KV store file, read through the engine. */
+    async function records(kvStore: string): Promise<KvRecord[]> {
+      const engine = await backend.openKv(kvStore);
+      try {
+        return await engine.batch(async (ops) => ops.range(ALL, false) as KvRecord[]);
+      } finally {
+        await engine.close();
+      }
+    }
+
+    /** A fresh pair of stores with buffdb's files in place (then changed by hand). */
+    async function made(label: string): Promise<{ kvStore: string; blobStore: string }> {
+      const stores = { kvStore: join(dir, `${label}.kv.db`), blobStore: join(dir, `${label}.blob.db`) };
+      await (await BuffDb.open({ backend: name, ...stores })).close();
+      return stores;
+    }
+
+    it('a KV store written by buffdb 0.1 is upgraded at open: every key at revision 1, version 1; old entries gone', async () => {
+      const stores = await made('old');
+      const old: [string, string][] = [
+        ['alpha', 'one'],
+        ['beta', 'two'],
+        ['ключ', 'значение'],
+        ['', 'empty key'],
+      ];
+      // 0.1's layout: 'k' + UTF-8 key → UTF-8 value, and no layout version.
+      await rawWrite(name, stores.kvStore, [
+        [b('#format'), null],
+        ...old.map(([k, v]): [Buffer, Buffer] => [Buffer.concat([b('k'), Buffer.from(k)]), Buffer.from(v)]),
+      ]);
+      await assert.rejects(
+        BuffDb.open({ backend: name, ...stores, readOnly: true }),
+        storeError(status.FAILED_PRECONDITION, /buffdb 0\.1.*without --read-only/),
+      );
+      const db = await BuffDb.open({ backend: name, ...stores });
+      try {
+        for (const [k, v] of old) assert.equal(await db.kv.getValue(k), v);
+        await db.kv.setValue('gamma', 'three');
+      } finally {
+        await db.close();
+      }
+      const byKey = new Map((await records(stores.kvStore)).map((r) => [r.key.toString(), r]));
+      for (const [k, v] of old) {
+        assert.deepEqual(byKey.get(k), {
+          key: Buffer.from(k),
+          value: Buffer.from(v),
+          createRev: 1,
+          modRev: 1,
+          version: 1,
+          lease: 0n,
+        });
+      }
+      assert.equal(byKey.get('gamma')?.modRev, 2, 'the first write after the upgrade is revision 2');
+      assert.deepEqual(await rawKeys(name, stores.kvStore, 'k'), []);
+      assert.ok((await rawKeys(name, stores.kvStore, '#')).includes('format'));
+    });
+
+    it('0.1 keys stored under their hash alone stay readable by exact key; a write moves them, ranges list them only then', async () => {
+      const stores = await made('hashed');
+      const long1 = 'L'.repeat(3000);
+      const long2 = 'M'.repeat(2500);
+      const hashed = (k: string): Buffer =>
+        Buffer.concat([b('h'), createHash('sha256').update(Buffer.from(k)).digest()]);
+      await rawWrite(name, stores.kvStore, [
+        [b('#format'), null],
+        [hashed(long1), b('first long')],
+        [hashed(long2), b('second long')],
+      ]);
+      const db = await BuffDb.open({ backend: name, ...stores });
+      try {
+        assert.equal(await db.kv.getValue(long1), 'first long');
+        assert.equal(await db.kv.getValue(long2), 'second long');
+        // The documented limitation: the key's text is not stored anywhere, so a range cannot list it.
+        assert.deepEqual(await db.kv.committer.run((m) => m.ops.count(Buffer.alloc(0), undefined)), 0);
+        await db.kv.setValue(long1, 'rewritten');
+        await db.kv.deleteKey(long2);
+        await assert.rejects(db.kv.getValue(long2), storeError(status.NOT_FOUND, /key not found/));
+      } finally {
+        await db.close();
+      }
+      assert.deepEqual(await rawKeys(name, stores.kvStore, 'h'), []);
+      const [moved, ...rest] = await records(stores.kvStore);
+      assert.deepEqual(rest, []);
+      assert.equal(moved?.key.toString(), long1);
+      assert.equal(moved?.value.toString(), 'rewritten');
+      assert.deepEqual(
+        [moved?.createRev, moved?.version],
+        [1, 2],
+        'continues the upgraded key (revision 1, version 1)',
+      );
+    });
+
+    it('a store of a newer layout is refused, and left as it is', async () => {
+      const stores = await made('newer');
+      await rawWrite(name, stores.kvStore, [[b('#format'), u64(3)]]);
+      await assert.rejects(
+        BuffDb.open({ backend: name, ...stores }),
+        storeError(status.FAILED_PRECONDITION, /newer buffdb/),
+      );
+      assert.deepEqual(await rawKeys(name, stores.kvStore, '#'), [
+        'format',
+        ...(name === 'lmdb' ? ['generation'] : []),
+      ]);
+    });
+
+    it("path checks: in-memory refused; the engine's own files beside the store are checked", () => {
+      assert.throws(
+        () => backend.checkPath!(':memory:', 'KV', false),
+        storeError(status.INVALID_ARGUMENT, /no in-memory mode/),
+      );
+      const fresh = join(dir, 'fresh.kv.db');
+      backend.checkPath!(fresh, 'KV', false);
+      if (name === 'rocksdb') {
+        const marker = join(dir, 'marker.kv.db');
+        writeFileSync(
+          marker,
+          'buffdb rocksdb store: the data is in the directory beside this file whose name ends in -rocksdb\n',
+        );
+        assert.throws(
+          () => backend.checkPath!(marker, 'KV', false),
+          storeError(status.DATA_LOSS, /data directory .*-rocksdb.* is missing/),
+        );
+        writeFileSync(`${marker}-rocksdb`, 'not a directory');
+        assert.throws(
+          () => backend.checkPath!(marker, 'KV', false),
+          storeError(status.FAILED_PRECONDITION, /is not a directory/),
+        );
+        const foreign = join(dir, 'foreign.kv.db');
+        writeFileSync(foreign, 'SQLite format 3\0');
+        assert.throws(
+          () => backend.checkPath!(foreign, 'KV', false),
+          storeError(status.FAILED_PRECONDITION, /not a rocksdb store/),
+        );
+      } else {
+        const store = join(dir, 'lock.kv.db');
+        mkdirSync(`${store}-lock`);
+        assert.throws(
+          () => backend.checkPath!(store, 'KV', false),
+          storeError(status.FAILED_PRECONDITION, /-lock is not a regular file/),
+        );
+      }
+    });
+
     it('a failed batch leaves nothing behind', async () => {
       const path = join(dir, 'abandon.kv.db');
       const engine = await backend.openKv(path);
@@ -214,3 +437,88 @@ for (const name of BYTE_BACKENDS) {
     });
   });
 }
+
+/** Opens `open(dir)` twice on one temporary directory (as two processes would), runs `work`, closes both. */
+async function twice<T extends { close(): unknown }>(
+  prefix: string,
+  open: (dir: string) => Promise<T>,
+  work: (one: T, two: T) => Promise<void>,
+): Promise<void> {
+  await inTempDir(prefix, async (dir) => {
+    const one = await open(dir);
+    const two = await open(dir).catch(async (err: unknown) => {
+      await one.close();
+      throw err;
+    });
+    try {
+      await work(one, two);
+    } finally {
+      await one.close();
+      await two.close();
+    }
+  });
+}
+
+const onlyFor = (backend: 'rocksdb' | 'lmdb') => ({
+  skip: BYTE_BACKENDS.includes(backend) ? false : `${backend} not under test`,
+});
+
+describe('byte-keyed engines: one process or several', () => {
+  it(
+    "lmdb: another writer between a batch's reads and its commit makes it ABORTED, with nothing applied",
+    onlyFor('lmdb'),
+    async () => {
+      const backend = await loadBackend('lmdb');
+      // Two handles on one file behave as two processes: each commit bumps the shared generation.
+      await twice(
+        'buffdb-lmdb-gen-',
+        (dir) => backend.openKv(join(dir, 'kv.db')),
+        async (first, second) => {
+          await assert.rejects(
+            first.batch(async (ops) => {
+              ops.get(b('x'));
+              await second.batch(async (other) => other.put(record(b('theirs'), 1)));
+              ops.put(record(b('mine'), 2));
+            }),
+            storeError(status.ABORTED, /another process wrote/),
+          );
+          await first.batch(async (ops) => {
+            assert.equal((ops.get(b('theirs')) as KvRecord | undefined)?.value.toString(), 'v1');
+            assert.equal(ops.get(b('mine')), undefined);
+          });
+        },
+      );
+    },
+  );
+
+  it('lmdb: two stores open on the same files share one revision sequence', onlyFor('lmdb'), async () => {
+    const open = (dir: string) =>
+      BuffDb.open({ backend: 'lmdb', kvStore: join(dir, 'kv.db'), blobStore: join(dir, 'blob.db') });
+    await twice('buffdb-lmdb-two-', open, async (one, two) => {
+      await one.kv.setValue('a', '1');
+      await two.kv.setValue('b', '2');
+      await one.kv.setValue('c', '3');
+      assert.equal(await two.kv.getValue('a'), '1');
+      const revs = await one.kv.committer.run((m) => ['a', 'b', 'c'].map((k) => (m.ops.get(b(k)) as KvRecord).modRev));
+      assert.deepEqual(revs, [2, 3, 4]);
+      const counted = await two.kv.committer.run((m) => m.ops.count(Buffer.alloc(0), undefined));
+      assert.equal(counted, 3);
+    });
+  });
+
+  it(
+    'rocksdb: a second open of a store in use is UNAVAILABLE (RocksDB allows one process)',
+    onlyFor('rocksdb'),
+    async () => {
+      const backend = await loadBackend('rocksdb');
+      await assert.rejects(
+        twice(
+          'buffdb-rocks-lock-',
+          (dir) => backend.openKv(join(dir, 'kv.db')),
+          async () => {},
+        ),
+        storeError(status.UNAVAILABLE, /in use by another process/),
+      );
+    },
+  );
+});
