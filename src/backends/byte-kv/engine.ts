@@ -98,24 +98,29 @@ export async function blobEngine(
 
 /**
  * openKv and openBlob of a byte engine: `open` opens the engine, `mapError` is its error mapping
- * (also for errors at open: the engine is closed again).
+ * for the store at `path` (also for errors at open: the engine is closed again).
  */
 export function byteBackend<E extends ByteEngine>(
   open: (path: string, options: OpenOptions) => MaybePromise<E>,
-  mapError: (err: unknown) => StoreError,
+  mapError: (err: unknown, path: string) => StoreError,
 ): Pick<BackendImpl, 'openKv' | 'openBlob'> {
-  const opened = async <T>(path: string, options: OpenOptions, wrap: (engine: E) => Promise<T>): Promise<T> => {
+  const opened = async <T>(
+    path: string,
+    options: OpenOptions,
+    wrap: (engine: E, mapError: (err: unknown) => StoreError) => Promise<T>,
+  ): Promise<T> => {
+    const mapHere = (err: unknown): StoreError => mapError(err, path);
     let engine: E | undefined;
     try {
       engine = await open(path, options);
-      return await wrap(engine);
+      return await wrap(engine, mapHere);
     } catch (err) {
       await engine?.close();
-      throw mapError(err);
+      throw mapHere(err);
     }
   };
   return {
-    openKv: (path, options = {}) => opened(path, options, (engine) => kvEngine(engine, mapError)),
-    openBlob: (path, options = {}) => opened(path, options, (engine) => blobEngine(engine, mapError)),
+    openKv: (path, options = {}) => opened(path, options, kvEngine),
+    openBlob: (path, options = {}) => opened(path, options, blobEngine),
   };
 }

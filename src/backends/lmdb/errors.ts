@@ -1,4 +1,6 @@
 /** LMDB's (and lmdb-js's) errors as the status a client can act on. */
+import { statfsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import {
   asStoreError,
   dataLoss,
@@ -25,7 +27,22 @@ const MDB = {
 
 const ERRNO = { EIO: 5, EAGAIN: 11, ENOMEM: 12, EACCES: 13, EBUSY: 16, ENOSPC: 28, EROFS: 30, EDQUOT: 122 } as const;
 
-export function mapLmdbError(err: unknown): StoreError {
+/**
+ * Whether the filesystem holding `path` is (nearly) full. LMDB reports a page write cut short by
+ * a full disk as EIO, the code of a failing disk too; the free space tells them apart.
+ */
+function nearlyFull(path: string | undefined): boolean {
+  if (path === undefined) return false;
+  try {
+    const fs = statfsSync(dirname(path));
+    return fs.bavail * fs.bsize < 256 * 1024 * 1024;
+  } catch {
+    return false;
+  }
+}
+
+/** `path`: the store the error came from, when known. */
+export function mapLmdbError(err: unknown, path?: string): StoreError {
   if (err instanceof StoreError) return err;
   if (err instanceof ReadOnlyWriteError) return readOnlyStore();
   const e = err as { code?: unknown; message?: unknown };
@@ -36,7 +53,8 @@ export function mapLmdbError(err: unknown): StoreError {
     code === ERRNO.ENOSPC ||
     code === ERRNO.EDQUOT ||
     code === 'ENOSPC' ||
-    /MDB_MAP_FULL|No space left|ENOSPC|quota/i.test(message)
+    /MDB_MAP_FULL|No space left|ENOSPC|quota/i.test(message) ||
+    ((code === ERRNO.EIO || /Input\/output error/.test(message)) && nearlyFull(path))
   ) {
     return resourceExhausted(`storage is full: ${message}`);
   }
