@@ -5,7 +5,8 @@
  * another process writing meanwhile; engine errors and path checks.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -16,8 +17,9 @@ import type { Backend, KvEngineOps, KvRecord, RangeQuery, StoreEngine } from '..
 import { loadBackend } from '../src/backends/index.js';
 import { StoreError, status } from '../src/errors.js';
 import { BuffDb } from '../src/store/buffdb.js';
-import { TEST_BACKENDS, tempDir } from './helpers/server.js';
+import { canMount, TEST_BACKENDS, tempDir } from './helpers/server.js';
 
+const MOUNT = canMount();
 const BYTE_BACKENDS = TEST_BACKENDS.filter((b) => b === 'rocksdb' || b === 'lmdb');
 /** LMDB's long-key prefix (src/backends/lmdb): keys longer than this are stored as prefix + hash. */
 const PREFIX = 1024;
@@ -414,6 +416,54 @@ for (const name of BYTE_BACKENDS) {
           storeError(status.FAILED_PRECONDITION, /-lock is not a regular file/),
         );
       }
+    });
+
+    it('a full disk (a real tmpfs): RESOURCE_EXHAUSTED, reads go on; all acknowledged is there once there is room', {
+      skip: !MOUNT && 'needs root to mount a tmpfs',
+    }, async () => {
+      await inTempDir(`buffdb-full-${name}-`, async (full) => {
+        // RocksDB needs a few MiB for its files before the first write.
+        const size = name === 'rocksdb' ? '8m' : '2m';
+        assert.equal(spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', full]).status, 0);
+        try {
+          const stores = { backend: name, kvStore: join(full, 'kv.db'), blobStore: join(full, 'blob.db') };
+          const acked = new Map<number, Buffer>();
+          const db = await BuffDb.open(stores);
+          try {
+            let refused: unknown;
+            for (let i = 0; i < 2000 && refused === undefined; i++) {
+              // Random bytes: RocksDB compresses its WAL.
+              const data = randomBytes(32 * 1024);
+              await db.blob.storeBlob(data).then(
+                (id) => acked.set(id, data),
+                (err: unknown) => {
+                  refused = err;
+                },
+              );
+            }
+            assert.ok(refused !== undefined, 'the store never filled up');
+            storeError(status.RESOURCE_EXHAUSTED, /storage is full/)(refused);
+            assert.ok(acked.size > 3, `only ${acked.size} blobs fitted`);
+            for (const id of [...acked.keys()].slice(0, 3)) {
+              assert.ok(Buffer.from((await db.blob.getBlob(id)).data).equals(acked.get(id)!));
+            }
+          } finally {
+            await db.close();
+          }
+          assert.equal(spawnSync('mount', ['-o', 'remount,size=64m', full]).status, 0);
+          const again = await BuffDb.open(stores);
+          try {
+            for (const [id, data] of acked) {
+              assert.ok(Buffer.from((await again.blob.getBlob(id)).data).equals(data), `blob ${id} differs`);
+            }
+            assert.ok((await again.blob.storeBlob(randomBytes(1024))) > Math.max(...acked.keys()));
+          } finally {
+            await again.close();
+          }
+        } finally {
+          spawnSync('umount', [full]);
+        }
+      });
     });
 
     it('a failed batch leaves nothing behind', async () => {

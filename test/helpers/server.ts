@@ -1,6 +1,6 @@
 /** Test fixtures: a real buffdb server on a loopback port over real files in a temp directory. */
 
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -21,6 +21,19 @@ export const TEST_BACKENDS: string[] = (process.env.BUFFDB_TEST_BACKENDS ?? BACK
 
 export function tempDir(prefix = 'buffdb-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Whether this process may mount filesystems (root in a permissive sandbox): for real full-disk tests. */
+export function canMount(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  const dir = tempDir('buffdb-mount-probe-');
+  try {
+    if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]).status !== 0) return false;
+    spawnSync('umount', [dir]);
+    return true;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 export interface TestServer {
