@@ -98,7 +98,8 @@ export class Overlay {
   }
 
   get(key: Buffer): Uint8Array | undefined {
-    const w = this.writes.get(key.toString('latin1'));
+    // A batch of reads has no writes: skip making the key a string.
+    const w = this.writes.size === 0 ? undefined : this.writes.get(key.toString('latin1'));
     if (w) return w.value ?? undefined;
     return this.engine.get(key);
   }
