@@ -1,7 +1,8 @@
 /**
  * Upgrade of a KV store written by buffdb 0.1, at open, in the same commit as the layout version:
  * every 'k' + UTF-8 key → UTF-8 value entry becomes a current record at revision 1, version 1 (as
- * SQLite's upgrade does), and the old entry goes.
+ * SQLite's upgrade does), and the old entry goes. One commit means the batch holds every old entry
+ * in memory until it is written (a store of a few GB needs that much memory once, at its upgrade).
  *
  * 0.1 stored LMDB keys longer than its key limit under 'h' + SHA-256 of the key, with the value
  * alone: the key's text was stored nowhere, so it cannot be recovered. Those entries are kept
