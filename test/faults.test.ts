@@ -23,7 +23,7 @@ import { status } from '@grpc/grpc-js';
 import { EXIT } from '../src/cli/exit-codes.js';
 import { connect } from '../src/client/network.js';
 import { BuffDb } from '../src/store/buffdb.js';
-import { bidi, CLI, spawnServer, TEST_BACKENDS, tempDir } from './helpers/server.js';
+import { bidi, CLI, canMount, spawnServer, TEST_BACKENDS, tempDir } from './helpers/server.js';
 
 interface Exit {
   code: number | null;
@@ -68,19 +68,6 @@ function assertOneLine(res: Exit, re: RegExp, code: number = EXIT.FAILURE): void
 }
 
 const isRoot = process.getuid?.() === 0;
-
-/** Whether this process may mount filesystems (root in a permissive sandbox). */
-function canMount(): boolean {
-  if (!isRoot) return false;
-  const dir = tempDir('buffdb-mount-probe-');
-  try {
-    if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]).status !== 0) return false;
-    spawnSync('umount', [dir]);
-    return true;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 const MOUNT = canMount();
 
 describe('storage faults at start: one line, exit status 4 (2 for a malformed path)', () => {

@@ -85,8 +85,11 @@ export class QueryStore {
     yield* rows;
   }
 
-  /** Runs one statement and answers the number of rows it changed, once committed. */
-  execute(sqlText: string, target: Target): Promise<number> {
+  /**
+   * Runs one statement and answers the number of rows it changed, once committed. Async so that a
+   * refusal (no SQL on this backend, unknown target) is a rejection, as for every other call.
+   */
+  async execute(sqlText: string, target: Target): Promise<number> {
     const { sql } = this.target(target);
     return this.inBatch(target, sql, () => sql.execute(sqlText));
   }

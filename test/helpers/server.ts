@@ -1,7 +1,7 @@
 /** Test fixtures: a real buffdb server on a loopback port over real files in a temp directory. */
 
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -56,6 +56,19 @@ export async function eventually(probe: () => Promise<boolean>, what: string, de
 
 export function tempDir(prefix = 'buffdb-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Whether this process may mount filesystems (root in a permissive sandbox): for real full-disk tests. */
+export function canMount(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  const dir = tempDir('buffdb-mount-probe-');
+  try {
+    if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]).status !== 0) return false;
+    spawnSync('umount', [dir]);
+    return true;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 export interface TestServer {

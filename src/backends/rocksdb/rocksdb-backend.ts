@@ -1,17 +1,21 @@
 /**
  * RocksDB on `@nxtedition/rocksdb`. Writes go through one WriteBatch per buffdb batch (atomic, one
- * WAL append), reads are synchronous MultiGets. Layout, id counter and batch overlay:
- * ../byte-kv-engine.ts.
+ * WAL append); reads are synchronous (MultiGet, and `querySync` pages for ranges). Layout, id
+ * counter and batch overlay: ../byte-kv/. Errors: ./errors.ts.
  *
  * RocksDB keeps a directory, while buffdb (and its CLI) deals in store files. So the store path is
  * a small marker file naming the engine, and the data lives in the directory `<path>-rocksdb`
  * beside it — the way SQLite keeps `<path>-wal` and LMDB `<path>-lock`.
  */
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { StoreError, status } from '../../store/errors.js';
-import type { Backend, OpenOptions } from '../backend.js';
-import { type ByteEngine, type ByteWrite, blobEngine, kvEngine } from '../byte-kv-engine.js';
+import { dataLoss, failedPrecondition, invalidArgument } from '../../errors.js';
+import type { OpenOptions } from '../backend.js';
+import { type ByteEngine, type ByteWrite, byteBackend, type Entries } from '../byte-kv/engine.js';
+import { asBuffer } from '../byte-kv/layout.js';
+import type { BackendImpl } from '../index.js';
+import { checkFilePath, writable } from '../store-path.js';
+import { mapRocksError } from './errors.js';
 
 /** The part of RocksLevel used here (the package ships no type declarations). */
 interface RocksChainedBatch {
@@ -19,11 +23,23 @@ interface RocksChainedBatch {
   del(key: Buffer): void;
   write(options: { sync: boolean }): Promise<void>;
 }
+interface RocksQuery {
+  gte?: Buffer;
+  gt?: Buffer;
+  lt: Buffer;
+  reverse: boolean;
+  limit: number;
+  values: boolean;
+  keyEncoding: 'buffer';
+  valueEncoding: 'buffer';
+}
 interface RocksLevel {
   open(options: { createIfMissing: boolean }): Promise<void>;
   close(): Promise<void>;
   batch(): RocksChainedBatch;
   _getManySync(keys: Buffer[], options: object): (Buffer | undefined | null)[];
+  /** One iterator run: keys and values alternate in `rows`; `finished` also when `limit` stopped it. */
+  querySync(options: RocksQuery): { rows: (Buffer | undefined)[]; finished: boolean };
 }
 type RocksLevelClass = new (location: string, options: { keyEncoding: string; valueEncoding: string }) => RocksLevel;
 
@@ -34,13 +50,12 @@ const MARKER = 'buffdb rocksdb store: the data is in the directory beside this f
 const RocksLevelCtor = (createRequire(import.meta.url)('@nxtedition/rocksdb') as { RocksLevel: RocksLevelClass })
   .RocksLevel;
 
-function toBuffer(u8: Uint8Array): Buffer {
-  return Buffer.isBuffer(u8) ? u8 : Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
-}
+/** Entries read per `querySync` call at most; the first page is sized by the caller's hint. */
+const MAX_PAGE = 4096;
 
 class RocksEngine implements ByteEngine<void> {
-  // RocksDB has no practical key limit; the layout never needs to hash.
-  readonly maxKeyBytes = Number.MAX_SAFE_INTEGER;
+  // RocksDB has no practical key limit: keys are always stored whole.
+  readonly longKeyPrefix = Number.POSITIVE_INFINITY;
 
   constructor(
     private readonly db: RocksLevel,
@@ -52,42 +67,86 @@ class RocksEngine implements ByteEngine<void> {
     return this.db._getManySync([key], {})[0] ?? undefined;
   }
 
+  /** Pages of one range, each a fresh iterator starting after the last key read. */
+  private *pages(lo: Buffer, hi: Buffer, reverse: boolean, hint: number, values: boolean): Generator<Buffer[]> {
+    let page = Math.min(Math.max(hint, 16), MAX_PAGE);
+    let last: Buffer | undefined;
+    for (;;) {
+      const bounds = reverse ? { gte: lo, lt: last ?? hi } : last ? { gt: last, lt: hi } : { gte: lo, lt: hi };
+      const { rows, finished } = this.db.querySync({
+        ...bounds,
+        reverse,
+        limit: page,
+        values,
+        keyEncoding: 'buffer',
+        valueEncoding: 'buffer',
+      });
+      if (rows.length === 0) return;
+      yield rows as Buffer[];
+      if (finished && rows.length < 2 * page) return;
+      last = rows[rows.length - 2];
+      page = Math.min(page * 4, MAX_PAGE);
+    }
+  }
+
+  *scan(lo: Buffer, hi: Buffer, reverse: boolean, hint: number): Entries {
+    for (const rows of this.pages(lo, hi, reverse, hint, true)) {
+      for (let i = 0; i < rows.length; i += 2) yield [rows[i]!, rows[i + 1]!];
+    }
+  }
+
+  count(lo: Buffer, hi: Buffer): number {
+    let n = 0;
+    for (const rows of this.pages(lo, hi, false, MAX_PAGE, false)) n += rows.length / 2;
+    return n;
+  }
+
   begin(): void {}
 
   async commit(writes: Iterable<ByteWrite>): Promise<void> {
     const batch = this.db.batch();
     for (const w of writes) {
       if (w.value === null) batch.del(w.key);
-      else batch.put(w.key, toBuffer(w.value));
+      else batch.put(w.key, asBuffer(w.value));
     }
     // sync: the WAL is fsynced before the write returns (power loss). Without it the WAL is still
     // written to the OS before returning, so a killed process loses nothing.
     await batch.write({ sync: this.sync });
   }
 
-  close(): Promise<void> {
-    return this.db.close();
+  async close(): Promise<void> {
+    try {
+      await this.db.close();
+    } catch (err) {
+      // RocksDB releases the store even when its close reports an error, but abstract-level then
+      // still says "open": a second close settles that (and finds nothing left to close).
+      await this.db.close().catch(() => {});
+      // After a failed write (a full disk) RocksDB keeps a background error that its close
+      // reports again; that write was already answered with its error, and what was
+      // acknowledged is in the synced WAL. Anything else is news.
+      const cause = (err as { cause?: { message?: unknown } }).cause?.message;
+      if (!/Seen error/.test(String(cause))) throw err;
+    }
   }
 }
 
-/** Checks or creates the marker file; answers the data directory. */
-function prepareMarker(path: string, readOnly: boolean): string {
+/** Checks the marker file (or that there is none yet); answers the data directory. */
+function checkMarker(path: string, readOnly: boolean): string {
   const dir = `${path}-rocksdb`;
   const st = statSync(path, { throwIfNoEntry: false });
   if (st) {
-    if (!st.isFile()) throw new StoreError(status.INVALID_ARGUMENT, `${path} is not a regular file`);
+    if (!st.isFile()) throw invalidArgument(`${path} is not a regular file`);
     const head = readFileSync(path).subarray(0, MARKER.length).toString('utf8');
     if (st.size > 0 && head !== MARKER) {
-      throw new StoreError(
-        status.FAILED_PRECONDITION,
+      throw failedPrecondition(
         'file is not a rocksdb store (made by another backend, or damaged); choose the backend it was made with',
       );
     }
-    if (st.size > 0 && !existsSync(dir)) {
-      throw new StoreError(status.DATA_LOSS, `the RocksDB data directory ${dir} of ${path} is missing`);
-    }
+    const dst = statSync(dir, { throwIfNoEntry: false });
+    if (st.size > 0 && !dst) throw dataLoss(`the RocksDB data directory ${dir} of ${path} is missing`);
+    if (dst && !dst.isDirectory()) throw failedPrecondition(`${dir}, where RocksDB keeps the data, is not a directory`);
   } else if (readOnly) {
-    throw new StoreError(status.FAILED_PRECONDITION, `${path} does not exist`);
+    throw failedPrecondition(`${path} does not exist`);
   }
   return dir;
 }
@@ -104,33 +163,29 @@ function writeMarker(path: string): void {
   }
 }
 
-async function openRocks(path: string, options: OpenOptions): Promise<RocksEngine> {
-  if (path === ':memory:')
-    throw new StoreError(status.INVALID_ARGUMENT, 'the rocksdb backend has no in-memory mode; give a file path');
+async function openEngine(path: string, options: OpenOptions): Promise<RocksEngine> {
+  if (path === ':memory:') throw invalidArgument('the rocksdb backend has no in-memory mode; give a file path');
   const readOnly = options.readOnly ?? false;
-  const dir = prepareMarker(path, readOnly);
+  const dir = checkMarker(path, readOnly);
   const db = new RocksLevelCtor(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
-  try {
-    await db.open({ createIfMissing: !readOnly });
-  } catch (err) {
-    // abstract-level wraps the engine's reason ("lock hold by …", "does not exist") in `cause`.
-    const cause = (err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message;
-    if (/lock/i.test(cause)) {
-      throw new StoreError(status.UNAVAILABLE, `the store is in use by another process (RocksDB allows one): ${cause}`);
-    }
-    throw new Error(cause);
-  }
+  await db.open({ createIfMissing: !readOnly });
   if (!readOnly) writeMarker(path);
   return new RocksEngine(db, readOnly, options.durability !== 'normal');
 }
 
-export const rocksdbBackend: Backend = {
-  name: 'rocksdb',
-  capabilities: { rawSql: false, nativeTransactions: false },
-  async openKv(path, options = {}) {
-    return kvEngine(await openRocks(path, options));
-  },
-  async openBlob(path, options = {}) {
-    return blobEngine(await openRocks(path, options));
+export const rocksdbBackend: BackendImpl = {
+  ...byteBackend(openEngine, mapRocksError),
+  checkPath(path, label, readOnly) {
+    checkFilePath(path, label, readOnly);
+    if (path === ':memory:') throw invalidArgument('the rocksdb backend has no in-memory mode; give a file path');
+    checkMarker(path, readOnly);
+    // RocksDB has no read-only mode here: it takes its LOCK file and may write logs in the data
+    // directory even when buffdb only reads.
+    const dir = `${path}-rocksdb`;
+    if (statSync(dir, { throwIfNoEntry: false }) && !writable(dir)) {
+      throw failedPrecondition(
+        `${label} store ${path}: RocksDB writes in its data directory ${dir} even to read, and it is not writable`,
+      );
+    }
   },
 };
