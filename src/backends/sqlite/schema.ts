@@ -48,6 +48,8 @@ export function kvSchema(db: Database.Database): void {
     throw new Error(`the store was written by a newer buffdb (schema ${version}); upgrade buffdb to open it`);
   }
   const oldTable = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'kv'").get() !== undefined;
+  // Already current: no write at all, so many processes may open the store at once.
+  if (version === KV_SCHEMA_VERSION && !oldTable) return;
   db.transaction(() => {
     db.exec(KV_STATE);
     if (oldTable) {

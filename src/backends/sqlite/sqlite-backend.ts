@@ -42,6 +42,8 @@ function maxPageCount(): number | undefined {
 function openDatabase(path: string, options: OpenOptions, schema: (db: Db) => void): Db {
   const db = new Database(path, { readonly: options.readOnly ?? false, fileMustExist: options.readOnly ?? false });
   try {
+    // First: another process (the CLI beside a server) may hold the lock the steps below need.
+    db.pragma('busy_timeout = 5000');
     // SQLite silently falls back to read-only when the file or its directory is not writable;
     // say so at start instead of failing every write later.
     if (!options.readOnly && db.readonly) {
@@ -57,7 +59,6 @@ function openDatabase(path: string, options: OpenOptions, schema: (db: Db) => vo
     }
     // FULL: every commit is fsynced (survives power loss); NORMAL survives a process crash.
     db.pragma(`synchronous = ${options.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
-    db.pragma('busy_timeout = 5000');
   } catch (err) {
     db.close();
     throw mapSqliteError(err);
