@@ -61,7 +61,8 @@ function openDatabase(path: string, options: OpenOptions, schema: (db: Db) => vo
     db.pragma(`synchronous = ${options.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
   } catch (err) {
     db.close();
-    throw mapSqliteError(err);
+    // At open, SQLite's own words ("file is not a database") say it best.
+    throw err;
   }
   return db;
 }

@@ -7,7 +7,7 @@
 import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import type { KvEngineOps, KvRecord, MaybePromise, StoreEngine } from '../../backends/backend.js';
-import { failedPrecondition, keyNotFound } from '../../errors.js';
+import { failedPrecondition, keyNotFound, StoreError, status } from '../../errors.js';
 import { type Done, GroupCommitter, type Sequence } from '../group-commit.js';
 import { then } from '../maybe-promise.js';
 import { historyKey } from './history.js';
@@ -110,6 +110,8 @@ export class KvStore {
   private clusterId = 0n;
   private memberId = 0n;
   private compacting: Promise<void> | undefined;
+  /** Set when the store's bookkeeping could not be read at open: requests then fail with it. */
+  damaged: StoreError | undefined;
   private autoTimer: NodeJS.Timeout | undefined;
   private foreignTimer: NodeJS.Timeout | undefined;
   private unsubscribeForeign: (() => void) | undefined;
@@ -144,23 +146,18 @@ export class KvStore {
 
   private async init(): Promise<void> {
     const readOnly = this.options.readOnly ?? false;
-    const ids = await this.committer.run(async (b) => {
-      const read = async (name: Buffer): Promise<bigint> => {
-        const raw = await b.ops.maps.get('meta', name);
-        if (raw !== undefined) return raw.readBigUInt64BE(0);
-        if (readOnly) return 0n;
-        const fresh = randomBytes(8);
-        fresh[0]! &= 0x7f;
-        await b.ops.maps.put('meta', name, fresh);
-        return fresh.readBigUInt64BE(0);
-      };
-      return {
-        cluster: await read(META.clusterId),
-        member: await read(META.memberId),
-        rev: b.rev,
-        compact: b.compactRev,
-      };
-    });
+    let ids: { cluster: bigint; member: bigint; compact: number };
+    try {
+      ids = await this.readIds(readOnly);
+    } catch (err) {
+      // Damaged pages: serve anyway, so each request gets DATA_LOSS (and the other store keeps
+      // working) instead of the whole server refusing to start.
+      if (err instanceof StoreError && err.code === status.DATA_LOSS) {
+        this.damaged = err;
+        return;
+      }
+      throw err;
+    }
     this.clusterId = ids.cluster;
     this.memberId = ids.member;
     if (readOnly) return;
@@ -171,6 +168,22 @@ export class KvStore {
       this.startAutoCompaction();
       if (this.options.multiProcess) this.followForeignCommits();
     }
+  }
+
+  /** The store's stable ids (made on first open) and its compaction revision. */
+  private readIds(readOnly: boolean): Promise<{ cluster: bigint; member: bigint; compact: number }> {
+    return this.committer.run(async (b) => {
+      const read = async (name: Buffer): Promise<bigint> => {
+        const raw = await b.ops.maps.get('meta', name);
+        if (raw !== undefined) return raw.readBigUInt64BE(0);
+        if (readOnly) return 0n;
+        const fresh = randomBytes(8);
+        fresh[0]! &= 0x7f;
+        await b.ops.maps.put('meta', name, fresh);
+        return fresh.readBigUInt64BE(0);
+      };
+      return { cluster: await read(META.clusterId), member: await read(META.memberId), compact: b.compactRev };
+    });
   }
 
   /**
