@@ -89,6 +89,20 @@ const describeEvent = (e: KvEvent): string => `${e.type} ${e.kv.key.toString()}@
 
 export function mvccConformance(dbOf: () => BuffDb): void {
   describe('revisions (etcd semantics)', () => {
+    // First in the suite: the store is not compacted yet.
+    it('a never-compacted store accepts Compact(0), as a fresh etcd does; below 0 is compacted', async (t) => {
+      const db = dbOf();
+      if (db.kv.status().compactRev !== 0) return t.skip('the store was compacted before this test');
+      const rev = db.kv.status().rev;
+      assert.equal((await db.kv.compact(0, true)).rev, rev);
+      assert.equal(db.kv.status().compactRev, 0);
+      await rejectsWith(
+        db.kv.compact(-1, false),
+        status.OUT_OF_RANGE,
+        /^etcdserver: mvcc: required revision has been compacted$/,
+      );
+    });
+
     it('each write is one new revision; a failed or empty write consumes none', async () => {
       const db = dbOf();
       const r0 = db.kv.status().rev;
@@ -392,6 +406,45 @@ export function mvccConformance(dbOf: () => BuffDb): void {
       await rejectsWith(db.kv.leases.revoke(chosen.id), status.NOT_FOUND, /^etcdserver: requested lease not found$/);
       assert.equal((await db.kv.leases.keepAlive(chosen.id)).ttl, 0);
       await db.kv.leases.revoke(short.id);
+    });
+
+    it('time-to-live truncates to whole seconds as etcd does: right after a 30 s grant it is 29', async () => {
+      const db = dbOf();
+      const lease = await db.kv.leases.grant(30, 0n);
+      const ttl = await db.kv.leases.timeToLive(lease.id, false);
+      assert.equal(ttl.ttl, 29);
+      assert.equal(ttl.grantedTtl, 30);
+      await db.kv.leases.revoke(lease.id);
+    });
+
+    it('client-chosen lease ids may be negative (as in etcd); each lease revokes only its own keys', async () => {
+      const db = dbOf();
+      const ids = [-1n, -5n, 2n ** 63n - 1n, -(2n ** 63n), 5n];
+      for (const id of ids) {
+        assert.equal((await db.kv.leases.grant(60, id)).id, id);
+        await db.kv.put(putArgs(`neg/${id}`, 'v', { lease: id }));
+      }
+      for (const id of ids) {
+        const ttl = await db.kv.leases.timeToLive(id, true);
+        assert.deepEqual(
+          ttl.keys.map((k) => k.toString()),
+          [`neg/${id}`],
+          `lease ${id} holds exactly its key`,
+        );
+      }
+      assert.ok((await db.kv.leases.list()).ids.includes(-5n));
+      for (const [i, id] of ids.entries()) {
+        await db.kv.leases.revoke(id);
+        const left = text((await db.kv.range(rangeArgs(prefixSpan(b('neg/'))))).kvs);
+        assert.deepEqual(
+          left,
+          ids
+            .slice(i + 1)
+            .map((x) => `neg/${x}`)
+            .sort(),
+          `revoking ${id} deletes only its key`,
+        );
+      }
     });
 
     it('an expired lease deletes its keys', async () => {
