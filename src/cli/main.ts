@@ -6,7 +6,14 @@ import { createRequire } from 'node:module';
  */
 import { Command, type CommandUnknownOpts, InvalidArgumentError, Option } from '@commander-js/extra-typings';
 import { BACKEND_NAMES, DEFAULT_BACKEND } from '../backends/index.js';
-import { DEFAULT_ADDR, DEFAULT_BLOB_STORE, DEFAULT_KV_STORE, DEFAULT_MAX_MESSAGE_SIZE } from '../defaults.js';
+import {
+  DEFAULT_ADDR,
+  DEFAULT_BLOB_STORE,
+  DEFAULT_ETCD_MAX_REQUEST_BYTES,
+  DEFAULT_KV_STORE,
+  DEFAULT_MAX_MESSAGE_SIZE,
+} from '../defaults.js';
+import { parseAutoCompact } from './etcd-options.js';
 import { CliError, describeError, EXIT, EXIT_CODES_HELP, exitCodeFor } from './exit-codes.js';
 
 const require = createRequire(import.meta.url);
@@ -304,7 +311,9 @@ function buildRun(program: CommandUnknownOpts): void {
   program
     .command('run')
     .alias('serve')
-    .description('start the gRPC server (Kv, Blob and Query services); stops cleanly on SIGINT/SIGTERM')
+    .description(
+      'start the gRPC server (Kv, Blob, Query and the etcd v3 API: docs/etcd.md); stops cleanly on SIGINT/SIGTERM',
+    )
     .argument('[ADDR]', `address to listen on (default: ${DEFAULT_ADDR})`)
     .option('--addr <ADDR>', 'address to listen on', DEFAULT_ADDR)
     .option('--kv-store <PATH>', 'KV store file', DEFAULT_KV_STORE)
@@ -326,7 +335,31 @@ function buildRun(program: CommandUnknownOpts): void {
       parseMilliseconds,
       30_000,
     )
-    .addHelpText('after', example('buffdb run [::1]:50051 --kv-store kv_store.db --blob-store blob_store.db'))
+    .option('--etcd-listen <ADDR>', 'also serve only the etcd API on this address (e.g. 127.0.0.1:2379)')
+    .option(
+      '--etcd-max-request-bytes <SIZE>',
+      'largest etcd write request; larger ones fail with "etcdserver: request is too large"',
+      parseSize,
+      DEFAULT_ETCD_MAX_REQUEST_BYTES,
+    )
+    .option(
+      '--auto-compact <VALUE>',
+      'history kept for old reads and watches: revisions (100000), a duration (1h, 30m, 7d) or off',
+      (value: string) => {
+        try {
+          return parseAutoCompact(value);
+        } catch (err) {
+          throw new InvalidArgumentError((err as Error).message);
+        }
+      },
+    )
+    .addHelpText(
+      'after',
+      example(
+        'buffdb run [::1]:50051 --kv-store kv_store.db --blob-store blob_store.db',
+        'buffdb run --etcd-listen 127.0.0.1:2379 --auto-compact 1h',
+      ),
+    )
     .action(async (addrArg, opts, cmd) => {
       const { runServer } = await import('./run-command.js');
       await runServer({
@@ -338,6 +371,9 @@ function buildRun(program: CommandUnknownOpts): void {
         durability: opts.durability,
         readOnly: opts.readOnly,
         transactionTimeoutMs: opts.transactionTimeout,
+        etcdListen: opts.etcdListen,
+        etcdMaxRequestBytes: opts.etcdMaxRequestBytes,
+        autoCompact: opts.autoCompact,
       });
     });
 }
