@@ -508,6 +508,7 @@ export function mvccConformance(dbOf: () => BuffDb): void {
       }
       const taken = c.events.length;
       assert.ok(taken < N, 'a full consumer stops receiving live events');
+      assert.ok(db.kv.hub.states().behind >= 1, 'the hub holds the watcher back (nothing is buffered for it)');
       c.full = false;
       db.kv.hub.resume(w);
       await c.until(N);
