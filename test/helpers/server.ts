@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import type { ClientDuplexStream, ClientWritableStream, ServiceError } from '@grpc/grpc-js';
 import { BACKEND_NAMES } from '../../src/backends/index.js';
 import { type BuffDbClients, connect } from '../../src/client/network.js';
-import { type RunningServer, startServer } from '../../src/server/server.js';
+import { type RunningServer, type StartOptions, startServer } from '../../src/server/server.js';
 import { BuffDb, type BuffDbOptions } from '../../src/store/buffdb.js';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -35,14 +35,18 @@ export interface TestServer {
   dispose(): Promise<void>;
 }
 
-export async function startTestServer(options: BuffDbOptions & { dir?: string } = {}): Promise<TestServer> {
+/** `serve`: server options beside the address (etcd settings, a second etcd listener, …). */
+export async function startTestServer(
+  options: BuffDbOptions & { dir?: string; serve?: Omit<StartOptions, 'addr'> } = {},
+): Promise<TestServer> {
+  const { serve, ...dbOptions } = options;
   const dir = options.dir ?? tempDir();
   const db = await BuffDb.open({
     kvStore: join(dir, 'kv_store.db'),
     blobStore: join(dir, 'blob_store.db'),
-    ...options,
+    ...dbOptions,
   });
-  const running = await startServer(db, { addr: '127.0.0.1:0' });
+  const running = await startServer(db, { ...serve, addr: '127.0.0.1:0' });
   const clients = connect(running.addr);
   let stopped = false;
   const stop = async (): Promise<void> => {
