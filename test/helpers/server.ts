@@ -102,6 +102,8 @@ export function fold<Req>(
 export interface ServerProcess {
   child: ChildProcess;
   addr: string;
+  /** The `--etcd-listen` address, when that flag was given. */
+  etcdAddr?: string;
   stderr: () => string;
   /** Resolves with the exit code (or signal). */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -125,8 +127,11 @@ export function spawnServer(args: string[], cwd: string, env: NodeJS.ProcessEnv 
   return new Promise((resolvePromise, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
       stdout += d.toString();
-      const m = /listening on (\S+)/.exec(stdout);
-      if (m) resolvePromise({ child, addr: m[1]!, stderr: () => stderr, exited });
+      const m = /^listening on (\S+)/m.exec(stdout);
+      const etcd = /^etcd listening on (\S+)/m.exec(stdout);
+      if (m && (etcd || !args.includes('--etcd-listen'))) {
+        resolvePromise({ child, addr: m[1]!, etcdAddr: etcd?.[1], stderr: () => stderr, exited });
+      }
     });
     void exited.then(({ code, signal }) =>
       reject(new Error(`buffdb run exited (${code ?? signal}) before listening: ${stderr}`)),
