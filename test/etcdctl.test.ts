@@ -9,10 +9,9 @@
 
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { etcdctl, etcdMissing, findEtcdctl, type RunningEtcd, startEtcd } from './helpers/etcd.js';
-import { type ServerProcess, spawnServer, TEST_BACKENDS, tempDir } from './helpers/server.js';
+import { type ServerProcess, serverArgs, spawnServer, TEST_BACKENDS, tempDir } from './helpers/server.js';
 
 interface Step {
   args: string[];
@@ -179,20 +178,7 @@ describe('etcdctl against buffdb', { skip: noCtl }, () => {
       let ours: Transcript[];
       before(async () => {
         dir = tempDir('buffdb-etcdctl-');
-        server = await spawnServer(
-          [
-            '127.0.0.1:0',
-            '--backend',
-            backend,
-            '--kv-store',
-            join(dir, 'kv.db'),
-            '--blob-store',
-            join(dir, 'blob.db'),
-            '--etcd-listen',
-            '127.0.0.1:0',
-          ],
-          dir,
-        );
+        server = await spawnServer(serverArgs(dir, backend, '--etcd-listen', '127.0.0.1:0'), dir);
         ours = await runScript(server.addr);
       });
       after(async () => {

@@ -109,6 +109,20 @@ export interface ServerProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+/** `buffdb run` arguments for a loopback server on a free port with its stores in `dir`. */
+export function serverArgs(dir: string, backend: string, ...extra: string[]): string[] {
+  return [
+    '127.0.0.1:0',
+    '--backend',
+    backend,
+    '--kv-store',
+    join(dir, 'kv.db'),
+    '--blob-store',
+    join(dir, 'blob.db'),
+    ...extra,
+  ];
+}
+
 /** Starts `buffdb run ARGS` as a child process (give it an address such as 127.0.0.1:0) and waits until it listens. */
 export function spawnServer(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
   const child = spawn(process.execPath, [CLI, 'run', ...args], {
