@@ -11,7 +11,15 @@ import { openTransitive } from '../src/client/transitive.js';
 import { StoreError } from '../src/errors.js';
 import type { KvClient } from '../src/generated/kv.js';
 import { BuffDb } from '../src/store/buffdb.js';
-import { bidi, spawnServer, startTestServer, TEST_BACKENDS, type TestServer, tempDir } from './helpers/server.js';
+import {
+  bidi,
+  serverArgs,
+  spawnServer,
+  startTestServer,
+  TEST_BACKENDS,
+  type TestServer,
+  tempDir,
+} from './helpers/server.js';
 
 type Unary<Req, Res> = (req: Req, cb: (err: ServiceError | null, res?: Res) => void) => unknown;
 
@@ -431,15 +439,7 @@ for (const backend of TEST_BACKENDS) {
 
   describe(`transactions survive kill -9 exactly as acknowledged [${backend}]`, () => {
     const dir = tempDir('buffdb-tx-crash-');
-    const args = [
-      '127.0.0.1:0',
-      '--backend',
-      backend,
-      '--kv-store',
-      join(dir, 'kv.db'),
-      '--blob-store',
-      join(dir, 'blob.db'),
-    ];
+    const args = serverArgs(dir, backend);
     after(() => rmSync(dir, { recursive: true, force: true }));
 
     async function withServer<T>(env: NodeJS.ProcessEnv, f: (cl: BuffDbClients) => Promise<T>): Promise<T> {
