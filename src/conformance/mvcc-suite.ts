@@ -9,27 +9,10 @@ import { StoreError, status } from '../errors.js';
 import type { BuffDb } from '../store/buffdb.js';
 import type { KvEvent } from '../store/kv/history.js';
 import { etcdSpan, type KeySpan, prefixSpan, singleKey } from '../store/kv/key-span.js';
-import type { PutArgs, RangeArgs, TxnArgs } from '../store/kv/kv-api.js';
+import { type PutArgs, type RangeArgs, rangeArgs, type TxnArgs } from '../store/kv/kv-api.js';
 
 const b = (s: string | number[]): Buffer => (typeof s === 'string' ? Buffer.from(s) : Buffer.from(s));
 const text = (kvs: KvRecord[]): string[] => kvs.map((kv) => kv.key.toString());
-
-function rangeArgs(span: KeySpan, extra: Partial<RangeArgs> = {}): RangeArgs {
-  return {
-    span,
-    limit: 0,
-    revision: 0,
-    sortOrder: 'none',
-    sortTarget: 'key',
-    keysOnly: false,
-    countOnly: false,
-    minModRev: 0,
-    maxModRev: 0,
-    minCreateRev: 0,
-    maxCreateRev: 0,
-    ...extra,
-  };
-}
 
 function putArgs(key: string | Buffer, value: string | Buffer, extra: Partial<PutArgs> = {}): PutArgs {
   return {
