@@ -8,7 +8,7 @@ import type { KvRecord } from '../backends/backend.js';
 import { StoreError, status } from '../errors.js';
 import type { BuffDb } from '../store/buffdb.js';
 import type { KvEvent } from '../store/kv/history.js';
-import { etcdSpan, type KeySpan, prefixSpan, singleKey } from '../store/kv/key-span.js';
+import { etcdSpan, prefixSpan, singleKey } from '../store/kv/key-span.js';
 import { type PutArgs, type RangeArgs, rangeArgs, type TxnArgs } from '../store/kv/kv-api.js';
 
 const b = (s: string | number[]): Buffer => (typeof s === 'string' ? Buffer.from(s) : Buffer.from(s));
