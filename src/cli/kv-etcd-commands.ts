@@ -50,7 +50,7 @@ export function localKvApi(kv: KvStore): EtcdKvApi {
 
 /**
  * Opens the store file, runs `work` on it, closes it. `readOnly` (kv watch): the command never
- * writes, so it never takes the store's write lock from a server beside it.
+ * writes, so on engines several processes share it never takes the write lock from a server.
  */
 export function withLocalKvApi<T>(
   target: StoreTarget,
@@ -60,7 +60,12 @@ export function withLocalKvApi<T>(
   return withStore(
     'KV',
     target,
-    async ({ backend, store }) => openKvStore(await resolveBackend(backend), store, { background: false, readOnly }),
+    async ({ backend, store }) => {
+      const engine = await resolveBackend(backend);
+      // Only where another process may hold the store too: a single-process engine has no one to share with.
+      const shared = readOnly && engine.capabilities.multiProcess;
+      return openKvStore(engine, store, { background: false, readOnly: shared });
+    },
     (kv) => work(localKvApi(kv)),
   );
 }
