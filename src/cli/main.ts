@@ -397,7 +397,7 @@ function buildRun(program: CommandUnknownOpts): void {
     )
     .option(
       '--auto-compact <VALUE>',
-      'history kept for old reads and watches: revisions (100000), a duration (1h, 30m, 7d) or off',
+      'history kept for old reads and watches: a number of revisions, a duration (1h, 30m, 7d) or off (default: 100000)',
       (value: string) => {
         try {
           return parseAutoCompact(value);
