@@ -6,19 +6,26 @@ import { Server, ServerCredentials } from '@grpc/grpc-js';
 const identity = (b) => b;
 const MAX = 64 * 1024 * 1024;
 const server = new Server({ 'grpc.max_receive_message_length': MAX, 'grpc.max_send_message_length': MAX });
+/** A method that hands the handler the raw request bytes and sends raw bytes back. */
+const raw = (path, stream) => ({
+  path,
+  requestStream: stream,
+  responseStream: stream,
+  requestSerialize: identity,
+  requestDeserialize: identity,
+  responseSerialize: identity,
+  responseDeserialize: identity,
+});
 server.addService(
   {
-    echo: {
-      path: '/bench.Echo/Echo',
-      requestStream: true,
-      responseStream: true,
-      requestSerialize: identity,
-      requestDeserialize: identity,
-      responseSerialize: identity,
-      responseDeserialize: identity,
-    },
+    echo: raw('/bench.Echo/Echo', true),
+    // The reference for unary RPCs (the etcd API): the request bytes back as the answer.
+    unary: raw('/bench.Echo/Unary', false),
   },
   {
+    unary(call, callback) {
+      callback(null, call.request);
+    },
     echo(call) {
       call.on('data', (msg) => {
         if (!call.write(msg)) {

@@ -4,7 +4,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import {
-  type Client,
+  Client,
   type ClientDuplexStream,
   credentials,
   makeGenericClientConstructor,
@@ -167,6 +167,25 @@ export function echoClient<T>(
     echo(): ClientDuplexStream<T, T>;
   };
   return { open: () => client.echo(), close: () => client.close() };
+}
+
+/** A unary client of the echo server for `codec`'s messages: encodes and decodes as a real client does. */
+export function echoUnaryClient<T>(addr: string, codec: Codec<T>): { call(message: T): Promise<void>; close(): void } {
+  const serialize = serializer(codec);
+  const client = new Client(addr, credentials.createInsecure(), CLIENT_OPTIONS);
+  return {
+    call: (message) =>
+      new Promise((resolve, reject) =>
+        client.makeUnaryRequest(
+          '/bench.Echo/Unary',
+          serialize,
+          (b: Buffer) => codec.decode(b),
+          message,
+          (err) => (err ? reject(err) : resolve()),
+        ),
+      ),
+    close: () => client.close(),
+  };
 }
 
 /** Median wall milliseconds of running `cmd args` `runs` times (each must exit 0). */

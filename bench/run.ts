@@ -5,7 +5,7 @@
  *   npm run bench                 full run (100k messages per stream test, 5 rounds)
  *   npm run bench -- --quick      under a minute (fewer messages and rounds)
  *   npm run bench -- --json       the results as one JSON object on stdout (progress on stderr)
- *   npm run bench -- --only=kv,blob,etcd,library,backends,cold,rss   just those sections
+ *   npm run bench -- --only=kv,blob,etcd,etcd-api,library,backends,cold,rss   just those sections
  *   npm run bench -- --profile[=set|get|blob]
  *                                 `buffdb run` under Kv Set (or Get, or Blob Store+Get) load with
  *                                 --cpu-prof; prints self time by area and the top functions
@@ -27,6 +27,7 @@ import { openTransitive } from '../src/client/transitive.js';
 import * as blobPb from '../src/generated/blob.js';
 import * as kvPb from '../src/generated/kv.js';
 import { etcdBinary, etcdKv, etcdLoad, startEtcd } from './etcd.js';
+import { etcdApiSection } from './etcd-api.js';
 import {
   type Child,
   echoClient,
@@ -50,7 +51,7 @@ const ECHO = join(ROOT, 'bench', 'echo-server.mjs');
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
 const JSON_OUT = argv.includes('--json');
-/** `--only=kv,blob,etcd,library,backends,cold,rss`: run just those sections. */
+/** `--only=kv,blob,etcd,etcd-api,library,backends,cold,rss`: run just those sections. */
 const ONLY = argv
   .find((a) => a.startsWith('--only='))
   ?.slice('--only='.length)
@@ -675,6 +676,19 @@ async function main(): Promise<void> {
     if (want('kv')) await kvStreams(buff.addr, echo.addr, 'gRPC (sqlite)', cfg.n, cfg.rounds, true);
     if (want('blob')) await blobStreams(buff.addr, echo.addr);
     if (want('etcd')) await etcd(dir, buff.addr);
+    if (want('etcd-api')) {
+      const bin = etcdBinary();
+      if (!bin) notes.push('etcd API: skipped — no `etcd` binary on PATH (Debian: apt-get install etcd-server)');
+      else
+        await etcdApiSection(
+          buff.addr,
+          echo.addr,
+          bin,
+          dir,
+          { quick: QUICK, rounds: Math.min(3, cfg.rounds) },
+          addRatioRow,
+        );
+    }
     await buff.stop();
     if (want('library')) await library(dir);
     for (const backend of BACKEND_NAMES.filter((b) => b !== 'sqlite' && want('backends'))) {

@@ -3,7 +3,9 @@
  *  - random and mutated protobuf payloads sent as raw bytes to every method, wrong wire types,
  *    invalid UTF-8 in string fields, unknown enum values, huge inner length prefixes;
  *  - raw HTTP/2: truncated frames, huge gRPC length prefixes, the compressed flag, bad headers;
- *  - oversize messages, cancelled streams, half-closed streams, streams opened and abandoned.
+ *  - oversize messages, cancelled streams, half-closed streams, streams opened and abandoned;
+ *  - the etcd services too (./fuzz-etcd.ts): an etcd Watch stream stays open until the client
+ *    ends it, as etcd's does, so a watch case ends at a short deadline with no error.
  * The server must never crash or hang; every request ends with a status from the allowed set and,
  * when it is not OK, a message a person can act on. Afterwards a normal request must still work.
  *
@@ -22,13 +24,18 @@ import { loadBackend } from '../src/backends/index.js';
 import * as blob from '../src/generated/blob.js';
 import * as kv from '../src/generated/kv.js';
 import * as query from '../src/generated/query.js';
+import { ETCD_METHODS, etcdStrictCases } from './fuzz-etcd.js';
 
 const CLI = resolve(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
 /** The fuzz server's --max-message-size: small, so oversize messages are cheap to send. */
 export const FUZZ_MAX_MESSAGE = 1024 * 1024;
+/** The fuzz server's --etcd-max-request-bytes: below the message limit, so etcd's own check answers. */
+export const FUZZ_ETCD_MAX_REQUEST = 64 * 1024;
+/** How long a watch case waits for a status before ending the (still open) stream itself. */
+const WATCH_MS = 500;
 
-type Kind = 'bidi' | 'client' | 'unary';
-interface MethodSpec {
+type Kind = 'bidi' | 'client' | 'unary' | 'watch';
+export interface MethodSpec {
   path: string;
   kind: Kind;
   seeds: Uint8Array[];
@@ -37,8 +44,8 @@ interface MethodSpec {
 const enc = <T>(codec: { encode(m: T): { finish(): Uint8Array } }, ...msgs: T[]): Uint8Array[] =>
   msgs.map((m) => codec.encode(m).finish());
 
-/** Every RPC, with valid requests to mutate. SQL seeds only read (mutations must not write havoc). */
-export const METHODS: MethodSpec[] = [
+/** Every buffdb RPC, with valid requests to mutate. SQL seeds only read (mutations must not write havoc). */
+const BUFFDB_METHODS: MethodSpec[] = [
   {
     path: '/buffdb.kv.Kv/Get',
     kind: 'bidi',
@@ -96,6 +103,9 @@ export const METHODS: MethodSpec[] = [
     seeds: enc(query.RawQuery, { query: "SELECT count(*) FROM kv WHERE key = 'fuzz'", target: query.TargetStore.KV }),
   },
 ];
+
+/** Every RPC served: buffdb's and etcd's. */
+export const METHODS: MethodSpec[] = [...BUFFDB_METHODS, ...ETCD_METHODS];
 
 /** Statuses a bad request may end with. INTERNAL, UNKNOWN, UNAVAILABLE or a timeout are failures. */
 export const ALLOWED = new Set<number>([
@@ -201,11 +211,11 @@ export function mutate(rand: () => number, input: Uint8Array): Uint8Array {
 }
 
 /** `count` cases: mutated seeds, crafted payloads, random bytes; several messages per stream. */
-export function generateCases(rand: () => number, count: number): FuzzCase[] {
+export function generateCases(rand: () => number, count: number, methods = METHODS): FuzzCase[] {
   const crafted = craftedPayloads();
   const cases: FuzzCase[] = [];
   for (let i = 0; i < count; i++) {
-    const m = METHODS[Math.floor(rand() * METHODS.length)]!;
+    const m = methods[Math.floor(rand() * methods.length)]!;
     const nMsgs = m.kind === 'unary' ? 1 : 1 + Math.floor(rand() * 3);
     const payloads: string[] = [];
     for (let j = 0; j < nMsgs; j++) {
@@ -228,12 +238,16 @@ const identity = (b: Buffer): Buffer => b;
 export function sendRaw(client: Client, method: string, payloads: Buffer[], deadlineMs = 10_000): Promise<Outcome> {
   const spec = METHODS.find((m) => m.path === method);
   const kind: Kind = spec?.kind ?? 'bidi';
-  const deadline = Date.now() + deadlineMs;
+  const deadline = Date.now() + (kind === 'watch' ? WATCH_MS : deadlineMs);
   return new Promise((resolvePromise) => {
     let responses = 0;
     const done = (err: ServiceError | null): void => {
+      // A watch stream the server kept open (as etcd does) is ended by the deadline: that is no error.
+      const open = kind === 'watch' && err?.code === status.DEADLINE_EXCEEDED;
       resolvePromise(
-        err ? { code: err.code, details: err.details, responses } : { code: status.OK, details: '', responses },
+        err && !open
+          ? { code: err.code, details: err.details, responses }
+          : { code: status.OK, details: '', responses },
       );
     };
     if (kind === 'unary') {
@@ -303,6 +317,8 @@ export function startFuzzServer(dir: string, extra: string[] = []): Promise<Serv
       join(dir, 'blob.db'),
       '--max-message-size',
       String(FUZZ_MAX_MESSAGE),
+      '--etcd-max-request-bytes',
+      String(FUZZ_ETCD_MAX_REQUEST),
       ...extra,
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
@@ -536,12 +552,11 @@ export function loadCorpus(dir: string): FuzzCase[] {
 export function buildCorpus(): Record<string, FuzzCase[]> {
   const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
   const crafted = craftedPayloads();
-  const malformed: FuzzCase[] = [];
-  for (const m of METHODS) {
-    for (const [i, p] of crafted.entries()) {
-      malformed.push({ name: `${m.path} crafted#${i}`, method: m.path, payloads: [hex(p)] });
-    }
-  }
+  const craftedFor = (methods: MethodSpec[]): FuzzCase[] =>
+    methods.flatMap((m) =>
+      crafted.map((p, i) => ({ name: `${m.path} crafted#${i}`, method: m.path, payloads: [hex(p)] })),
+    );
+  const malformed = craftedFor(BUFFDB_METHODS);
   const strict: FuzzCase[] = [
     {
       name: 'Kv.Set invalid UTF-8 key',
@@ -655,8 +670,17 @@ export function buildCorpus(): Record<string, FuzzCase[]> {
     },
   ];
   const rand = rng(20261124);
-  const mutated = generateCases(rand, 120).map((c, i) => ({ ...c, name: `mutated#${i} ${c.method}` }));
-  return { '01-malformed.json': malformed, '02-strict.json': strict, '03-mutated.json': mutated };
+  const mutated = generateCases(rand, 120, BUFFDB_METHODS).map((c, i) => ({ ...c, name: `mutated#${i} ${c.method}` }));
+  const etcdMutated = generateCases(rng(20261128), 80, ETCD_METHODS).map((c, i) => ({
+    ...c,
+    name: `etcd mutated#${i} ${c.method}`,
+  }));
+  return {
+    '01-malformed.json': malformed,
+    '02-strict.json': strict,
+    '03-mutated.json': mutated,
+    '04-etcd.json': [...etcdStrictCases(), ...craftedFor(ETCD_METHODS), ...etcdMutated],
+  };
 }
 
 export interface FuzzStats {
@@ -718,6 +742,16 @@ export async function runFuzz(
       o,
     );
     if (problem) problems.push(problem);
+  }
+  // An etcd write over --etcd-max-request-bytes but within the message limit: etcd's own answer.
+  const bigPut = Buffer.concat([
+    Buffer.from([0x0a, 1, 0x6b, 0x12, ...varint(FUZZ_ETCD_MAX_REQUEST + 10)]),
+    Buffer.alloc(FUZZ_ETCD_MAX_REQUEST + 10, 0x41),
+  ]);
+  const tooLarge = await sendRaw(client, '/etcdserverpb.KV/Put', [bigPut]);
+  oversize++;
+  if (tooLarge.code !== status.INVALID_ARGUMENT || tooLarge.details !== 'etcdserver: request is too large') {
+    problems.push(`etcd Put over max-request-bytes: ${tooLarge.code} ${tooLarge.details}`);
   }
   client.close();
   const h2 = await rawHttp2Cases(addr);

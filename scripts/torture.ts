@@ -1,10 +1,12 @@
 /**
- * Crash loop: `buffdb run` as a child process, several clients streaming KV sets/deletes and blob
- * stores/updates/deletes, `kill -9` at a random moment, restart on the same files, and check that
+ * Crash loop: `buffdb run` as a child process, several clients streaming KV sets/deletes, blob
+ * stores/updates/deletes and etcd Puts/Txns, `kill -9` at a random moment, restart on the same
+ * files, and check that
  *  - every acknowledged write is there with the right value (and every acknowledged delete stays
  *    deleted unless a later write re-set it),
  *  - a write that was in flight is either fully there or fully absent — never a value nobody wrote,
- *  - blob ids are never reused, and the files open cleanly (SQLite: integrity_check is ok).
+ *  - blob ids are never reused, and the files open cleanly (SQLite: integrity_check is ok);
+ *  - etcd writes are at their acknowledged revisions and revisions only grow (./torture-etcd.ts).
  *
  *   npm run torture -- --loops 50 --backend sqlite[,other…|all] [--clients 4] [--seed N]
  */
@@ -14,11 +16,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BACKEND_NAMES, loadBackend } from '../src/backends/index.js';
+import { connectEtcd, type EtcdClients } from '../src/client/etcd.js';
 import { type BuffDbClients, connect } from '../src/client/network.js';
 import { type QueryResult, TargetStore } from '../src/generated/query.js';
 import { unpackValue } from '../src/server/any-values.js';
 // The same seeded PRNG as the fuzzer, so a failing run can be replayed with --seed.
 import { rng } from './fuzz.js';
+import { ABSENT, EtcdTorture, type KvState, type Tracked } from './torture-etcd.js';
 
 const CLI = resolve(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
 
@@ -37,6 +41,9 @@ export interface TortureResult {
   backend: string;
   loops: number;
   ackedWrites: number;
+  /** Of those, through the etcd API; and the highest revision acknowledged. */
+  etcdAcked: number;
+  maxRevision: number;
   inFlightAtKill: number;
   inFlightLanded: number;
   keysChecked: number;
@@ -44,19 +51,11 @@ export interface TortureResult {
   seconds: number;
 }
 
-const ABSENT = Symbol('absent');
-type KvState = string | typeof ABSENT;
 interface BlobState {
   data: Buffer;
   metadata: string | null;
 }
 type BState = BlobState | typeof ABSENT;
-
-/** What one key (or blob) may hold: the acknowledged state, then in-flight outcomes in order. */
-interface Tracked<S> {
-  confirmed: S;
-  pending: S[];
-}
 
 const sameBlob = (a: BState, b: BState): boolean =>
   a === ABSENT || b === ABSENT ? a === b : a.metadata === b.metadata && a.data.equals(b.data);
@@ -156,6 +155,7 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
   const fail = (msg: string): never => {
     throw new Error(`torture [${options.backend}, seed ${seed}]: ${msg}`);
   };
+  const etcd = new EtcdTorture(kv, int, () => nonce++, fail);
 
   /** After a restart: every key and blob must hold its acknowledged state or an in-flight one. */
   async function verify(c: BuffDbClients, loop: number): Promise<void> {
@@ -242,11 +242,12 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
   }
 
   /** One client's writes until the server dies. Keys are owned by one client: order is known. */
-  async function client(c: BuffDbClients, who: number, stop: { killed: boolean }): Promise<void> {
+  async function client(c: BuffDbClients, e: EtcdClients, who: number, stop: { killed: boolean }): Promise<void> {
     while (!stop.killed) {
-      const kind = int(10);
+      const kind = int(12);
       let err: import('@grpc/grpc-js').ServiceError | undefined;
-      if (kind < 4) {
+      if (kind >= 10) err = await etcd.write(e, who);
+      else if (kind < 4) {
         const n = 1 + int(20);
         const reqs = Array.from({ length: n }, () => {
           const key = `c${who}-k${int(60)}`;
@@ -353,10 +354,12 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
     for (let loop = 1; loop <= options.loops; loop++) {
       const server = await startServer(dir, options.backend, durability);
       const c = connect(server.addr);
+      const e = connectEtcd(server.addr);
       try {
+        await etcd.check(e, loop);
         await verify(c, loop);
         const stop = { killed: false };
-        const workers = Array.from({ length: nClients }, (_, who) => client(c, who, stop));
+        const workers = Array.from({ length: nClients }, (_, who) => client(c, e, who, stop));
         const failure = Promise.race(workers.map((w) => w.then(() => new Promise<never>(() => {}))));
         await Promise.race([new Promise((r) => setTimeout(r, 50 + int(maxRunMs))), failure]);
         stop.killed = true;
@@ -377,13 +380,16 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
         }
       } finally {
         c.close();
+        e.close();
         if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGKILL');
       }
     }
     // Final restart and check.
     const server = await startServer(dir, options.backend, durability);
     const c = connect(server.addr);
+    const e = connectEtcd(server.addr);
     try {
+      await etcd.check(e, options.loops + 1);
       await verify(c, options.loops + 1);
       // Ids are never reused, even after crashes.
       let newId = 0n;
@@ -391,18 +397,28 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
         newId = r.id;
       });
       if (newId <= maxIdSeen) fail(`blob id ${newId} reused after restart (largest seen ${maxIdSeen})`);
+      if ((await etcd.write(e, 0)) !== undefined) fail('an etcd write failed after the last restart');
     } finally {
       c.close();
+      e.close();
       server.child.kill('SIGTERM');
       await server.exited;
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  const result = { backend: options.backend, loops: options.loops, ...stats, seconds: (Date.now() - started) / 1000 };
+  const result = {
+    backend: options.backend,
+    loops: options.loops,
+    ...stats,
+    ackedWrites: stats.ackedWrites + etcd.acked,
+    etcdAcked: etcd.acked,
+    maxRevision: etcd.maxAckedRev,
+    seconds: (Date.now() - started) / 1000,
+  };
   log(
     `torture: ${options.backend} survived ${result.loops} kill -9 loops in ${result.seconds.toFixed(1)} s: ` +
-      `${result.ackedWrites} acknowledged writes all present, ${result.inFlightAtKill} in flight at kills ` +
+      `${result.ackedWrites} acknowledged writes all present (${result.etcdAcked} through etcd, at their revisions, up to ${result.maxRevision}), ${result.inFlightAtKill} in flight at kills ` +
       `(${result.inFlightLanded} landed, the rest cleanly absent), ${result.keysChecked} key and ${result.blobsChecked} blob checks`,
   );
   return result;

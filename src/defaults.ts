@@ -18,3 +18,9 @@ export const DEFAULT_DISCONNECT_GRACE_MS = 2_000;
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
 /** History kept by default: the last this many revisions (--auto-compact). */
 export const DEFAULT_AUTO_COMPACT_REVISIONS = 100_000;
+/** Largest etcd write request (etcd's --max-request-bytes, 1.5 MiB; --etcd-max-request-bytes). */
+export const DEFAULT_ETCD_MAX_REQUEST_BYTES = 1.5 * 1024 * 1024;
+/** gRPC framing allowed on top of an etcd request (etcd's grpcOverheadBytes). */
+export const ETCD_GRPC_OVERHEAD_BYTES = 512 * 1024;
+/** How often idle etcd watchers that asked get a progress notification (etcd: 10 minutes). */
+export const DEFAULT_ETCD_PROGRESS_NOTIFY_MS = 10 * 60 * 1000;

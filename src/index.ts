@@ -20,6 +20,7 @@ export type {
 } from './backends/backend.js';
 export { BLOB_MAPS, KV_MAPS } from './backends/backend.js';
 export { BACKEND_NAMES, type BackendImpl, type BackendName, DEFAULT_BACKEND, loadBackend } from './backends/index.js';
+export { connectEtcd, type EtcdClients } from './client/etcd.js';
 export {
   BlobClientCtor,
   type BuffDbClients,
@@ -32,10 +33,14 @@ export { openTransitive, type TransitiveClients, transitiveClients } from './cli
 export { DEFAULT_TRANSACTION_TIMEOUT_MS } from './defaults.js';
 export { NotFoundError, StoreError, status } from './errors.js';
 export * as blob from './generated/blob.js';
+/** The etcd v3 API messages and clients (etcdserverpb); key-values and events are in `etcdKv`. */
+export * as etcd from './generated/etcd/etcdserverpb/rpc.js';
+export * as etcdKv from './generated/etcd/mvccpb/kv.js';
 export * as kv from './generated/kv.js';
 export * as query from './generated/query.js';
 export { packValue, unpackValue } from './server/any-values.js';
 export { BlobDefinition, KvDefinition, QueryDefinition } from './server/definitions.js';
+export type { EtcdOptions } from './server/etcd/services.js';
 export {
   addBuffDbServices,
   DEFAULT_ADDR,

@@ -7,24 +7,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { assertOneLineError, ok, type Result, run } from './helpers/cli.js';
 import { bidi, CLI, ROOT, startTestServer, TEST_BACKENDS, tempDir } from './helpers/server.js';
-
-interface Result {
-  status: number | null;
-  stdout: Buffer;
-  out: string;
-  stderr: string;
-}
-
-function run(cwd: string, args: string[], input?: Buffer | string | number): Result {
-  const r = spawnSync(process.execPath, [CLI, ...args], {
-    cwd,
-    input: typeof input === 'number' ? undefined : input,
-    stdio: [typeof input === 'number' ? input : 'pipe', 'pipe', 'pipe'],
-    maxBuffer: 512 * 1024 * 1024,
-  });
-  return { status: r.status, stdout: r.stdout, out: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8') };
-}
 
 /** Runs independent invocations a few at a time (each is a whole Node process start). */
 async function runAll(cwd: string, list: string[][], concurrency = 4): Promise<Result[]> {
@@ -49,21 +33,6 @@ async function runAll(cwd: string, list: string[][], concurrency = 4): Promise<R
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   return results;
-}
-
-/** Exactly one line on stderr, mentioning `needle`, and no stack trace. */
-function assertOneLineError(r: Result, status: number, needle: string | RegExp): void {
-  assert.equal(r.status, status, `exit status; stderr: ${r.stderr}`);
-  assert.match(r.stderr, /^buffdb: [^\n]+\n$/, `one line on stderr: ${JSON.stringify(r.stderr)}`);
-  if (typeof needle === 'string')
-    assert.ok(r.stderr.includes(needle), `stderr ${JSON.stringify(r.stderr)} names ${needle}`);
-  else assert.match(r.stderr, needle);
-  assert.doesNotMatch(r.stderr, /\n\s+at /);
-}
-
-function ok(r: Result): Result {
-  assert.equal(r.status, 0, `exit 0 expected; stderr: ${r.stderr}`);
-  return r;
 }
 
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };

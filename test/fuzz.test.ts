@@ -66,6 +66,22 @@ for (const backend of TEST_BACKENDS)
       }
     });
 
+    it('bad etcd requests get etcd’s own texts, and unserved etcd methods say so', async () => {
+      const client = new Client(server.addr, credentials.createInsecure());
+      try {
+        const empty = await sendRaw(client, '/etcdserverpb.KV/Range', [Buffer.alloc(0)]);
+        assert.deepEqual([empty.code, empty.details], [status.INVALID_ARGUMENT, 'etcdserver: key is not provided']);
+        const watch = await sendRaw(client, '/etcdserverpb.Watch/Watch', [Buffer.from('0a050a80808008', 'hex')]);
+        assert.equal(watch.code, status.INVALID_ARGUMENT);
+        assert.match(watch.details, /^malformed Watch request message: /);
+        const auth = await sendRaw(client, '/etcdserverpb.Auth/AuthStatus', [Buffer.alloc(0)]);
+        assert.equal(auth.code, status.UNIMPLEMENTED);
+        assert.match(auth.details, /etcdserverpb\.Auth\/AuthStatus is not served by buffdb/);
+      } finally {
+        client.close();
+      }
+    });
+
     it('stops cleanly afterwards: exit 0, no stack trace', async () => {
       await healthy(server.addr);
       server.child.kill('SIGTERM');

@@ -13,6 +13,7 @@ import { BuffDb } from '../src/store/buffdb.js';
 import {
   bidi,
   eventually,
+  serverArgs,
   spawnServer,
   startTestServer,
   TEST_BACKENDS,
@@ -431,15 +432,7 @@ for (const backend of TEST_BACKENDS) {
 
   describe(`transactions survive kill -9 exactly as acknowledged [${backend}]`, () => {
     const dir = tempDir('buffdb-tx-crash-');
-    const args = [
-      '127.0.0.1:0',
-      '--backend',
-      backend,
-      '--kv-store',
-      join(dir, 'kv.db'),
-      '--blob-store',
-      join(dir, 'blob.db'),
-    ];
+    const args = serverArgs(dir, backend);
     after(() => rmSync(dir, { recursive: true, force: true }));
 
     async function withServer<T>(env: NodeJS.ProcessEnv, f: (cl: BuffDbClients) => Promise<T>): Promise<T> {

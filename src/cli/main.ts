@@ -6,7 +6,14 @@ import { createRequire } from 'node:module';
  */
 import { Command, type CommandUnknownOpts, InvalidArgumentError, Option } from '@commander-js/extra-typings';
 import { BACKEND_NAMES, DEFAULT_BACKEND } from '../backends/index.js';
-import { DEFAULT_ADDR, DEFAULT_BLOB_STORE, DEFAULT_KV_STORE, DEFAULT_MAX_MESSAGE_SIZE } from '../defaults.js';
+import {
+  DEFAULT_ADDR,
+  DEFAULT_BLOB_STORE,
+  DEFAULT_ETCD_MAX_REQUEST_BYTES,
+  DEFAULT_KV_STORE,
+  DEFAULT_MAX_MESSAGE_SIZE,
+} from '../defaults.js';
+import { parseAutoCompact } from './etcd-options.js';
 import { CliError, describeError, EXIT, EXIT_CODES_HELP, exitCodeFor } from './exit-codes.js';
 
 const require = createRequire(import.meta.url);
@@ -102,6 +109,9 @@ function groupAction(cmd: CommandUnknownOpts): void {
 async function kvCommands() {
   return import('./kv-commands.js');
 }
+async function kvEtcdCommands() {
+  return import('./kv-etcd-commands.js');
+}
 async function blobCommands() {
   return import('./blob-commands.js');
 }
@@ -135,9 +145,20 @@ function buildKv(program: CommandUnknownOpts): void {
     .argument('<VALUE>', 'value')
     .addOption(storeOption(DEFAULT_KV_STORE))
     .addOption(backendOption())
-    .addHelpText('after', example('buffdb kv set greeting "hello world"', 'buffdb kv set offset -- -5'))
-    .action(async (key, value, _opts, cmd) => {
-      await (await kvCommands()).kvSet(kvTarget(cmd), key, value);
+    .option('--ttl <SECONDS>', 'delete the key after this many seconds (an etcd lease; at least 2)', parseCount)
+    .addHelpText(
+      'after',
+      example(
+        'buffdb kv set greeting "hello world"',
+        'buffdb kv set offset -- -5',
+        'buffdb kv set session abc --ttl 60',
+      ),
+    )
+    .action(async (key, value, opts, cmd) => {
+      if (opts.ttl === undefined) return (await kvCommands()).kvSet(kvTarget(cmd), key, value);
+      const ttl = opts.ttl;
+      const m = await kvEtcdCommands();
+      await m.withLocalKvApi(kvTarget(cmd), false, (api) => m.kvSetWithTtl(api, key, value, ttl));
     });
 
   kv.command('delete')
@@ -171,6 +192,45 @@ function buildKv(program: CommandUnknownOpts): void {
     .addHelpText('after', example('buffdb kv not-eq a b c && echo all different'))
     .action(async (keys, _opts, cmd) => {
       if (!(await (await kvCommands()).kvCompare(kvTarget(cmd), keys, 'not-eq'))) process.exitCode = EXIT.FALSE;
+    });
+
+  kv.command('list')
+    .alias('ls')
+    .description('print the keys starting with PREFIX (all keys without one) in byte order: KEY, tab, VALUE per line')
+    .argument('[PREFIX]', 'key prefix', '')
+    .option('--keys-only', 'print only the keys, one per line', false)
+    .option('--limit <N>', 'print at most N keys', parseCount, 0)
+    .option('--json', 'one JSON object per line: key, value, revisions, version, lease', false)
+    .addOption(storeOption(DEFAULT_KV_STORE))
+    .addOption(backendOption())
+    .addHelpText(
+      'after',
+      example('buffdb kv list user/', 'buffdb kv list --keys-only --limit 10', 'buffdb kv list --json'),
+    )
+    .action(async (prefix, opts, cmd) => {
+      const m = await kvEtcdCommands();
+      await m.withLocalKvApi(kvTarget(cmd), false, (api) => m.kvList(api, prefix, opts));
+    });
+
+  kv.command('watch')
+    .description(
+      'print one line per change to keys starting with PREFIX ("" for all) until interrupted:\n' +
+        "PUT, tab, KEY, tab, VALUE or DELETE, tab, KEY. The store file is polled for other processes' writes.",
+    )
+    .argument('<PREFIX>', 'key prefix')
+    .option('--rev <REVISION>', 'first replay the history from this revision', parseCount, 0)
+    .option('--json', 'one JSON object per line: type, key, value, revision', false)
+    .option('--interval <MS>', 'how often the store file is polled', parseMilliseconds, 250)
+    .addOption(storeOption(DEFAULT_KV_STORE))
+    .addOption(backendOption())
+    .addHelpText('after', example('buffdb kv watch user/', 'buffdb kv watch "" --rev 1 --json'))
+    .action(async (prefix, opts, cmd) => {
+      const m = await kvEtcdCommands();
+      const stop = new AbortController();
+      for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort());
+      await m.withLocalKvApi(kvTarget(cmd), true, (api) =>
+        m.kvWatch(api, prefix, { json: opts.json, rev: opts.rev, pollMs: opts.interval }, stop.signal),
+      );
     });
 
   kv.helpCommand(true)
@@ -304,7 +364,9 @@ function buildRun(program: CommandUnknownOpts): void {
   program
     .command('run')
     .alias('serve')
-    .description('start the gRPC server (Kv, Blob and Query services); stops cleanly on SIGINT/SIGTERM')
+    .description(
+      'start the gRPC server (Kv, Blob, Query and the etcd v3 API: docs/etcd.md); stops cleanly on SIGINT/SIGTERM',
+    )
     .argument('[ADDR]', `address to listen on (default: ${DEFAULT_ADDR})`)
     .option('--addr <ADDR>', 'address to listen on', DEFAULT_ADDR)
     .option('--kv-store <PATH>', 'KV store file', DEFAULT_KV_STORE)
@@ -326,7 +388,31 @@ function buildRun(program: CommandUnknownOpts): void {
       parseMilliseconds,
       30_000,
     )
-    .addHelpText('after', example('buffdb run [::1]:50051 --kv-store kv_store.db --blob-store blob_store.db'))
+    .option('--etcd-listen <ADDR>', 'also serve only the etcd API on this address (e.g. 127.0.0.1:2379)')
+    .option(
+      '--etcd-max-request-bytes <SIZE>',
+      'largest etcd write request; larger ones fail with "etcdserver: request is too large"',
+      parseSize,
+      DEFAULT_ETCD_MAX_REQUEST_BYTES,
+    )
+    .option(
+      '--auto-compact <VALUE>',
+      'history kept for old reads and watches: a number of revisions, a duration (1h, 30m, 7d) or off (default: 100000)',
+      (value: string) => {
+        try {
+          return parseAutoCompact(value);
+        } catch (err) {
+          throw new InvalidArgumentError((err as Error).message);
+        }
+      },
+    )
+    .addHelpText(
+      'after',
+      example(
+        'buffdb run [::1]:50051 --kv-store kv_store.db --blob-store blob_store.db',
+        'buffdb run --etcd-listen 127.0.0.1:2379 --auto-compact 1h',
+      ),
+    )
     .action(async (addrArg, opts, cmd) => {
       const { runServer } = await import('./run-command.js');
       await runServer({
@@ -338,8 +424,19 @@ function buildRun(program: CommandUnknownOpts): void {
         durability: opts.durability,
         readOnly: opts.readOnly,
         transactionTimeoutMs: opts.transactionTimeout,
+        etcdListen: opts.etcdListen,
+        etcdMaxRequestBytes: opts.etcdMaxRequestBytes,
+        autoCompact: opts.autoCompact,
       });
     });
+}
+
+/** A whole number ≥ 0 (counts, revisions, seconds). */
+function parseCount(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n))
+    throw new InvalidArgumentError('expected a whole number');
+  return n;
 }
 
 function parseMilliseconds(value: string): number {

@@ -5,6 +5,7 @@ import { DEFAULT_SHUTDOWN_GRACE_MS } from '../defaults.js';
 import { StoreError, status } from '../errors.js';
 import { startServer } from '../server/server.js';
 import { BuffDb } from '../store/buffdb.js';
+import type { AutoCompactSetting } from './etcd-options.js';
 import { CliError, EXIT } from './exit-codes.js';
 
 export interface RunOptions {
@@ -17,6 +18,12 @@ export interface RunOptions {
   readOnly: boolean;
   /** Default lifetime of a transaction that is neither committed nor rolled back. */
   transactionTimeoutMs?: number;
+  /** Also serve only the etcd services here (docs/etcd.md). */
+  etcdListen?: string;
+  /** Largest etcd write request (etcd's --max-request-bytes). */
+  etcdMaxRequestBytes?: number;
+  /** History kept (default: the last 100 000 revisions). */
+  autoCompact?: AutoCompactSetting;
 }
 
 /**
@@ -53,10 +60,16 @@ export async function runServer(options: RunOptions): Promise<void> {
     durability: options.durability,
     readOnly: options.readOnly,
     transactionTimeoutMs: options.transactionTimeoutMs,
+    autoCompact: options.autoCompact,
   });
   let running: Awaited<ReturnType<typeof startServer>>;
   try {
-    running = await startServer(db, { addr: options.addr, maxMessageSize: options.maxMessageSize });
+    running = await startServer(db, {
+      addr: options.addr,
+      maxMessageSize: options.maxMessageSize,
+      etcdListen: options.etcdListen,
+      etcd: { maxRequestBytes: options.etcdMaxRequestBytes },
+    });
   } catch (err) {
     await db.close();
     throw new Error(`cannot listen on ${options.addr}: ${(err as Error).message}`);
@@ -90,8 +103,9 @@ export async function runServer(options: RunOptions): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   log(
     `listening on ${running.addr} (backend ${options.backend}, kv ${options.kvStore}, blob ${options.blobStore}` +
-      `${options.readOnly ? ', read-only' : ''})`,
+      `${options.readOnly ? ', read-only' : ''}${running.etcdAddr ? `; etcd API alone on ${running.etcdAddr}` : ''})`,
   );
-  // Machine-readable line on stdout, for scripts and tests that start the server on port 0.
+  // Machine-readable lines on stdout, for scripts and tests that start the server on port 0.
   process.stdout.write(`listening on ${running.addr}\n`);
+  if (running.etcdAddr) process.stdout.write(`etcd listening on ${running.etcdAddr}\n`);
 }

@@ -8,28 +8,11 @@ import type { KvRecord } from '../backends/backend.js';
 import { StoreError, status } from '../errors.js';
 import type { BuffDb } from '../store/buffdb.js';
 import type { KvEvent } from '../store/kv/history.js';
-import { etcdSpan, type KeySpan, prefixSpan, singleKey } from '../store/kv/key-span.js';
-import type { PutArgs, RangeArgs, TxnArgs } from '../store/kv/kv-api.js';
+import { etcdSpan, prefixSpan, singleKey } from '../store/kv/key-span.js';
+import { type PutArgs, type RangeArgs, rangeArgs, type TxnArgs } from '../store/kv/kv-api.js';
 
 const b = (s: string | number[]): Buffer => (typeof s === 'string' ? Buffer.from(s) : Buffer.from(s));
 const text = (kvs: KvRecord[]): string[] => kvs.map((kv) => kv.key.toString());
-
-function rangeArgs(span: KeySpan, extra: Partial<RangeArgs> = {}): RangeArgs {
-  return {
-    span,
-    limit: 0,
-    revision: 0,
-    sortOrder: 'none',
-    sortTarget: 'key',
-    keysOnly: false,
-    countOnly: false,
-    minModRev: 0,
-    maxModRev: 0,
-    minCreateRev: 0,
-    maxCreateRev: 0,
-    ...extra,
-  };
-}
 
 function putArgs(key: string | Buffer, value: string | Buffer, extra: Partial<PutArgs> = {}): PutArgs {
   return {
@@ -89,6 +72,20 @@ const describeEvent = (e: KvEvent): string => `${e.type} ${e.kv.key.toString()}@
 
 export function mvccConformance(dbOf: () => BuffDb): void {
   describe('revisions (etcd semantics)', () => {
+    // First in the suite: the store is not compacted yet.
+    it('a never-compacted store accepts Compact(0), as a fresh etcd does; below 0 is compacted', async (t) => {
+      const db = dbOf();
+      if (db.kv.status().compactRev !== 0) return t.skip('the store was compacted before this test');
+      const rev = db.kv.status().rev;
+      assert.equal((await db.kv.compact(0, true)).rev, rev);
+      assert.equal(db.kv.status().compactRev, 0);
+      await rejectsWith(
+        db.kv.compact(-1, false),
+        status.OUT_OF_RANGE,
+        /^etcdserver: mvcc: required revision has been compacted$/,
+      );
+    });
+
     it('each write is one new revision; a failed or empty write consumes none', async () => {
       const db = dbOf();
       const r0 = db.kv.status().rev;
@@ -394,6 +391,45 @@ export function mvccConformance(dbOf: () => BuffDb): void {
       await db.kv.leases.revoke(short.id);
     });
 
+    it('time-to-live truncates to whole seconds as etcd does: right after a 30 s grant it is 29', async () => {
+      const db = dbOf();
+      const lease = await db.kv.leases.grant(30, 0n);
+      const ttl = await db.kv.leases.timeToLive(lease.id, false);
+      assert.equal(ttl.ttl, 29);
+      assert.equal(ttl.grantedTtl, 30);
+      await db.kv.leases.revoke(lease.id);
+    });
+
+    it('client-chosen lease ids may be negative (as in etcd); each lease revokes only its own keys', async () => {
+      const db = dbOf();
+      const ids = [-1n, -5n, 2n ** 63n - 1n, -(2n ** 63n), 5n];
+      for (const id of ids) {
+        assert.equal((await db.kv.leases.grant(60, id)).id, id);
+        await db.kv.put(putArgs(`neg/${id}`, 'v', { lease: id }));
+      }
+      for (const id of ids) {
+        const ttl = await db.kv.leases.timeToLive(id, true);
+        assert.deepEqual(
+          ttl.keys.map((k) => k.toString()),
+          [`neg/${id}`],
+          `lease ${id} holds exactly its key`,
+        );
+      }
+      assert.ok((await db.kv.leases.list()).ids.includes(-5n));
+      for (const [i, id] of ids.entries()) {
+        await db.kv.leases.revoke(id);
+        const left = text((await db.kv.range(rangeArgs(prefixSpan(b('neg/'))))).kvs);
+        assert.deepEqual(
+          left,
+          ids
+            .slice(i + 1)
+            .map((x) => `neg/${x}`)
+            .sort(),
+          `revoking ${id} deletes only its key`,
+        );
+      }
+    });
+
     it('an expired lease deletes its keys', async () => {
       const db = dbOf();
       const lease = await db.kv.leases.grant(2, 0n);
@@ -455,6 +491,7 @@ export function mvccConformance(dbOf: () => BuffDb): void {
       }
       const taken = c.events.length;
       assert.ok(taken < N, 'a full consumer stops receiving live events');
+      assert.ok(db.kv.hub.states().behind >= 1, 'the hub holds the watcher back (nothing is buffered for it)');
       c.full = false;
       db.kv.hub.resume(w);
       await c.until(N);

@@ -22,6 +22,7 @@ import { StoreError, status } from '../errors.js';
 import { BuffDb, type BuffDbOptions } from '../store/buffdb.js';
 import { EqualityCheck } from '../store/equality.js';
 import { type Done, Sequence } from '../store/group-commit.js';
+import { rangeArgs } from '../store/kv/kv-api.js';
 import { resolveBackend } from '../store/open-store.js';
 import { largeBlobConformance } from './large-blob-suite.js';
 import { mvccConformance } from './mvcc-suite.js';
@@ -650,19 +651,7 @@ async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
 /** The etcd-style range of one key. */
 function rangeOf(key: string) {
   const k = Buffer.from(key);
-  return {
-    span: { start: k, end: Buffer.concat([k, Buffer.of(0)]) },
-    limit: 0,
-    revision: 0,
-    sortOrder: 'none' as const,
-    sortTarget: 'key' as const,
-    keysOnly: false,
-    countOnly: false,
-    minModRev: 0,
-    maxModRev: 0,
-    minCreateRev: 0,
-    maxCreateRev: 0,
-  };
+  return rangeArgs({ start: k, end: Buffer.concat([k, Buffer.of(0)]) });
 }
 
 /**

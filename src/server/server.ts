@@ -2,6 +2,8 @@
 import { Server, ServerCredentials, type ServerOptions, type ServiceDefinition } from '@grpc/grpc-js';
 import { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_SHUTDOWN_GRACE_MS } from '../defaults.js';
 import type { BuffDb } from '../store/buffdb.js';
+import { OpenStreams } from './etcd/common.js';
+import { type EtcdListener, listenEtcd } from './etcd/listener.js';
 import { buffDbServices, type ServeOptions } from './services.js';
 
 export { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE, type ServeOptions };
@@ -17,6 +19,8 @@ export interface StartOptions extends ServeOptions {
   addr?: string;
   maxMessageSize?: number;
   grpcOptions?: ServerOptions;
+  /** Also serve only the etcd services on this address (`buffdb run --etcd-listen`). */
+  etcdListen?: string;
 }
 
 export interface RunningServer {
@@ -24,6 +28,8 @@ export interface RunningServer {
   /** The address actually bound (with the real port when 0 was asked for). */
   addr: string;
   port: number;
+  /** The `etcdListen` address actually bound, when one was asked for. */
+  etcdAddr?: string;
   /**
    * Stops accepting calls, lets in-flight streams finish (at most `graceMs`), commits everything
    * queued, then closes the stores.
@@ -43,14 +49,29 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
     'grpc.max_send_message_length': maxMessageSize,
     ...options.grpcOptions,
   });
-  addBuffDbServices(server, db, options);
+  // One registry for both listeners: stopping ends every etcd watch and keep-alive stream.
+  const streams = options.etcd?.streams ?? new OpenStreams();
+  const serve = { ...options, etcd: { ...options.etcd, streams } };
+  addBuffDbServices(server, db, serve);
   const addr = options.addr ?? DEFAULT_ADDR;
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(addr, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
   });
+  let etcd: EtcdListener | undefined;
+  if (options.etcdListen) {
+    try {
+      etcd = await listenEtcd(db, options.etcdListen, serve.etcd);
+    } catch (err) {
+      server.forceShutdown();
+      throw new Error(`etcd listener ${options.etcdListen}: ${(err as Error).message}`);
+    }
+  }
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = DEFAULT_SHUTDOWN_GRACE_MS): Promise<void> => {
     stopping ??= (async () => {
+      // Watches and keep-alives never end on their own: end them so the grace is for real work.
+      streams.endAll();
+      etcd?.server.forceShutdown();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           server.forceShutdown();
@@ -65,5 +86,6 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
     })();
     return stopping;
   };
-  return { server, addr: withPort(addr, port), port, shutdown };
+  const etcdAddr = etcd && options.etcdListen ? withPort(options.etcdListen, etcd.port) : undefined;
+  return { server, addr: withPort(addr, port), port, etcdAddr, shutdown };
 }

@@ -70,6 +70,8 @@ export class BuffDb {
     readonly blob: BlobStore,
     /** Transactions spanning both stores (docs/transactions.md). */
     readonly transactions: TransactionManager,
+    /** The KV store's path as given (its size on disk is etcd's Status.dbSize). */
+    readonly kvPath: string,
   ) {
     this.query = new QueryStore(backend.name, SQL_BACKENDS, kv, blob);
   }
@@ -108,7 +110,7 @@ export class BuffDb {
       defaultTimeoutMs: options.transactionTimeoutMs,
       disconnectGraceMs: options.transactionDisconnectGraceMs,
     });
-    const db = new BuffDb(backend, kv, blob, transactions);
+    const db = new BuffDb(backend, kv, blob, transactions, kvPath);
     // Finish any transaction commit a crash interrupted between the two stores (its commit log).
     if (!options.readOnly) {
       try {

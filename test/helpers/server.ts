@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClientDuplexStream, ClientWritableStream, ServiceError } from '@grpc/grpc-js';
 import { BACKEND_NAMES, isBackendName } from '../../src/backends/index.js';
 import { type BuffDbClients, connect } from '../../src/client/network.js';
-import { type RunningServer, startServer } from '../../src/server/server.js';
+import { type RunningServer, type StartOptions, startServer } from '../../src/server/server.js';
 import { BuffDb, type BuffDbOptions } from '../../src/store/buffdb.js';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -83,14 +83,18 @@ export interface TestServer {
   dispose(): Promise<void>;
 }
 
-export async function startTestServer(options: BuffDbOptions & { dir?: string } = {}): Promise<TestServer> {
+/** `serve`: server options beside the address (etcd settings, a second etcd listener, …). */
+export async function startTestServer(
+  options: BuffDbOptions & { dir?: string; serve?: Omit<StartOptions, 'addr'> } = {},
+): Promise<TestServer> {
+  const { serve, ...dbOptions } = options;
   const dir = options.dir ?? tempDir();
   const db = await BuffDb.open({
     kvStore: join(dir, 'kv_store.db'),
     blobStore: join(dir, 'blob_store.db'),
-    ...options,
+    ...dbOptions,
   });
-  const running = await startServer(db, { addr: '127.0.0.1:0' });
+  const running = await startServer(db, { ...serve, addr: '127.0.0.1:0' });
   const clients = connect(running.addr);
   let stopped = false;
   const stop = async (): Promise<void> => {
@@ -146,11 +150,27 @@ export function fold<Req>(
 export interface ServerProcess {
   child: ChildProcess;
   addr: string;
+  /** The `--etcd-listen` address, when that flag was given. */
+  etcdAddr?: string;
   stderr: () => string;
   /** Resolves once stderr matches `re`; rejects if the process exits first or after `deadlineMs`. */
   waitForStderr(re: RegExp, deadlineMs?: number): Promise<void>;
   /** Resolves with the exit code (or signal). */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** `buffdb run` arguments for a loopback server on a free port with its stores in `dir`. */
+export function serverArgs(dir: string, backend: string, ...extra: string[]): string[] {
+  return [
+    '127.0.0.1:0',
+    '--backend',
+    backend,
+    '--kv-store',
+    join(dir, 'kv.db'),
+    '--blob-store',
+    join(dir, 'blob.db'),
+    ...extra,
+  ];
 }
 
 /** Starts `buffdb run ARGS` as a child process (give it an address such as 127.0.0.1:0) and waits until it listens. */
@@ -202,8 +222,11 @@ export function spawnServer(args: string[], cwd: string, env: NodeJS.ProcessEnv 
   return new Promise((resolvePromise, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
       stdout += d.toString();
-      const m = /listening on (\S+)/.exec(stdout);
-      if (m) resolvePromise({ child, addr: m[1]!, stderr: () => stderr, waitForStderr, exited });
+      const m = /^listening on (\S+)/m.exec(stdout);
+      const etcd = /^etcd listening on (\S+)/m.exec(stdout);
+      if (m && (etcd || !args.includes('--etcd-listen'))) {
+        resolvePromise({ child, addr: m[1]!, etcdAddr: etcd?.[1], stderr: () => stderr, waitForStderr, exited });
+      }
     });
     void exited.then(({ code, signal }) =>
       reject(new Error(`buffdb run exited (${code ?? signal}) before listening: ${stderr}`)),

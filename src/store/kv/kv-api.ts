@@ -25,6 +25,24 @@ export interface RangeArgs {
   maxCreateRev: number;
 }
 
+/** A plain Range of `span` at the current revision (no limit, key order); `extra` overrides. */
+export function rangeArgs(span: KeySpan, extra: Partial<RangeArgs> = {}): RangeArgs {
+  return {
+    span,
+    limit: 0,
+    revision: 0,
+    sortOrder: 'none',
+    sortTarget: 'key',
+    keysOnly: false,
+    countOnly: false,
+    minModRev: 0,
+    maxModRev: 0,
+    minCreateRev: 0,
+    maxCreateRev: 0,
+    ...extra,
+  };
+}
+
 export interface RangeResult {
   /** The store revision the read saw. */
   rev: number;

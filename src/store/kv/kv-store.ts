@@ -260,7 +260,9 @@ export class KvStore {
    */
   async compact(rev: number, physical: boolean): Promise<CompactResult> {
     const result = await this.committer.run(async (b) => {
-      if (rev <= b.compactRev) throw kvOps.compactedError();
+      // A store never compacted accepts Compact(0) as a no-op, as a fresh etcd does (its
+      // compacted revision starts below 0).
+      if (rev <= b.compactRev && !(rev === 0 && b.compactRev === 0)) throw kvOps.compactedError();
       if (rev > b.rev) throw kvOps.futureRevError();
       await b.setCompactRev(rev);
       return { rev: b.rev };

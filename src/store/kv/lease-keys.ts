@@ -7,12 +7,16 @@ export function leaseKeyEntry(lease: bigint, key: Buffer): Buffer {
   return out;
 }
 
-/** The span of every entry of `lease`. */
+/**
+ * The span of every entry of `lease`. Entries sort by their bytes, so negative ids (etcd lets a
+ * client choose them) sort after positive ones: the end is the next id in unsigned byte order.
+ */
 export function leaseKeyPrefix(lease: bigint): { start: Buffer; end: Buffer | undefined } {
+  const unsigned = BigInt.asUintN(64, lease);
   const start = Buffer.allocUnsafe(8);
-  start.writeBigInt64BE(lease, 0);
-  const end = lease === 2n ** 63n - 1n ? undefined : Buffer.allocUnsafe(8);
-  end?.writeBigInt64BE(lease + 1n, 0);
+  start.writeBigUInt64BE(unsigned, 0);
+  const end = unsigned === 2n ** 64n - 1n ? undefined : Buffer.allocUnsafe(8);
+  end?.writeBigUInt64BE(unsigned + 1n, 0);
   return { start, end };
 }
 

@@ -97,7 +97,6 @@ export class Leases {
 
   async grant(ttl: number, requested: bigint): Promise<{ id: bigint; ttl: number; rev: number }> {
     if (ttl > MAX_LEASE_TTL) throw outOfRange('etcdserver: too large lease TTL');
-    if (requested < 0n) throw leaseNotFound();
     const granted = Math.max(ttl, MIN_LEASE_TTL);
     const id = requested === 0n ? this.newId() : requested;
     const info: LeaseInfo = { id, grantedTtl: granted, deadline: this.now() + granted * 1000 };
@@ -147,7 +146,10 @@ export class Leases {
     return { ttl: info.grantedTtl, rev };
   }
 
-  /** etcd's TimeToLive: remaining seconds (-1 when the lease does not exist), granted TTL, keys. */
+  /**
+   * etcd's TimeToLive: remaining whole seconds, truncated as etcd does (59 right after a 60 s
+   * grant; -1 when the lease does not exist), granted TTL, keys.
+   */
   async timeToLive(
     id: bigint,
     withKeys: boolean,
@@ -156,7 +158,7 @@ export class Leases {
       const raw = await b.ops.maps.get('lease', leaseId(id));
       if (raw === undefined) return { ttl: -1, grantedTtl: 0, keys: [], rev: b.rev };
       const info = decodeLease(id, raw);
-      const ttl = Math.max(0, Math.ceil((info.deadline - this.now()) / 1000));
+      const ttl = Math.max(0, Math.floor((info.deadline - this.now() - 1) / 1000));
       return { ttl, grantedTtl: info.grantedTtl, keys: withKeys ? await this.keysOf(b, id) : [], rev: b.rev };
     });
   }

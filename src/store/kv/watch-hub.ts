@@ -73,6 +73,13 @@ export class WatchHub {
     return this.watchers.size;
   }
 
+  /** Watchers by state: live, held back for a full consumer (`behind`), reading history. */
+  states(): Record<Exclude<State, 'closed'>, number> {
+    const counts = { live: 0, behind: 0, 'catching-up': 0 };
+    for (const w of this.watchers) if (w.state !== 'closed') counts[w.state]++;
+    return counts;
+  }
+
   /** Starts a watcher; a start revision below the compaction revision is answered with `compacted`. */
   add(spec: WatchSpec, sink: WatchSink): Watcher {
     const w = new Watcher(spec, sink);
