@@ -30,8 +30,9 @@ class DuckEngine<Ops> implements StoreEngine<Ops> {
     private readonly ops: Ops,
     private readonly tables: Tables,
     kvStore: boolean,
+    readOnly: boolean,
   ) {
-    this.sql = new DuckSql(instance, writer, () => this.flush(), kvStore);
+    this.sql = new DuckSql(instance, writer, () => this.flush(), kvStore, readOnly);
   }
 
   mapError = mapDuckDbError;
@@ -114,7 +115,7 @@ async function openDuck<Ops>(path: string, options: OpenOptions, kvStore: boolea
     const tables: Tables = [];
     const ops = await (kvStore ? kvEngineOps : blobEngineOps)(writer, readOnly, tables);
     if (!readOnly) for (const t of tables) await c.run(t.stageDdl());
-    return new DuckEngine(instance, writer, ops as Ops, tables, kvStore);
+    return new DuckEngine(instance, writer, ops as Ops, tables, kvStore, readOnly);
   } catch (err) {
     writer?.close();
     instance.closeSync();

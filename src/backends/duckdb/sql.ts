@@ -13,6 +13,7 @@ import {
   ResultReturnType,
   StatementType,
 } from '@duckdb/node-api';
+import { readOnlyStore } from '../../errors.js';
 import type { SqlOps, SqlValue } from '../backend.js';
 import { assertSqlAllowed, SqlRefusedError, tokenize } from '../sql-guard.js';
 import type { Writer } from './writer.js';
@@ -77,11 +78,13 @@ export class DuckSql implements SqlOps {
     private readonly flushPending: () => Promise<void>,
     /** The KV store, whose `kv` is a view raw SQL may only read. */
     private readonly kvStore: boolean,
+    private readonly readOnly: boolean,
   ) {}
 
   /**
    * DuckDB refuses writes to a view with a binder error; a write to `kv` gets a refusal that says
-   * why: every KV write must be a revision that watchers see, and raw SQL here cannot make one.
+   * why: every KV write must be a revision that watchers see, and raw SQL here cannot make one. On
+   * a read-only store, that it is read-only is the answer, as for every other write.
    */
   private explain(err: unknown, sql: string): unknown {
     const message = err instanceof Error ? err.message : '';
@@ -90,6 +93,7 @@ export class DuckSql implements SqlOps {
       VIEW_WRITE.test(message) &&
       tokenize(sql).some((t) => t.kind === 'word' && t.text.toLowerCase() === 'kv')
     ) {
+      if (this.readOnly) return readOnlyStore();
       return new SqlRefusedError(
         'writes to the kv table are refused on the duckdb backend: kv is a read-only view of the revisioned ' +
           'key space; write with Kv Set/Delete or the etcd API (Put, DeleteRange, Txn) so that every change ' +
