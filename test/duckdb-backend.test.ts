@@ -91,6 +91,41 @@ describe('duckdb engine', { skip: RUN ? false : 'duckdb is not in BUFFDB_TEST_BA
     }
   });
 
+  it('point reads after many misses (when the largest key is known) find the largest key and keys below it', async () => {
+    const path = join(dir, 'largest.kv.db');
+    let engine = await (await loadBackend('duckdb')).openKv(path);
+    const key = (i: number): Buffer => Buffer.from(`k${String(i).padStart(4, '0')}`);
+    try {
+      await engine.batch(async (ops) => {
+        for (let i = 0; i < 300; i += 2) await ops.put(record(key(i), key(i), i + 2));
+      });
+      // A fresh engine: nothing cached, the largest key not yet read.
+      await engine.close();
+      engine = await (await loadBackend('duckdb')).openKv(path);
+      await engine.batch(async (ops) => {
+        // More misses than the engine reads before it looks up the largest key.
+        for (let i = 1; i < 300; i += 2) assert.equal(await ops.get(key(i)), undefined, `odd key ${i}`);
+        assert.deepEqual(await ops.get(key(298)), record(key(298), key(298), 300));
+        assert.deepEqual(await ops.get(key(296)), record(key(296), key(296), 298));
+        assert.equal(await ops.get(key(299)), undefined);
+        await ops.put(record(key(400), key(400), 500));
+      });
+      await engine.batch(async (ops) => {
+        assert.deepEqual(await ops.get(key(400)), record(key(400), key(400), 500));
+        await ops.put(record(key(350), key(350), 501));
+      });
+      await engine.close();
+      engine = await (await loadBackend('duckdb')).openKv(path);
+      await engine.batch(async (ops) => {
+        for (let i = 1; i < 300; i += 2) assert.equal(await ops.get(key(i)), undefined);
+        assert.deepEqual(await ops.get(key(350)), record(key(350), key(350), 501));
+        assert.deepEqual(await ops.get(key(400)), record(key(400), key(400), 500));
+      });
+    } finally {
+      await engine.close();
+    }
+  });
+
   it('writes held back until commit agree with a plain model over random batches, commits and rollbacks', async () => {
     const path = join(dir, 'model.kv.db');
     const next = rng(20261128);

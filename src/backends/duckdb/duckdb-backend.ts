@@ -43,16 +43,16 @@ class DuckEngine<Ops> implements StoreEngine<Ops> {
 
   async batch<T>(work: (ops: Ops) => Promise<T>): Promise<T> {
     // DuckDB writes and syncs its WAL at COMMIT; there is no weaker per-commit setting.
-    await this.writer.exec('BEGIN TRANSACTION');
+    this.writer.begin();
     let result: T;
     try {
       result = await work(this.ops);
       await this.flush();
-      await this.writer.exec('COMMIT');
+      await this.writer.end(true);
     } catch (err) {
       for (const t of this.tables) t.onRollback();
       // After an error DuckDB keeps the transaction open but aborted; ROLLBACK ends it either way.
-      await this.writer.exec('ROLLBACK').catch(() => {});
+      await this.writer.end(false).catch(() => {});
       throw err;
     }
     for (const t of this.tables) t.onCommit();

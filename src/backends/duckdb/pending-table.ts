@@ -1,20 +1,21 @@
 /**
- * Deferred writes of one table. DuckDB pays about a millisecond per statement, and a batch writes
- * one history row per key written: statements per write would cost more than the commit. So a
- * batch's writes wait here (its own reads see them) and reach DuckDB in a few bulk statements just
- * before COMMIT:
+ * One table as a batch sees it. DuckDB pays about a millisecond per statement, and a batch reads
+ * every key it writes and writes one history row per key: a statement each would cost far more
+ * than the commit. So:
  *
- * - rows known to be new (a read in this batch found no row, or the key is above every key in the
- *   table, as history keys always are) go through an appender — no statement at all;
- * - the other writes: one row with a prepared statement; more than one staged in a temporary table
- *   through an appender, then one DELETE and one INSERT OR REPLACE … SELECT from it.
- *
- * (DuckDB 1.5's INSERT OR REPLACE of a single row costs several times a DELETE + INSERT, hence
- * knowing which rows are new.)
+ * - a batch's writes wait here (its own reads and ranges see them) and reach DuckDB in a few bulk
+ *   statements just before COMMIT. Rows known to be new (a read found no row, or the key is above
+ *   every key in the table, as history keys always are) go through an appender — no statement;
+ *   the others: one row with prepared statements; more, staged in a temporary table through an
+ *   appender, then one DELETE and one INSERT OR REPLACE … SELECT. (DuckDB 1.5's INSERT OR REPLACE
+ *   of a single row costs several times a DELETE + INSERT, hence knowing which rows are new.)
+ * - reads go to a cache of committed rows first (./row-cache.ts), and a key above the largest
+ *   stored key is absent without a read.
  */
 import type { DuckDBAppender, DuckDBValue } from '@duckdb/node-api';
 import type { RangeQuery } from '../backend.js';
 import { ReadOnlyWriteError } from './errors.js';
+import type { RowCache } from './row-cache.js';
 import { stageTable } from './schema.js';
 import { appendParam, blobOf, type Param, type Writer } from './writer.js';
 
@@ -47,6 +48,8 @@ export interface DeferredWrites {
   close(): void;
 }
 
+/** Point reads before the largest key is worth a scan (a one-shot CLI read never pays it). */
+const READS_BEFORE_MAX = 64;
 /** Above this many pending rows a range flushes them rather than merging them into its result. */
 const MERGE_LIMIT = 64;
 const id = (key: Buffer): string => key.toString('latin1');
@@ -57,23 +60,28 @@ function inRange(key: Buffer, q: { start: Buffer; end: Buffer | undefined }): bo
 }
 
 export class PendingTable<R extends Row> implements DeferredWrites {
-  protected readonly pending = new Map<string, Entry<R>>();
+  private readonly pending = new Map<string, Entry<R>>();
+  /** With a cache: every write of the open transaction, flushed or not (the cache holds committed rows). */
+  private readonly tx = new Map<string, R | null>();
   /** Whether DuckDB (as this transaction sees it) holds a key: from this batch's reads and flushes. */
-  protected readonly known = new Map<string, boolean>();
+  private readonly known = new Map<string, boolean>();
   /** No key in the table is above this (null: empty; undefined: not read yet). Kept per transaction. */
   private committedMax: Buffer | null | undefined;
   private txMax: Buffer | null | undefined;
+  /** Point reads that went to DuckDB (see `read`). */
+  private reads = 0;
   private appender: DuckDBAppender | undefined;
   private stager: DuckDBAppender | undefined;
   private readonly cols: string;
   private readonly stage: string;
 
   constructor(
-    protected readonly db: Writer,
-    protected readonly spec: TableSpec<R>,
+    private readonly db: Writer,
+    private readonly spec: TableSpec<R>,
     private readonly readOnly: boolean,
     /** A read-only store made before this table existed: it reads as empty. */
-    private readonly missing = false,
+    private readonly missing: boolean,
+    private readonly cache?: RowCache<R>,
   ) {
     this.cols = [spec.key, ...spec.columns.map(([c]) => c)].join(', ');
     this.stage = stageTable(spec.table);
@@ -85,31 +93,68 @@ export class PendingTable<R extends Row> implements DeferredWrites {
     return `CREATE TEMP TABLE IF NOT EXISTS ${this.stage} (${this.spec.key} BLOB, ${cols}, del BOOLEAN)`;
   }
 
+  /** A complete cache starts with every row of the table. */
+  async load(): Promise<void> {
+    if (!this.cache?.complete) return;
+    const all = { start: Buffer.alloc(0), end: undefined, limit: 2 ** 62, reverse: false };
+    for (const r of await this.readRange(all, false, all.limit)) this.cache.set(id(r.key), r);
+  }
+
   get(key: Buffer): R | undefined | Promise<R | undefined> {
     const k = id(key);
-    const entry = this.pending.get(k);
-    if (entry) return entry.row ?? undefined;
+    if (this.cache) {
+      const written = this.tx.get(k);
+      if (written !== undefined) return written ?? undefined;
+      const cached = this.cache.get(k);
+      if (cached !== undefined) return cached ?? undefined;
+    } else {
+      const entry = this.pending.get(k);
+      if (entry) return entry.row ?? undefined;
+    }
     if (this.missing) return undefined;
-    return this.db
-      .rows(`SELECT ${this.cols} FROM ${this.spec.table} WHERE ${this.spec.key} = $1`, [key])
-      .then((rows) => {
-        this.known.set(k, rows.length > 0);
-        return rows.length > 0 ? this.spec.fromRow(rows[0]!) : undefined;
-      });
+    return this.read(k, key);
+  }
+
+  private async read(k: string, key: Buffer): Promise<R | undefined> {
+    // A stream of new keys reads each key before writing it. Keys above every stored key (ascending
+    // ids, timestamps) are absent without a read once the largest key is known.
+    if (this.txMax === undefined && ++this.reads > READS_BEFORE_MAX) await this.loadMax();
+    if (this.above(key)) {
+      this.known.set(k, false);
+      return undefined;
+    }
+    const rows = await this.db.rows(`SELECT ${this.cols} FROM ${this.spec.table} WHERE ${this.spec.key} = $1`, [key]);
+    const row = rows.length > 0 ? this.spec.fromRow(rows[0]!) : null;
+    this.known.set(k, row !== null);
+    // Not written in this transaction (else it would be in `tx`): what DuckDB answered is committed.
+    this.cache?.set(k, row);
+    return row ?? undefined;
+  }
+
+  /** Reads the largest key (a scan of the key column, once per open store). */
+  private async loadMax(): Promise<void> {
+    const rows = await this.db.rows(`SELECT max(${this.spec.key}) FROM ${this.spec.table}`);
+    this.txMax = rows[0]![0] === null ? null : blobOf(rows[0]![0]!);
   }
 
   put(row: R): void {
-    if (this.readOnly) throw new ReadOnlyWriteError();
-    this.pending.set(id(row.key), { key: row.key, row });
+    this.write(row.key, row);
   }
 
   delete(key: Buffer): void {
+    this.write(key, null);
+  }
+
+  private write(key: Buffer, row: R | null): void {
     if (this.readOnly) throw new ReadOnlyWriteError();
-    this.pending.set(id(key), { key, row: null });
+    const k = id(key);
+    this.pending.set(k, { key, row });
+    if (this.cache) this.tx.set(k, row);
   }
 
   /** Rows in `[start, end)` in key order, pending writes included. */
   async range(q: RangeQuery, keysOnly = false): Promise<R[]> {
+    if (this.cache?.complete) return this.rangeInMemory(q);
     if (this.pending.size > MERGE_LIMIT) await this.flush();
     const overlay = [...this.pending.values()].filter((e) => inRange(e.key, q));
     // Each pending key hides at most one stored row: read that many more.
@@ -119,7 +164,18 @@ export class PendingTable<R extends Row> implements DeferredWrites {
     return mergeRange(stored, overlay, q, reduce);
   }
 
-  protected async readRange(q: RangeQuery, keysOnly: boolean, limit: number): Promise<R[]> {
+  private rangeInMemory(q: RangeQuery): R[] {
+    const view = new Map(this.cache!.values().map((r) => [id(r.key), r]));
+    for (const [k, w] of this.tx) {
+      if (w) view.set(k, w);
+      else view.delete(k);
+    }
+    const out = [...view.values()].filter((r) => inRange(r.key, q));
+    out.sort(q.reverse ? (a, b) => byKey(b, a) : byKey);
+    return out.slice(0, q.limit);
+  }
+
+  private async readRange(q: RangeQuery, keysOnly: boolean, limit: number): Promise<R[]> {
     if (this.missing) return [];
     const { key, table } = this.spec;
     const select = keysOnly && this.spec.keysOnly ? `${key}, ${this.spec.keysOnly.select}` : this.cols;
@@ -143,8 +199,12 @@ export class PendingTable<R extends Row> implements DeferredWrites {
   }
 
   /** Whether DuckDB holds `key` in this transaction, if known without a read. */
-  protected stored(k: string): boolean | undefined {
-    return this.known.get(k);
+  private stored(k: string): boolean | undefined {
+    const known = this.known.get(k);
+    if (known !== undefined || !this.cache) return known;
+    // Not flushed in this transaction (else it would be known): DuckDB holds the committed row.
+    const cached = this.cache.get(k);
+    return cached === undefined ? undefined : cached !== null;
   }
 
   async flush(): Promise<void> {
@@ -154,8 +214,7 @@ export class PendingTable<R extends Row> implements DeferredWrites {
     const fresh: R[] = [];
     const others: Entry<R>[] = [];
     if (this.txMax === undefined && entries.some((e) => e.row && this.stored(id(e.key)) === undefined)) {
-      const rows = await this.db.rows(`SELECT max(${this.spec.key}) FROM ${this.spec.table}`);
-      this.txMax = rows[0]![0] === null ? null : blobOf(rows[0]![0]!);
+      await this.loadMax();
     }
     for (const e of entries) {
       const there = this.stored(id(e.key));
@@ -255,78 +314,20 @@ export class PendingTable<R extends Row> implements DeferredWrites {
   onCommit(): void {
     this.committedMax = this.txMax;
     this.known.clear();
+    if (this.cache) for (const [k, row] of this.tx) this.cache.set(k, row);
+    this.tx.clear();
   }
 
   /** The transaction was rolled back: forget its writes and what it learnt. */
   onRollback(): void {
     this.pending.clear();
+    this.tx.clear();
     this.known.clear();
     this.txMax = this.committedMax;
   }
 
   close(): void {
     this.dropAppenders();
-  }
-}
-
-/**
- * A small table held whole in memory (the `meta` maps: revision counters, ids): reads answer
- * without a statement, which saves two statements in every KV batch. Only this process writes the
- * store (DuckDB locks the file) and raw SQL cannot write `_buffdb_*` tables, so the copy stays true.
- */
-export class CachedTable<R extends Row> extends PendingTable<R> {
-  private readonly rows = new Map<string, R>();
-  /** Writes of the open transaction, flushed or not. */
-  private readonly tx = new Map<string, R | null>();
-
-  async load(): Promise<void> {
-    const all = { start: Buffer.alloc(0), end: undefined, limit: 2 ** 62, reverse: false };
-    for (const r of await this.readRange(all, false, all.limit)) this.rows.set(id(r.key), r);
-  }
-
-  override get(key: Buffer): R | undefined {
-    const k = id(key);
-    const w = this.tx.get(k);
-    return w === undefined ? this.rows.get(k) : (w ?? undefined);
-  }
-
-  override put(row: R): void {
-    super.put(row);
-    this.tx.set(id(row.key), row);
-  }
-
-  override delete(key: Buffer): void {
-    super.delete(key);
-    this.tx.set(id(key), null);
-  }
-
-  override async range(q: RangeQuery): Promise<R[]> {
-    const view = new Map(this.rows);
-    for (const [k, w] of this.tx) {
-      if (w) view.set(k, w);
-      else view.delete(k);
-    }
-    const out = [...view.values()].filter((r) => inRange(r.key, q));
-    out.sort(q.reverse ? (a, b) => byKey(b, a) : byKey);
-    return out.slice(0, q.limit);
-  }
-
-  protected override stored(k: string): boolean {
-    return this.known.get(k) ?? this.rows.has(k);
-  }
-
-  override onCommit(): void {
-    for (const [k, w] of this.tx) {
-      if (w) this.rows.set(k, w);
-      else this.rows.delete(k);
-    }
-    this.tx.clear();
-    super.onCommit();
-  }
-
-  override onRollback(): void {
-    this.tx.clear();
-    super.onRollback();
   }
 }
 

@@ -1,7 +1,8 @@
 /** The engine operations of the two stores over DuckDB tables (writes of kv_state and maps deferred). */
 import { readOnlyStore } from '../../errors.js';
 import type { BlobEngineOps, BlobRecord, KvEngineOps, KvRecord, MapName, MapOps, MaybePromise } from '../backend.js';
-import { CachedTable, type DeferredWrites, PendingTable, type TableSpec } from './pending-table.js';
+import { type DeferredWrites, PendingTable, type TableSpec } from './pending-table.js';
+import { RowCache } from './row-cache.js';
 import { mapTable, objectType } from './schema.js';
 import { blobOf, type Writer } from './writer.js';
 
@@ -34,6 +35,11 @@ interface MapRow {
   value: Buffer;
 }
 
+const mapSize = (r: MapRow): number => r.value.length;
+
+/** Recently read or written records kept in memory (per KV store). */
+const KV_CACHE_BYTES = 32 * 1024 * 1024;
+
 const mapSpec = (map: MapName): TableSpec<MapRow> => ({
   table: mapTable(map),
   key: 'k',
@@ -51,9 +57,15 @@ async function openMaps(db: Writer, names: readonly MapName[], readOnly: boolean
     const spec = mapSpec(name);
     // A read-only store made before a map existed reads it as empty.
     const missing = readOnly && (await objectType(db.conn, spec.table)) === undefined;
-    const table =
-      name === 'meta' ? new CachedTable(db, spec, readOnly, missing) : new PendingTable(db, spec, readOnly, missing);
-    if (table instanceof CachedTable) await table.load();
+    // meta (revision counters, ids) is read by every batch: held whole in memory.
+    const table = new PendingTable(
+      db,
+      spec,
+      readOnly,
+      missing,
+      name === 'meta' ? RowCache.complete(mapSize) : undefined,
+    );
+    await table.load();
     byName.set(name, table);
     tables.push(table);
   }
@@ -74,7 +86,13 @@ async function openMaps(db: Writer, names: readonly MapName[], readOnly: boolean
 }
 
 export async function kvEngineOps(db: Writer, readOnly: boolean, tables: Tables): Promise<KvEngineOps> {
-  const state = new PendingTable(db, KV_STATE, readOnly);
+  const state = new PendingTable(
+    db,
+    KV_STATE,
+    readOnly,
+    false,
+    RowCache.bounded<KvRecord>(KV_CACHE_BYTES, (r) => r.value.length),
+  );
   tables.push(state);
   const maps = await openMaps(db, ['meta', 'history', 'lease', 'lease_key'], readOnly, tables);
   return {

@@ -39,6 +39,8 @@ export function blobOf(v: DuckDBValue): Buffer {
 export class Writer {
   private tail: Promise<unknown> = Promise.resolve();
   private readonly statements = new Map<string, Promise<DuckDBPreparedStatement>>();
+  /** `wanted`: a batch is open but has not needed DuckDB yet. */
+  private transaction: 'none' | 'wanted' | 'open' = 'none';
 
   constructor(readonly conn: DuckDBConnection) {}
 
@@ -47,10 +49,46 @@ export class Writer {
    * concurrently, and binding a prepared statement while it still executes would change its
    * parameters under it.
    */
-  serial<T>(work: () => Promise<T>): Promise<T> {
-    const next = this.tail.then(work, work);
+  serial<T>(work: () => Promise<T>, inTransaction = true): Promise<T> {
+    const run = async (): Promise<T> => {
+      if (inTransaction && this.transaction === 'wanted') {
+        this.transaction = 'open';
+        await this.run('BEGIN TRANSACTION');
+      }
+      return work();
+    };
+    const next = this.tail.then(run, run);
     this.tail = next.catch(() => {});
     return next;
+  }
+
+  /**
+   * Starts a batch. Its DuckDB transaction begins with its first statement: a batch answered from
+   * memory (reads of cached rows) costs no statement at all. Only this engine writes the store, so
+   * what it read before the transaction began is what the transaction sees.
+   */
+  begin(): void {
+    this.transaction = 'wanted';
+  }
+
+  /** Ends the batch: commits (or rolls back) its transaction if it began one. */
+  end(commit: boolean): Promise<void> {
+    return this.serial(async () => {
+      const open = this.transaction === 'open';
+      this.transaction = 'none';
+      if (!open) return;
+      if (!commit) {
+        await this.run('ROLLBACK');
+        return;
+      }
+      try {
+        await this.run('COMMIT');
+      } catch (err) {
+        // Whatever state a failed COMMIT left, the next batch starts clean.
+        await this.run('ROLLBACK').catch(() => {});
+        throw err;
+      }
+    }, false);
   }
 
   /** The prepared statement for `sql`, prepared once per connection. */
@@ -66,14 +104,16 @@ export class Writer {
 
   /** Runs buffdb's own `sql` (prepared once) with `params` ($1, $2, …) and reads every row. */
   exec(sql: string, params: readonly Param[] = []): Promise<DuckDBResultReader> {
-    return this.serial(async () => {
-      const stmt = await this.prepared(sql);
-      stmt.clearBindings();
-      params.forEach((p, i) => {
-        bindParam(stmt, i + 1, p);
-      });
-      return stmt.runAndReadAll();
+    return this.serial(() => this.run(sql, params));
+  }
+
+  private async run(sql: string, params: readonly Param[] = []): Promise<DuckDBResultReader> {
+    const stmt = await this.prepared(sql);
+    stmt.clearBindings();
+    params.forEach((p, i) => {
+      bindParam(stmt, i + 1, p);
     });
+    return stmt.runAndReadAll();
   }
 
   async rows(sql: string, params: readonly Param[] = []): Promise<DuckDBValue[][]> {
