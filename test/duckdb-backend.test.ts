@@ -10,6 +10,7 @@ import { after, describe, it } from 'node:test';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { rng } from '../scripts/fuzz.js';
 import type { KvEngineOps, KvRecord, StoreEngine } from '../src/backends/backend.js';
+import { RowCache } from '../src/backends/duckdb/row-cache.js';
 import { loadBackend } from '../src/backends/index.js';
 import { status } from '../src/errors.js';
 import { BuffDb } from '../src/store/buffdb.js';
@@ -124,6 +125,24 @@ describe('duckdb engine', { skip: RUN ? false : 'duckdb is not in BUFFDB_TEST_BA
     } finally {
       await engine.close();
     }
+  });
+
+  it('the row cache keeps the most recently used rows within its budget; a complete one answers misses as absent', () => {
+    const cache = RowCache.bounded<Buffer>(3 * (96 + 1 + 10), (v) => v.length);
+    const ten = (c: string): Buffer => Buffer.alloc(10, c);
+    for (const k of ['a', 'b', 'c']) cache.set(k, ten(k));
+    assert.deepEqual(cache.get('a'), ten('a')); // a is now the most recent
+    cache.set('d', ten('d')); // evicts b, the least recently used
+    assert.equal(cache.get('b'), undefined);
+    assert.deepEqual([cache.get('a'), cache.get('c'), cache.get('d')], [ten('a'), ten('c'), ten('d')]);
+    cache.set('e', null); // an absent key costs its slot too
+    assert.equal(cache.get('e'), null);
+    assert.equal(cache.get('a'), undefined);
+    const whole = RowCache.complete<Buffer>((v) => v.length);
+    whole.set('x', ten('x'));
+    assert.equal(whole.get('y'), null);
+    whole.set('x', null);
+    assert.deepEqual(whole.values(), []);
   });
 
   it('writes held back until commit agree with a plain model over random batches, commits and rollbacks', async () => {
