@@ -301,6 +301,8 @@ export class PendingTable<R extends Row> implements DeferredWrites {
   private dropAppenders(): void {
     for (const a of [this.appender, this.stager]) {
       try {
+        // Drop rows it still holds: closing flushes them.
+        a?.clear();
         a?.closeSync();
       } catch {
         // It failed already; the batch is being abandoned.
