@@ -655,8 +655,9 @@ export function buildCorpus(): Record<string, FuzzCase[]> {
       payloads: [
         hex(
           query.RawQuery.encode({
-            query: 'UPDATE kv SET value = ? WHERE key = ?',
-            target: query.TargetStore.KV,
+            // The blob table: every SQL backend lets raw SQL write it (not so kv).
+            query: 'UPDATE blob SET metadata = ? WHERE id = ?',
+            target: query.TargetStore.BLOB,
           }).finish(),
         ),
       ],

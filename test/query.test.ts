@@ -111,19 +111,25 @@ for (const backend of TEST_BACKENDS) {
     });
 
     it('execute answers rows changed, on both stores', async () => {
+      // Raw SQL writes `kv` only on backends that turn them into revisions (sqlKvWrites); elsewhere
+      // they are refused (conformance suite) and a table of the SQL's own stands in for it here.
+      const table = capabilities.sqlKvWrites ? 'kv' : 'kv_notes';
       const res = await bidi(q().execute(), [
-        { query: "INSERT INTO kv (key, value) VALUES ('e1', 'x'), ('e2', 'y')", target: TargetStore.KV },
-        { query: "UPDATE kv SET value = 'z' WHERE key IN ('e1', 'e2')", target: TargetStore.KV },
+        ...(capabilities.sqlKvWrites
+          ? []
+          : [{ query: `CREATE TABLE ${table} (key TEXT PRIMARY KEY, value TEXT)`, target: TargetStore.KV }]),
+        { query: `INSERT INTO ${table} (key, value) VALUES ('e1', 'x'), ('e2', 'y')`, target: TargetStore.KV },
+        { query: `UPDATE ${table} SET value = 'z' WHERE key IN ('e1', 'e2')`, target: TargetStore.KV },
         { query: 'CREATE TABLE IF NOT EXISTS notes (n TEXT)', target: TargetStore.BLOB },
         { query: 'DELETE FROM blob WHERE id < 0', target: TargetStore.BLOB },
       ]);
       assert.equal(res.err, undefined);
-      assert.deepEqual(
-        res.out.map((r) => r.rowsChanged),
-        [2n, 2n, 0n, 0n],
-      );
-      const got = await bidi(srv.clients.kv.get(), [{ key: 'e1' }]);
-      assert.deepEqual(got.out, [{ value: 'z' }]);
+      assert.deepEqual(res.out.map((r) => r.rowsChanged).slice(capabilities.sqlKvWrites ? 0 : 1), [2n, 2n, 0n, 0n]);
+      if (capabilities.sqlKvWrites) {
+        // Visible to the Kv service.
+        const got = await bidi(srv.clients.kv.get(), [{ key: 'e1' }]);
+        assert.deepEqual(got.out, [{ value: 'z' }]);
+      }
     });
 
     it('bad SQL is a clean INVALID_ARGUMENT and the server keeps serving', async () => {

@@ -108,7 +108,21 @@ const SERVICE_TABLES = new Set(['kv', 'blob']);
  * every KV write must become a revision that watchers see.
  */
 function isInternalTable(word: string): boolean {
-  return INTERNAL_TABLES.has(word) || word === 'kv_state' || word.startsWith('_buffdb_');
+  return INTERNAL_TABLES.has(word) || word === 'kv_state' || word === 'blob_id_seq' || word.startsWith('_buffdb_');
+}
+
+/** Object kinds a CREATE names (DuckDB's CREATE OR REPLACE swaps the object in place). */
+const CREATED_KINDS = new Set(['table', 'view', 'sequence', 'macro', 'function', 'type', 'index']);
+
+/** The (unqualified, lowercased) name of the object a CREATE statement makes. */
+function createdName(tokens: Token[], from: number): string | undefined {
+  let i = tokens.findIndex((t, j) => j > from && t.kind === 'word' && CREATED_KINDS.has(t.text.toLowerCase()));
+  if (i === -1) return undefined;
+  i++;
+  while (tokens[i]?.kind === 'word' && /^(if|not|exists)$/i.test(tokens[i]!.text) && !tokens[i]!.quoted) i++;
+  // catalog.schema.name: the last part is the name.
+  while (tokens[i + 1]?.text === '.' && tokens[i + 2]?.kind === 'word') i += 2;
+  return tokens[i]?.kind === 'word' ? tokens[i]!.text.toLowerCase() : undefined;
 }
 
 /** The status a guard refusal maps to (each SQL backend's mapError starts here). */
@@ -232,8 +246,9 @@ export function assertSqlAllowed(sql: string): void {
     }
   }
   if (
-    (first === 'DROP' || first === 'ALTER') &&
-    tokens.some((t) => t.kind === 'word' && SERVICE_TABLES.has(t.text.toLowerCase()))
+    ((first === 'DROP' || first === 'ALTER') &&
+      tokens.some((t) => t.kind === 'word' && SERVICE_TABLES.has(t.text.toLowerCase()))) ||
+    (first === 'CREATE' && SERVICE_TABLES.has(createdName(tokens, k) ?? ''))
   ) {
     throw new SqlRefusedError(`${first} of the kv or blob table refused: the Kv and Blob services depend on it`);
   }
