@@ -6,7 +6,13 @@ import { createRequire } from 'node:module';
  */
 import { Command, type CommandUnknownOpts, InvalidArgumentError, Option } from '@commander-js/extra-typings';
 import { BACKEND_NAMES, DEFAULT_BACKEND } from '../backends/index.js';
-import { DEFAULT_ADDR, DEFAULT_BLOB_STORE, DEFAULT_KV_STORE, DEFAULT_MAX_MESSAGE_SIZE } from '../defaults.js';
+import {
+  DEFAULT_ADDR,
+  DEFAULT_BLOB_STORE,
+  DEFAULT_KV_STORE,
+  DEFAULT_MAX_MESSAGE_SIZE,
+  DEFAULT_MEMORY_BUDGET,
+} from '../defaults.js';
 import { CliError, describeError, EXIT, EXIT_CODES_HELP, exitCodeFor } from './exit-codes.js';
 
 const require = createRequire(import.meta.url);
@@ -20,6 +26,12 @@ function parseSize(value: string): number {
   const unit = (m[2] ?? '').toLowerCase()[0];
   const mult = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1;
   return Number(m[1]) * mult;
+}
+
+function parsePositiveSize(value: string): number {
+  const n = parseSize(value);
+  if (n <= 0) throw new InvalidArgumentError('expected a size above zero, such as 256MiB');
+  return n;
 }
 
 function parseBlobId(value: string): bigint {
@@ -311,6 +323,12 @@ function buildRun(program: CommandUnknownOpts): void {
     .option('--blob-store <PATH>', 'BLOB store file', DEFAULT_BLOB_STORE)
     .addOption(backendOption())
     .option('--max-message-size <SIZE>', 'largest gRPC message accepted or sent', parseSize, DEFAULT_MAX_MESSAGE_SIZE)
+    .option(
+      '--memory-budget <SIZE>',
+      'request and response data held across all calls; past it the server stops reading from clients',
+      parsePositiveSize,
+      DEFAULT_MEMORY_BUDGET,
+    )
     .addOption(
       new Option(
         '--durability <MODE>',
@@ -335,6 +353,7 @@ function buildRun(program: CommandUnknownOpts): void {
         blobStore: opts.blobStore,
         backend: resolveOption(cmd, 'backend', DEFAULT_BACKEND),
         maxMessageSize: opts.maxMessageSize,
+        memoryBudget: opts.memoryBudget,
         durability: opts.durability,
         readOnly: opts.readOnly,
         transactionTimeoutMs: opts.transactionTimeout,

@@ -12,6 +12,8 @@ export interface RunOptions {
   blobStore: string;
   backend: string;
   maxMessageSize: number;
+  /** Bytes of request and response data held across all calls (`--memory-budget`). */
+  memoryBudget?: number;
   durability: Durability;
   readOnly: boolean;
   /** Default lifetime of a transaction that is neither committed nor rolled back. */
@@ -102,7 +104,11 @@ export async function runServer(options: RunOptions): Promise<void> {
   });
   let running: Awaited<ReturnType<typeof startServer>>;
   try {
-    running = await startServer(db, { addr: options.addr, maxMessageSize: options.maxMessageSize });
+    running = await startServer(db, {
+      addr: options.addr,
+      maxMessageSize: options.maxMessageSize,
+      memoryBudget: options.memoryBudget,
+    });
   } catch (err) {
     await db.close();
     throw new Error(`cannot listen on ${options.addr}: ${(err as Error).message}`);

@@ -11,6 +11,7 @@ import type { QueryClient } from '../generated/query.js';
 import { blobService } from '../server/blob-service.js';
 import { BlobDefinition, KvDefinition, QueryDefinition } from '../server/definitions.js';
 import { kvService } from '../server/kv-service.js';
+import { MemoryBudget } from '../server/memory-budget.js';
 import { queryService } from '../server/query-service.js';
 import { type TransactionService, transactionService } from '../server/transaction-service.js';
 import { BuffDb, type BuffDbOptions } from '../store/buffdb.js';
@@ -133,10 +134,11 @@ export function transitiveClients(
   db: BuffDb,
   transactions: TransactionService = transactionService(db.transactions),
 ): Omit<TransitiveClients, 'close' | 'db'> {
+  const budget = new MemoryBudget();
   return {
-    kv: makeClient<KvClient>(KvDefinition, kvService(db.kv, transactions)),
-    blob: makeClient<BlobClient>(BlobDefinition, blobService(db.blob)),
-    query: makeClient<QueryClient>(QueryDefinition, queryService(db.query)),
+    kv: makeClient<KvClient>(KvDefinition, kvService(db.kv, transactions, budget)),
+    blob: makeClient<BlobClient>(BlobDefinition, blobService(db.blob, budget)),
+    query: makeClient<QueryClient>(QueryDefinition, queryService(db.query, budget)),
   };
 }
 

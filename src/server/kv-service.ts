@@ -10,26 +10,34 @@ import type * as kv from '../generated/kv.js';
 import { EqualityCheck } from '../store/equality.js';
 import type { KvStore } from '../store/kv-store.js';
 import type { DecodeFailure } from './codec.js';
+import { MemoryBudget } from './memory-budget.js';
 import { serveBidi, serveFold } from './stream-handler.js';
 import type { TransactionService } from './transaction-service.js';
 
 type Bidi<Req, Res> = ServerDuplexStream<Req | DecodeFailure, Res>;
 type Fold<Req> = ServerReadableStream<Req | DecodeFailure, boolean>;
 
-export function kvService(store: KvStore, transactions: TransactionService): UntypedServiceImplementation {
+export function kvService(
+  store: KvStore,
+  transactions: TransactionService,
+  budget: MemoryBudget = new MemoryBudget(),
+): UntypedServiceImplementation {
   return {
     get: (call: Bidi<kv.GetRequest, kv.GetResponse>) =>
-      serveBidi(call, (req, reply, seq) =>
-        store.get(req.key, (err, value) => reply(err, { value: value! }), seq, req.transactionId),
+      serveBidi(
+        call,
+        budget,
+        (req, reply, seq) => store.get(req.key, (err, value) => reply(err, { value: value! }), seq, req.transactionId),
+        'data',
       ),
 
     set: (call: Bidi<kv.SetRequest, kv.SetResponse>) =>
-      serveBidi(call, (req, reply, seq) =>
+      serveBidi(call, budget, (req, reply, seq) =>
         store.set(req.key, req.value, (err) => reply(err, { key: req.key }), seq, req.transactionId),
       ),
 
     delete: (call: Bidi<kv.DeleteRequest, kv.DeleteResponse>) =>
-      serveBidi(call, (req, reply, seq) =>
+      serveBidi(call, budget, (req, reply, seq) =>
         store.delete(req.key, (err) => reply(err, { key: req.key }), seq, req.transactionId),
       ),
 
@@ -37,6 +45,7 @@ export function kvService(store: KvStore, transactions: TransactionService): Unt
       const check = new EqualityCheck('eq');
       serveFold(
         call,
+        budget,
         callback,
         (req, reply, seq) => store.get(req.key, reply, seq),
         (value: string) => check.add(value),
@@ -48,6 +57,7 @@ export function kvService(store: KvStore, transactions: TransactionService): Unt
       const check = new EqualityCheck('not-eq');
       serveFold(
         call,
+        budget,
         callback,
         (req, reply, seq) => store.get(req.key, reply, seq),
         (value: string) => check.add(value),

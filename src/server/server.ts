@@ -1,28 +1,40 @@
 /** Puts buffdb's three services on a grpc-js Server — yours, or one we create. */
 import { Server, ServerCredentials, type ServerOptions, type ServiceDefinition } from '@grpc/grpc-js';
-import { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE } from '../defaults.js';
+import { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MEMORY_BUDGET } from '../defaults.js';
 import type { BuffDb } from '../store/buffdb.js';
 import { blobService } from './blob-service.js';
 import { BlobDefinition, KvDefinition, QueryDefinition } from './definitions.js';
 import { kvService } from './kv-service.js';
+import { MemoryBudget } from './memory-budget.js';
 import { queryService } from './query-service.js';
 import { type TransactionService, transactionService } from './transaction-service.js';
 
-export { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE };
+export { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MEMORY_BUDGET, MemoryBudget };
 
 export interface ServeOptions {
   /** Defaults to real transactions over `db.transactions` (docs/transactions.md). */
   transactions?: TransactionService;
+  /**
+   * Request and response data held across all calls, in bytes (default 256 MiB), or a
+   * MemoryBudget to share with other services. Past it the server stops reading from clients.
+   */
+  memoryBudget?: number | MemoryBudget;
 }
 
-/** Adds the Kv, Blob and Query services (backed by `db`) to an existing grpc-js server. */
-export function addBuffDbServices(server: Server, db: BuffDb, options: ServeOptions = {}): void {
+/**
+ * Adds the Kv, Blob and Query services (backed by `db`) to an existing grpc-js server; returns the
+ * memory budget they share.
+ */
+export function addBuffDbServices(server: Server, db: BuffDb, options: ServeOptions = {}): MemoryBudget {
+  const budget =
+    options.memoryBudget instanceof MemoryBudget ? options.memoryBudget : new MemoryBudget(options.memoryBudget);
   server.addService(
     KvDefinition as unknown as ServiceDefinition,
-    kvService(db.kv, options.transactions ?? transactionService(db.transactions)),
+    kvService(db.kv, options.transactions ?? transactionService(db.transactions), budget),
   );
-  server.addService(BlobDefinition as unknown as ServiceDefinition, blobService(db.blob));
-  server.addService(QueryDefinition as unknown as ServiceDefinition, queryService(db.query));
+  server.addService(BlobDefinition as unknown as ServiceDefinition, blobService(db.blob, budget));
+  server.addService(QueryDefinition as unknown as ServiceDefinition, queryService(db.query, budget));
+  return budget;
 }
 
 export interface StartOptions extends ServeOptions {
@@ -36,6 +48,8 @@ export interface RunningServer {
   /** The address actually bound (with the real port when 0 was asked for). */
   addr: string;
   port: number;
+  /** What the calls hold now (`used`), at most (`limit`), and the most so far (`peak`). */
+  memoryBudget: MemoryBudget;
   /**
    * Stops accepting calls, lets in-flight streams finish (at most `graceMs`), commits everything
    * queued, then closes the stores.
@@ -55,7 +69,7 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
     'grpc.max_send_message_length': maxMessageSize,
     ...options.grpcOptions,
   });
-  addBuffDbServices(server, db, options);
+  const memoryBudget = addBuffDbServices(server, db, options);
   const addr = options.addr ?? DEFAULT_ADDR;
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(addr, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
@@ -77,5 +91,5 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
     })();
     return stopping;
   };
-  return { server, addr: withPort(addr, port), port, shutdown };
+  return { server, addr: withPort(addr, port), port, memoryBudget, shutdown };
 }
