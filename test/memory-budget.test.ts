@@ -1,7 +1,7 @@
 /** MemoryBudget: the accounting every handler shares (limits, caps, order of grants, close). */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MemoryBudget } from '../src/server/memory-budget.js';
+import { MemoryBudget, type Reservation } from '../src/server/memory-budget.js';
 
 const KiB = 1024;
 
@@ -84,6 +84,36 @@ describe('MemoryBudget', () => {
     a.charge(KiB); // no-op once closed
     assert.equal(budget.used, KiB);
     assert.equal(budget.waiting, 0);
+  });
+
+  it('room reserved for a message that never comes is given back once others wait', async () => {
+    const budget = new MemoryBudget(100 * KiB, { streamCap: 100 * KiB });
+    const idle = budget.open();
+    const busy = budget.open();
+    let reservation: Reservation | undefined;
+    idle.reserveThen(80 * KiB, (r) => {
+      reservation = r;
+    });
+    assert.equal(budget.used, 80 * KiB);
+    // Waits for the idle call's reservation to expire (RESERVATION_TTL_MS), not for a release.
+    // (The budget's sweep timer does not keep a process alive; here nothing else would.)
+    const keepAlive = setInterval(() => {}, 1000);
+    await busy.acquire(50 * KiB);
+    clearInterval(keepAlive);
+    assert.equal(idle.held, 0);
+    assert.equal(budget.used, 50 * KiB);
+    // The idle call's message arrives after all: it is counted, not lost from the books.
+    idle.settle(reservation!, 30 * KiB);
+    assert.equal(budget.used, 80 * KiB);
+  });
+
+  it('a reservation settled with the real size replaces it', () => {
+    const budget = new MemoryBudget(100 * KiB);
+    const call = budget.open();
+    call.reserveThen(10 * KiB, (r) => call.settle(r, 4 * KiB));
+    assert.equal(budget.used, 4 * KiB);
+    call.close();
+    assert.equal(budget.used, 0);
   });
 
   it('refuses a budget that is not a positive number of bytes', () => {

@@ -11,11 +11,29 @@
  * at its cap does not hold up the calls behind it. A request larger than the cap (or the whole
  * budget) waits until its call (or the server) holds nothing, then goes alone, so a large message
  * is never refused and the overshoot is at most one message.
+ *
+ * Reading a request is granted against a `Reservation` (room for a message of about the size of
+ * the call's last one) until the message arrives. A client that stops sending would keep its
+ * reservation forever, so while others wait, reservations older than RESERVATION_TTL_MS are given
+ * back (the read stays granted; its message is counted when it arrives): idle streams cannot
+ * starve busy ones.
  */
 import { DEFAULT_MEMORY_BUDGET } from '../defaults.js';
 
 /** A call never holds more than this by default (or a quarter of the budget, if that is smaller). */
 export const DEFAULT_STREAM_CAP = 16 * 1024 * 1024;
+
+/** How long room reserved for a message that has not come may be kept while others wait. */
+export const RESERVATION_TTL_MS = 1000;
+
+/** Room held for a message on its way (granted, not yet arrived). */
+export class Reservation {
+  constructor(
+    readonly call: CallBudget,
+    public bytes: number,
+    readonly since: number,
+  ) {}
+}
 
 interface Waiter {
   call: CallBudget;
@@ -34,6 +52,9 @@ export class MemoryBudget {
   private usedBytes = 0;
   private peakBytes = 0;
   private readonly waiters: Waiter[] = [];
+  /** Reservations not yet settled, oldest first (for the sweep). */
+  private readonly expected = new Set<Reservation>();
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(limit: number = DEFAULT_MEMORY_BUDGET, options: MemoryBudgetOptions = {}) {
     if (!Number.isSafeInteger(limit) || limit <= 0)
@@ -82,7 +103,35 @@ export class MemoryBudget {
   enqueue(waiter: Waiter): void {
     this.waiters.push(waiter);
     this.grant();
+    if (this.waiters.length > 0 && !this.sweeper) {
+      this.sweeper = setInterval(this.sweep, RESERVATION_TTL_MS / 4);
+      this.sweeper.unref();
+    }
   }
+
+  /** @internal */
+  track(reservation: Reservation, expected: boolean): void {
+    if (expected) this.expected.add(reservation);
+    else this.expected.delete(reservation);
+    reservation.call.track(reservation, expected);
+  }
+
+  /** While calls wait: gives back reservations kept longer than RESERVATION_TTL_MS. */
+  private readonly sweep = (): void => {
+    if (this.waiters.length === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+      return;
+    }
+    const old = performance.now() - RESERVATION_TTL_MS;
+    for (const r of this.expected) {
+      if (r.since > old) break; // insertion order: the rest are younger
+      this.track(r, false);
+      const bytes = r.bytes;
+      r.bytes = 0;
+      r.call.release(bytes);
+    }
+  };
 
   /** @internal Takes a closed call's waiters out of the queue and returns them. */
   forget(call: CallBudget): Waiter[] {
@@ -119,6 +168,8 @@ export class MemoryBudget {
 export class CallBudget {
   held = 0;
   private closed = false;
+  /** This call's unsettled reservations (so closing the call forgets them). */
+  private reservations: Set<Reservation> | undefined;
 
   constructor(readonly budget: MemoryBudget) {}
 
@@ -161,6 +212,36 @@ export class CallBudget {
     else this.budget.enqueue({ call: this, bytes, granted });
   }
 
+  /**
+   * Like `acquireThen`, for room for something that is on its way (a request being read): `granted`
+   * gets a Reservation to `settle` with the real size when it arrives. While other calls wait, a
+   * reservation older than RESERVATION_TTL_MS is given back (then the arrival is simply counted).
+   */
+  reserveThen(bytes: number, granted: (reservation: Reservation) => void): void {
+    this.acquireThen(bytes, () => {
+      const r = new Reservation(this, this.closed ? 0 : bytes, performance.now());
+      if (!this.closed) this.budget.track(r, true);
+      granted(r);
+    });
+  }
+
+  /** @internal */
+  track(reservation: Reservation, expected: boolean): void {
+    if (!expected) this.reservations?.delete(reservation);
+    else {
+      this.reservations ??= new Set();
+      this.reservations.add(reservation);
+    }
+  }
+
+  /** Replaces a reservation by the `bytes` that actually arrived (0: nothing came). */
+  settle(reservation: Reservation, bytes: number): void {
+    this.budget.track(reservation, false);
+    const reserved = reservation.bytes;
+    reservation.bytes = 0;
+    this.adjust(bytes - reserved);
+  }
+
   /** Promise form of `acquireThen`, for handlers that await (Query rows, Download chunks). */
   acquire(bytes: number): Promise<void> {
     if (this.tryAcquire(bytes)) return Promise.resolve();
@@ -170,6 +251,7 @@ export class CallBudget {
   /** Releases everything the call holds; its waiters are granted at once, holding nothing. */
   close(): void {
     if (this.closed) return;
+    for (const r of this.reservations ?? []) this.budget.track(r, false);
     const waiting = this.budget.forget(this);
     this.budget.add(-this.held);
     this.held = 0;

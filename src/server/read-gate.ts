@@ -19,12 +19,12 @@
  * which `addBuffDbServices` on someone else's server cannot do; the instance `_read` works for any
  * server and for the in-process client's streams alike.)
  *
- * The size of a message is not known before it is read, so a read is granted against an estimate
- * (`holdFor` of the last request's size); when the message is pushed, the estimate is replaced by
- * `holdFor(its size)`, before the next `_read` can be asked for.
+ * The size of a message is not known before it is read, so a read is granted against a
+ * reservation (`holdFor` of the last request's size); when the message is pushed, the reservation
+ * is settled with `holdFor(its size)`, before the next `_read` can be asked for.
  */
 import type { Readable } from 'node:stream';
-import type { CallBudget } from './memory-budget.js';
+import type { CallBudget, Reservation } from './memory-budget.js';
 import { MESSAGE_OVERHEAD, requestBytes } from './message-size.js';
 
 type ReadFn = (size: number) => void;
@@ -35,10 +35,8 @@ export class ReadGate {
   private readonly held: number[] = [];
   private head = 0;
   private lastBytes = MESSAGE_OVERHEAD;
-  /** Granted for the next message and held, not yet replaced by its real size. */
-  private reserved = 0;
-  /** Asked for and not yet granted. */
-  private asked = 0;
+  /** Room granted for the next message, not yet replaced by its real size. */
+  private reservation: Reservation | undefined;
   private paused = false;
   private wanted = false;
   private waiting = false;
@@ -100,34 +98,29 @@ export class ReadGate {
   private maybeRead(): void {
     if (!this.wanted || this.waiting || this.paused || this.stopped) return;
     this.waiting = true;
-    this.asked = this.holdFor(this.lastBytes);
-    this.budget.acquireThen(this.asked, this.granted);
+    this.budget.reserveThen(this.holdFor(this.lastBytes), this.granted);
   }
 
-  private readonly granted = (): void => {
+  private readonly granted = (reservation: Reservation): void => {
     this.waiting = false;
-    this.reserved += this.asked;
-    this.asked = 0;
-    if (this.stopped) {
-      this.budget.release(this.reserved);
-      this.reserved = 0;
-    }
+    if (this.stopped) this.budget.settle(reservation, 0);
+    else this.reservation = reservation;
     if (!this.wanted) return;
     this.wanted = false;
     this.read.call(this.stream, 0);
   };
 
   private readonly countedPush = (chunk: unknown, encoding?: BufferEncoding): boolean => {
-    const reserved = this.reserved;
-    this.reserved = 0;
-    if (chunk === null) {
-      this.budget.release(reserved);
-    } else {
+    let hold = 0;
+    if (chunk !== null) {
       this.lastBytes = requestBytes(chunk);
-      const hold = this.holdFor(this.lastBytes);
-      this.budget.adjust(hold - reserved);
+      hold = this.holdFor(this.lastBytes);
       this.held.push(hold);
     }
+    // A message the gate did not ask for (the in-process client pushes on write) is just counted.
+    if (this.reservation) this.budget.settle(this.reservation, hold);
+    else this.budget.charge(hold);
+    this.reservation = undefined;
     return this.push.call(this.stream, chunk, encoding);
   };
 }
