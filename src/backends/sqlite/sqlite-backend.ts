@@ -7,6 +7,7 @@ import Database from 'better-sqlite3';
 import { StoreError, status } from '../../store/errors.js';
 import type { Backend, BlobOps, BlobRecord, KvOps, OpenOptions, SqlOps, SqlValue, StoreEngine } from '../backend.js';
 import { assertSqlAllowed } from '../sql-guard.js';
+import { WalSync, type WriteCounter } from './wal-sync.js';
 
 type Db = Database.Database;
 
@@ -20,6 +21,12 @@ function maxPageCount(): number | undefined {
   if (raw === undefined || raw === '') return undefined;
   const n = Number(raw);
   return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
+
+/** Large batches synced off the event loop (file stores written with durability full). */
+function walSyncFor(db: Db, path: string, options: OpenOptions): WalSync | undefined {
+  const inMemory = path === ':memory:' || path === '';
+  return options.durability !== 'normal' && !options.readOnly && !inMemory ? new WalSync(db, `${path}-wal`) : undefined;
 }
 
 function openDatabase(path: string, options: OpenOptions, schema: string): Db {
@@ -39,7 +46,8 @@ function openDatabase(path: string, options: OpenOptions, schema: string): Db {
       db.pragma('journal_mode = WAL');
       db.exec(schema);
     }
-    // FULL: every commit is fsynced (survives power loss); NORMAL survives a process crash.
+    // FULL: every commit is fsynced (survives power loss); NORMAL survives a process crash. (For
+    // large batches WalSync switches to NORMAL plus its own sync off the event loop: wal-sync.ts.)
     db.pragma(`synchronous = ${options.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
     db.pragma('busy_timeout = 5000');
     // Touch the schema so a corrupt or foreign file fails here, at open, not at the first request.
@@ -59,6 +67,9 @@ class SqliteSql implements SqlOps {
     private readonly writer: Db,
     private readonly path: string,
     private readonly inMemory: boolean,
+    /** The durability the store gives (`PRAGMA synchronous` through Query reports it). */
+    private readonly synchronous: number,
+    private readonly written: WriteCounter,
   ) {}
 
   private acquireReader(): Db {
@@ -68,7 +79,7 @@ class SqliteSql implements SqlOps {
     const reader = new Database(this.path, { fileMustExist: true, readonly: this.writer.readonly });
     reader.pragma('query_only = ON');
     // Readers never commit, but `PRAGMA synchronous` through Query should report the store's setting.
-    reader.pragma(`synchronous = ${Number(this.writer.pragma('synchronous', { simple: true }))}`);
+    reader.pragma(`synchronous = ${this.synchronous}`);
     reader.pragma('busy_timeout = 5000');
     return reader;
   }
@@ -93,12 +104,14 @@ class SqliteSql implements SqlOps {
     try {
       const stmt = db === this.writer ? probe : db.prepare(sql);
       if (!stmt.reader) {
+        this.written.writes++;
         stmt.run();
         return;
       }
       stmt.safeIntegers(true).raw(true);
       if (db === this.writer) {
         // A writing statement (INSERT … RETURNING) completes inside its batch before rows are sent.
+        this.written.writes++;
         yield* stmt.all() as SqlValue[][];
       } else {
         yield* stmt.iterate() as IterableIterator<SqlValue[]>;
@@ -111,6 +124,7 @@ class SqliteSql implements SqlOps {
   execute(sql: string): number {
     assertSqlAllowed(sql);
     const stmt = this.writer.prepare(sql);
+    this.written.writes++;
     if (stmt.reader) {
       // Execute answers rows changed; run a RETURNING statement fully and count what it touched.
       const before = this.writer.prepare('SELECT total_changes()').pluck().get() as number;
@@ -135,8 +149,11 @@ class SqliteEngine<Ops> implements StoreEngine<Ops> {
     private readonly db: Db,
     readonly ops: Ops,
     path: string,
+    private readonly written: WriteCounter,
+    private readonly walSync: WalSync | undefined,
   ) {
-    this.sql = new SqliteSql(db, path, path === ':memory:' || path === '');
+    const synchronous = Number(db.pragma('synchronous', { simple: true }));
+    this.sql = new SqliteSql(db, path, path === ':memory:' || path === '', synchronous, written);
     // Fault handling: a read-only connection cannot take the write lock BEGIN IMMEDIATE asks for
     // (on a read-only filesystem it fails); a deferred BEGIN gives reads a consistent snapshot.
     this.begin = db.prepare(db.readonly ? 'BEGIN' : 'BEGIN IMMEDIATE');
@@ -145,6 +162,9 @@ class SqliteEngine<Ops> implements StoreEngine<Ops> {
   }
 
   async batch<T>(work: (ops: Ops) => Promise<T>): Promise<T> {
+    this.walSync?.beforeBatch();
+    this.written.writes = 0;
+    this.written.bytes = 0;
     this.begin.run();
     let result: T;
     try {
@@ -159,12 +179,15 @@ class SqliteEngine<Ops> implements StoreEngine<Ops> {
       if (this.db.inTransaction) this.rollback.run();
       throw err;
     }
+    const synced = this.walSync?.afterCommit(this.written);
+    if (synced) await synced;
     return result;
   }
 
   close(): void {
     this.sql.close();
     if (this.db.open) this.db.close();
+    this.walSync?.close();
   }
 }
 
@@ -172,20 +195,29 @@ const KV_SCHEMA = 'CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TE
 // AUTOINCREMENT: ids are never reused, not even the largest after it is deleted.
 const BLOB_SCHEMA = 'CREATE TABLE IF NOT EXISTS blob (id INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB, metadata TEXT);';
 
-function kvOps(db: Db): KvOps {
+function kvOps(db: Db, written: WriteCounter): KvOps {
   const get = db.prepare<[string], string>('SELECT value FROM kv WHERE key = ?').pluck();
   const put = db.prepare<[string, string]>('INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)');
   const del = db.prepare<[string]>('DELETE FROM kv WHERE key = ?');
   return {
     get: (key) => get.get(key) ?? undefined,
     put: (key, value) => {
+      written.writes++;
+      written.bytes += key.length + value.length;
       put.run(key, value);
     },
-    delete: (key) => del.run(key).changes > 0,
+    delete: (key) => {
+      written.writes++;
+      return del.run(key).changes > 0;
+    },
   };
 }
 
-function blobOps(db: Db): BlobOps {
+function blobOps(db: Db, written: WriteCounter): BlobOps {
+  const wrote = (data: Uint8Array | undefined): void => {
+    written.writes++;
+    if (data) written.bytes += data.byteLength;
+  };
   const get = db.prepare<[number], { data: Buffer | null; metadata: string | null }>(
     'SELECT data, metadata FROM blob WHERE id = ?',
   );
@@ -216,15 +248,23 @@ function blobOps(db: Db): BlobOps {
         row.data === null ? Buffer.alloc(0) : Buffer.isBuffer(row.data) ? row.data : Buffer.from(String(row.data));
       return { data, metadata: row.metadata === null ? null : String(row.metadata) };
     },
-    insert: (data, metadata) => Number(insert.run(data, metadata).lastInsertRowid),
+    insert: (data, metadata) => {
+      wrote(data);
+      return Number(insert.run(data, metadata).lastInsertRowid);
+    },
     update: (id, data, metadata) => {
+      wrote(data);
       if (data !== undefined && metadata !== undefined) return updateBoth.run(data, metadata, id).changes > 0;
       if (data !== undefined) return updateData.run(data, id).changes > 0;
       if (metadata !== undefined) return updateMeta.run(metadata, id).changes > 0;
       return exists.get(id) !== undefined;
     },
-    delete: (id) => del.run(id).changes > 0,
+    delete: (id) => {
+      wrote(undefined);
+      return del.run(id).changes > 0;
+    },
     reserveId: () => {
+      wrote(undefined);
       reserve ??= {
         current: db
           .prepare<[], number>(
@@ -240,6 +280,7 @@ function blobOps(db: Db): BlobOps {
       return id;
     },
     insertWithId: (id, data, metadata) => {
+      wrote(data);
       insertWithId ??= db.prepare<[number, Uint8Array, string | null]>(
         'INSERT OR REPLACE INTO blob (id, data, metadata) VALUES (?, ?, ?)',
       );
@@ -253,10 +294,14 @@ export const sqliteBackend: Backend = {
   capabilities: { rawSql: true, nativeTransactions: true },
   async openKv(path, options = {}) {
     const db = openDatabase(path, options, KV_SCHEMA);
-    return new SqliteEngine(db, kvOps(db), path);
+    const walSync = walSyncFor(db, path, options);
+    const written = { writes: 0, bytes: 0 };
+    return new SqliteEngine(db, kvOps(db, written), path, written, walSync);
   },
   async openBlob(path, options = {}) {
     const db = openDatabase(path, options, BLOB_SCHEMA);
-    return new SqliteEngine(db, blobOps(db), path);
+    const walSync = walSyncFor(db, path, options);
+    const written = { writes: 0, bytes: 0 };
+    return new SqliteEngine(db, blobOps(db, written), path, written, walSync);
   },
 };
