@@ -24,3 +24,8 @@ export const DEFAULT_ETCD_MAX_REQUEST_BYTES = 1.5 * 1024 * 1024;
 export const ETCD_GRPC_OVERHEAD_BYTES = 512 * 1024;
 /** How often idle etcd watchers that asked get a progress notification (etcd: 10 minutes). */
 export const DEFAULT_ETCD_PROGRESS_NOTIFY_MS = 10 * 60 * 1000;
+/**
+ * 256 MiB: request and response data the server holds across all calls before it stops reading
+ * (`--memory-budget`; spec blob-streams.md, "Memory").
+ */
+export const DEFAULT_MEMORY_BUDGET = 256 * 1024 * 1024;

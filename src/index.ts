@@ -41,11 +41,14 @@ export * as query from './generated/query.js';
 export { packValue, unpackValue } from './server/any-values.js';
 export { BlobDefinition, KvDefinition, QueryDefinition } from './server/definitions.js';
 export type { EtcdOptions } from './server/etcd/services.js';
+export { CallBudget, MemoryBudget, type MemoryBudgetOptions } from './server/memory-budget.js';
 export {
   addBuffDbServices,
   DEFAULT_ADDR,
   DEFAULT_MAX_MESSAGE_SIZE,
+  DEFAULT_MEMORY_BUDGET,
   type RunningServer,
+  type ServeOptions,
   type StartOptions,
   startServer,
 } from './server/server.js';

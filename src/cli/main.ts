@@ -12,6 +12,7 @@ import {
   DEFAULT_ETCD_MAX_REQUEST_BYTES,
   DEFAULT_KV_STORE,
   DEFAULT_MAX_MESSAGE_SIZE,
+  DEFAULT_MEMORY_BUDGET,
 } from '../defaults.js';
 import { parseAutoCompact } from './etcd-options.js';
 import { CliError, describeError, EXIT, EXIT_CODES_HELP, exitCodeFor } from './exit-codes.js';
@@ -27,6 +28,12 @@ function parseSize(value: string): number {
   const unit = (m[2] ?? '').toLowerCase()[0];
   const mult = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1;
   return Number(m[1]) * mult;
+}
+
+function parsePositiveSize(value: string): number {
+  const n = parseSize(value);
+  if (n <= 0) throw new InvalidArgumentError('expected a size above zero, such as 256MiB');
+  return n;
 }
 
 function parseBlobId(value: string): bigint {
@@ -373,6 +380,12 @@ function buildRun(program: CommandUnknownOpts): void {
     .option('--blob-store <PATH>', 'BLOB store file', DEFAULT_BLOB_STORE)
     .addOption(backendOption())
     .option('--max-message-size <SIZE>', 'largest gRPC message accepted or sent', parseSize, DEFAULT_MAX_MESSAGE_SIZE)
+    .option(
+      '--memory-budget <SIZE>',
+      'request and response data held across all calls; past it the server stops reading from clients',
+      parsePositiveSize,
+      DEFAULT_MEMORY_BUDGET,
+    )
     .addOption(
       new Option(
         '--durability <MODE>',
@@ -421,6 +434,7 @@ function buildRun(program: CommandUnknownOpts): void {
         blobStore: opts.blobStore,
         backend: resolveOption(cmd, 'backend', DEFAULT_BACKEND),
         maxMessageSize: opts.maxMessageSize,
+        memoryBudget: opts.memoryBudget,
         durability: opts.durability,
         readOnly: opts.readOnly,
         transactionTimeoutMs: opts.transactionTimeout,

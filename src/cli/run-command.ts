@@ -14,6 +14,8 @@ export interface RunOptions {
   blobStore: string;
   backend: string;
   maxMessageSize: number;
+  /** Bytes of request and response data held across all calls (`--memory-budget`). */
+  memoryBudget?: number;
   durability: Durability;
   readOnly: boolean;
   /** Default lifetime of a transaction that is neither committed nor rolled back. */
@@ -69,6 +71,7 @@ export async function runServer(options: RunOptions): Promise<void> {
       maxMessageSize: options.maxMessageSize,
       etcdListen: options.etcdListen,
       etcd: { maxRequestBytes: options.etcdMaxRequestBytes },
+      memoryBudget: options.memoryBudget,
     });
   } catch (err) {
     await db.close();

@@ -10,6 +10,7 @@ import type { BuffDb } from '../store/buffdb.js';
 import type { Done, Sequence } from '../store/group-commit.js';
 import { downloadHandler, uploadHandler, uploadStatusHandler } from './blob-streams.js';
 import type { DecodeFailure } from './codec.js';
+import { MemoryBudget } from './memory-budget.js';
 import { serveBidi, serveEquality } from './stream-handler.js';
 
 type Bidi<Req, Res> = ServerDuplexStream<Req | DecodeFailure, Res>;
@@ -18,48 +19,52 @@ type Fold<Req> = ServerReadableStream<Req | DecodeFailure, boolean>;
 const toBuffer = (data: Uint8Array): Buffer =>
   Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 
-export function blobService(db: BuffDb): UntypedServiceImplementation {
+export function blobService(db: BuffDb, budget: MemoryBudget = new MemoryBudget()): UntypedServiceImplementation {
   // Blobs compare by their SHA-256, so comparing large blobs reads none of their chunks.
   const getData = (req: blob.EqDataRequest, reply: Done<Uint8Array>, seq: Sequence) =>
     db.blob.digest(req.id, reply, seq);
   return {
     get: (call: Bidi<blob.GetRequest, blob.GetResponse>) =>
-      serveBidi(call, (req, reply, seq) =>
-        db
-          .blobFor(req.transactionId)
-          .get(
-            req.id,
-            (err, record) =>
-              reply(err, record && { bytes: toBuffer(record.data), metadata: record.metadata ?? undefined }),
-            seq,
-          ),
+      serveBidi(
+        call,
+        budget,
+        (req, reply, seq) =>
+          db
+            .blobFor(req.transactionId)
+            .get(
+              req.id,
+              (err, record) =>
+                reply(err, record && { bytes: toBuffer(record.data), metadata: record.metadata ?? undefined }),
+              seq,
+            ),
+        'data',
       ),
 
     store: (call: Bidi<blob.StoreRequest, blob.StoreResponse>) =>
-      serveBidi(call, (req, reply, seq) =>
+      serveBidi(call, budget, (req, reply, seq) =>
         db
           .blobFor(req.transactionId)
           .store(req.bytes, req.metadata, (err, id) => reply(err, { id: BigInt(id ?? 0) }), seq),
       ),
 
     update: (call: Bidi<blob.UpdateRequest, blob.UpdateResponse>) =>
-      serveBidi(call, (req, reply, seq) =>
+      serveBidi(call, budget, (req, reply, seq) =>
         db.blobFor(req.transactionId).update(req.id, req, (err) => reply(err, { id: req.id }), seq),
       ),
 
     delete: (call: Bidi<blob.DeleteRequest, blob.DeleteResponse>) =>
-      serveBidi(call, (req, reply, seq) =>
+      serveBidi(call, budget, (req, reply, seq) =>
         db.blobFor(req.transactionId).delete(req.id, (err) => reply(err, { id: req.id }), seq),
       ),
 
     eqData: (call: Fold<blob.EqDataRequest>, callback: sendUnaryData<boolean>) =>
-      serveEquality(call, callback, 'eq', getData),
+      serveEquality(call, budget, callback, 'eq', getData),
 
     notEqData: (call: Fold<blob.NotEqDataRequest>, callback: sendUnaryData<boolean>) =>
-      serveEquality(call, callback, 'not-eq', getData),
+      serveEquality(call, budget, callback, 'not-eq', getData),
 
-    upload: uploadHandler(db),
+    upload: uploadHandler(db, budget),
     uploadStatus: uploadStatusHandler(db),
-    download: downloadHandler(db),
+    download: downloadHandler(db, budget),
   };
 }

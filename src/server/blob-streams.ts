@@ -3,6 +3,8 @@
  * store, write the answers — with backpressure both ways, so neither a fast uploader nor a slow
  * downloader makes the server hold more than a few chunks of one blob.
  */
+
+import type { Readable } from 'node:stream';
 import type {
   ServerReadableStream,
   ServerUnaryCall,
@@ -16,7 +18,8 @@ import type { BlobReader } from '../store/blob/blob-store.js';
 import type { Upload, UploadHeader } from '../store/blob/upload.js';
 import type { BuffDb } from '../store/buffdb.js';
 import { DecodeFailure } from './codec.js';
-import { decodeError, toServiceError } from './stream-handler.js';
+import type { MemoryBudget } from './memory-budget.js';
+import { budgetedReads, decodeError, openCallBudget, toServiceError } from './stream-handler.js';
 
 /** Download chunks: 1 MiB unless asked, at most 4 MiB. */
 const DEFAULT_CHUNK = 1024 * 1024;
@@ -55,11 +58,13 @@ function drained(call: ServerWritableStream<unknown, unknown>): Promise<void> {
   });
 }
 
-export function uploadHandler(db: BuffDb) {
+export function uploadHandler(db: BuffDb, budget: MemoryBudget) {
   return (
     call: ServerReadableStream<blob.UploadRequest | DecodeFailure, blob.UploadResponse>,
     callback: sendUnaryData<blob.UploadResponse>,
   ): void => {
+    // Chunks are read only while the memory budget has room (and one at a time, below).
+    const { mem, gate } = budgetedReads(call, budget, 'small');
     let upload: Upload | undefined;
     let answered = false;
     let work: Promise<void> = Promise.resolve();
@@ -94,12 +99,15 @@ export function uploadHandler(db: BuffDb) {
     };
     call.on('data', (msg: blob.UploadRequest | DecodeFailure) => {
       call.pause();
+      const held = gate.take();
       work = work.then(async () => {
-        if (answered) return;
+        if (answered) return mem.release(held);
         try {
           await handle(msg);
+          mem.release(held);
           if (!answered) call.resume();
         } catch (err) {
+          mem.release(held);
           fail(err);
         }
       });
@@ -145,9 +153,10 @@ export function uploadStatusHandler(db: BuffDb) {
   };
 }
 
-export function downloadHandler(db: BuffDb) {
+export function downloadHandler(db: BuffDb, budget: MemoryBudget) {
   return (call: ServerWritableStream<blob.DownloadRequest | DecodeFailure, blob.DownloadResponse>): void => {
     const req = call.request;
+    const mem = openCallBudget(call as unknown as Readable, budget);
     let reader: BlobReader | undefined;
     const serve = async (): Promise<void> => {
       if (req instanceof DecodeFailure) throw req;
@@ -168,10 +177,13 @@ export function downloadHandler(db: BuffDb) {
       };
       if (!call.write({ header })) await drained(call);
       for (let at = offset; at < end && !call.cancelled; ) {
-        const chunk = await reader.read(at, Math.min(chunkSize, end - at));
+        const size = Math.min(chunkSize, end - at);
+        // Room in the memory budget first; held until the chunk is written to the transport.
+        await mem.acquire(size);
+        const chunk = await reader.read(at, size);
         at += chunk.length;
         // Read the next chunk only once the client has taken this one: a slow reader costs one chunk.
-        if (!call.write({ chunk })) await drained(call);
+        if (!call.write({ chunk }, () => mem.release(size))) await drained(call);
       }
     };
     serve().then(

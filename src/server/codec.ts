@@ -8,6 +8,7 @@ import { BinaryReader } from '@bufbuild/protobuf/wire';
 import type { MethodDefinition } from '@grpc/grpc-js';
 import * as blob from '../generated/blob.js';
 import * as kv from '../generated/kv.js';
+import { WIRE_SIZE } from './message-size.js';
 
 export class DecodeFailure {
   constructor(readonly message: string) {}
@@ -108,12 +109,16 @@ export function serializer<T>(codec: Codec<T>): (value: T) => Buffer {
   return direct ?? ((value: T) => toBuffer(codec.encode(value).finish()));
 }
 
+/** Decodes a request and records its serialized size on it (`WIRE_SIZE`, for the memory budget). */
 export function decodeStrict<T>(codec: Codec<T>, buf: Uint8Array, typeName: string): T | DecodeFailure {
+  let message: T | DecodeFailure;
   try {
-    return codec.decode(new BinaryReader(buf, decodeUtf8));
+    message = codec.decode(new BinaryReader(buf, decodeUtf8));
   } catch (err) {
-    return new DecodeFailure(`malformed ${typeName} message: ${(err as Error).message}`);
+    message = new DecodeFailure(`malformed ${typeName} message: ${(err as Error).message}`);
   }
+  if (typeof message === 'object' && message !== null) (message as { [WIRE_SIZE]?: number })[WIRE_SIZE] = buf.length;
+  return message;
 }
 
 export function method<Req, Res>(

@@ -10,6 +10,7 @@ import type * as kv from '../generated/kv.js';
 import type { BuffDb } from '../store/buffdb.js';
 import type { Done, Sequence } from '../store/group-commit.js';
 import type { DecodeFailure } from './codec.js';
+import { MemoryBudget } from './memory-budget.js';
 import { serveBidi, serveEquality } from './stream-handler.js';
 import type { TransactionService } from './transaction-service.js';
 
@@ -17,28 +18,37 @@ type Bidi<Req, Res> = ServerDuplexStream<Req | DecodeFailure, Res>;
 type Fold<Req> = ServerReadableStream<Req | DecodeFailure, boolean>;
 type Unary<Req, Res> = [ServerUnaryCall<Req | DecodeFailure, Res>, sendUnaryData<Res>];
 
-export function kvService(db: BuffDb, transactions: TransactionService): UntypedServiceImplementation {
+export function kvService(
+  db: BuffDb,
+  transactions: TransactionService,
+  budget: MemoryBudget = new MemoryBudget(),
+): UntypedServiceImplementation {
   const getValue = (req: kv.EqRequest, reply: Done<string>, seq: Sequence) => db.kv.get(req.key, reply, seq);
   return {
     get: (call: Bidi<kv.GetRequest, kv.GetResponse>) =>
-      serveBidi(call, (req, reply, seq) =>
-        db.kvFor(req.transactionId).get(req.key, (err, value) => reply(err, { value: value! }), seq),
+      serveBidi(
+        call,
+        budget,
+        (req, reply, seq) =>
+          db.kvFor(req.transactionId).get(req.key, (err, value) => reply(err, { value: value! }), seq),
+        'data',
       ),
 
     set: (call: Bidi<kv.SetRequest, kv.SetResponse>) =>
-      serveBidi(call, (req, reply, seq) =>
+      serveBidi(call, budget, (req, reply, seq) =>
         db.kvFor(req.transactionId).set(req.key, req.value, (err) => reply(err, { key: req.key }), seq),
       ),
 
     delete: (call: Bidi<kv.DeleteRequest, kv.DeleteResponse>) =>
-      serveBidi(call, (req, reply, seq) =>
+      serveBidi(call, budget, (req, reply, seq) =>
         db.kvFor(req.transactionId).delete(req.key, (err) => reply(err, { key: req.key }), seq),
       ),
 
-    eq: (call: Fold<kv.EqRequest>, callback: sendUnaryData<boolean>) => serveEquality(call, callback, 'eq', getValue),
+    eq: (call: Fold<kv.EqRequest>, callback: sendUnaryData<boolean>) =>
+      serveEquality(call, budget, callback, 'eq', getValue),
 
     notEq: (call: Fold<kv.NotEqRequest>, callback: sendUnaryData<boolean>) =>
-      serveEquality(call, callback, 'not-eq', getValue),
+      serveEquality(call, budget, callback, 'not-eq', getValue),
 
     beginTransaction: (...[call, callback]: Unary<kv.BeginTransactionRequest, kv.BeginTransactionResponse>) =>
       transactions.begin(call, callback),

@@ -5,7 +5,10 @@ import { type QueryResult, type RawQuery, type RowsChanged, TargetStore } from '
 import type { QueryStore, Target } from '../store/query-store.js';
 import { packValue } from './any-values.js';
 import { DecodeFailure } from './codec.js';
-import { decodeError, toServiceError } from './stream-handler.js';
+import { type CallBudget, MemoryBudget } from './memory-budget.js';
+import { answerBytes, MESSAGE_OVERHEAD } from './message-size.js';
+import { ReadGate } from './read-gate.js';
+import { decodeError, openCallBudget, toServiceError } from './stream-handler.js';
 
 function targetOf(req: RawQuery): Target {
   if (req.target === TargetStore.KV) return 'kv';
@@ -28,20 +31,28 @@ function writable(call: ServerDuplexStream<unknown, unknown>): Promise<void> {
   });
 }
 
+/** Writes one answer that holds `held` bytes of the budget until it is written to the transport. */
+type Write<Res> = (res: Res, held: number) => Promise<void>;
+
 /**
- * Handles one RawQuery at a time: reading pauses while a query's rows are being written.
+ * Handles one RawQuery at a time: the next request is read only when the previous one is done
+ * (ReadGate paused meanwhile), and each answer counts in the memory budget until written.
  * (The readable side is driven by events: grpc-js server streams do not end an async iterator.)
  */
 function serveSequential<Res>(
   call: ServerDuplexStream<RawQuery | DecodeFailure, Res>,
-  each: (req: RawQuery, write: (res: Res) => Promise<void>) => Promise<void>,
+  budget: MemoryBudget,
+  each: (req: RawQuery, write: Write<Res>, mem: CallBudget) => Promise<void>,
 ): void {
-  const queue: (RawQuery | DecodeFailure)[] = [];
+  const mem = openCallBudget(call, budget);
+  // A request holds its own size until its turn comes.
+  const gate = new ReadGate(call, mem, (bytes) => bytes);
+  const queue: { req: RawQuery | DecodeFailure; held: number }[] = [];
   let busy = false;
   let inputEnded = false;
   let finished = false;
-  const write = async (res: Res): Promise<void> => {
-    if (!call.write(res)) await writable(call);
+  const write: Write<Res> = async (res, held) => {
+    if (!call.write(res, () => mem.release(held))) await writable(call);
   };
   const fail = (err: Partial<ServiceError>): void => {
     finished = true;
@@ -52,11 +63,10 @@ function serveSequential<Res>(
     busy = true;
     try {
       while (queue.length > 0 && !finished && !call.cancelled) {
-        const req = queue.shift()!;
+        const { req, held } = queue.shift()!;
+        mem.release(held);
         if (req instanceof DecodeFailure) return fail(decodeError(req));
-        call.pause();
-        await each(req, write);
-        if (!finished) call.resume();
+        await each(req, write, mem);
       }
       if (inputEnded && queue.length === 0 && !finished && !call.cancelled) {
         finished = true;
@@ -66,10 +76,12 @@ function serveSequential<Res>(
       if (!call.cancelled) fail(toServiceError(err));
     } finally {
       busy = false;
+      if (!finished) gate.setPaused(false);
     }
   };
   call.on('data', (req: RawQuery | DecodeFailure) => {
-    queue.push(req);
+    queue.push({ req, held: gate.take() });
+    gate.setPaused(true);
     void pump();
   });
   call.on('end', () => {
@@ -81,20 +93,66 @@ function serveSequential<Res>(
   });
 }
 
-export function queryService(store: QueryStore): UntypedServiceImplementation {
+/**
+ * Streams `rows` as answers, reading the next row only once the budget has room for it (about the
+ * size of the row before), so a slow reader holds at most the per-stream cap of rows.
+ */
+async function streamRows<Row, Res>(
+  call: ServerDuplexStream<unknown, unknown>,
+  rows: AsyncIterable<Row>,
+  toAnswer: (row: Row) => Res,
+  write: Write<Res>,
+  mem: CallBudget,
+): Promise<void> {
+  const it = rows[Symbol.asyncIterator]();
+  let guess = MESSAGE_OVERHEAD;
+  let complete = false;
+  try {
+    for (;;) {
+      if (!mem.tryAcquire(guess)) await mem.acquire(guess);
+      if (call.cancelled) break;
+      // Until the row is read, `guess` stands for it; then its real size does.
+      let next: IteratorResult<Row>;
+      try {
+        next = await it.next();
+      } catch (err) {
+        mem.release(guess);
+        complete = true; // a generator that threw is already finished
+        throw err;
+      }
+      if (next.done) {
+        mem.release(guess);
+        complete = true;
+        break;
+      }
+      const res = toAnswer(next.value);
+      const bytes = answerBytes(res);
+      mem.adjust(bytes - guess);
+      guess = bytes;
+      await write(res, guess);
+    }
+  } finally {
+    if (!complete) await it.return?.();
+  }
+}
+
+export function queryService(
+  store: QueryStore,
+  budget: MemoryBudget = new MemoryBudget(),
+): UntypedServiceImplementation {
   return {
     query: (call: ServerDuplexStream<RawQuery | DecodeFailure, QueryResult>) =>
-      serveSequential(call, async (req, write) => {
-        for await (const row of store.query(req.query, targetOf(req))) {
-          if (call.cancelled) return;
-          await write({ fields: row.map(packValue) });
-        }
-      }),
+      serveSequential(call, budget, (req, write, mem) =>
+        streamRows(call, store.query(req.query, targetOf(req)), (row) => ({ fields: row.map(packValue) }), write, mem),
+      ),
 
     execute: (call: ServerDuplexStream<RawQuery | DecodeFailure, RowsChanged>) =>
-      serveSequential(call, async (req, write) => {
+      serveSequential(call, budget, async (req, write, mem) => {
         const changed = await store.execute(req.query, targetOf(req));
-        await write({ rowsChanged: BigInt(changed) });
+        const res = { rowsChanged: BigInt(changed) };
+        const held = answerBytes(res);
+        mem.charge(held);
+        await write(res, held);
       }),
   };
 }

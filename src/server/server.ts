@@ -1,18 +1,29 @@
 /** Puts buffdb's three services on a grpc-js Server — yours, or one we create. */
 import { Server, ServerCredentials, type ServerOptions, type ServiceDefinition } from '@grpc/grpc-js';
-import { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_SHUTDOWN_GRACE_MS } from '../defaults.js';
+import {
+  DEFAULT_ADDR,
+  DEFAULT_MAX_MESSAGE_SIZE,
+  DEFAULT_MEMORY_BUDGET,
+  DEFAULT_SHUTDOWN_GRACE_MS,
+} from '../defaults.js';
 import type { BuffDb } from '../store/buffdb.js';
 import { OpenStreams } from './etcd/common.js';
 import { type EtcdListener, listenEtcd } from './etcd/listener.js';
-import { buffDbServices, type ServeOptions } from './services.js';
+import { MemoryBudget } from './memory-budget.js';
+import { buffDbServices, memoryBudgetOf, type ServeOptions } from './services.js';
 
-export { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE, type ServeOptions };
+export { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MEMORY_BUDGET, MemoryBudget, type ServeOptions };
 
-/** Adds buffdb's services (backed by `db`) to an existing grpc-js server. */
-export function addBuffDbServices(server: Server, db: BuffDb, options: ServeOptions = {}): void {
-  for (const service of buffDbServices(db, options)) {
+/**
+ * Adds buffdb's services (backed by `db`) to an existing grpc-js server; returns the memory budget
+ * their calls share.
+ */
+export function addBuffDbServices(server: Server, db: BuffDb, options: ServeOptions = {}): MemoryBudget {
+  const budget = memoryBudgetOf(options);
+  for (const service of buffDbServices(db, options, budget)) {
     server.addService(service.definition as unknown as ServiceDefinition, service.implementation);
   }
+  return budget;
 }
 
 export interface StartOptions extends ServeOptions {
@@ -30,6 +41,8 @@ export interface RunningServer {
   port: number;
   /** The `etcdListen` address actually bound, when one was asked for. */
   etcdAddr?: string;
+  /** What the calls hold now (`used`), at most (`limit`), and the most so far (`peak`). */
+  memoryBudget: MemoryBudget;
   /**
    * Stops accepting calls, lets in-flight streams finish (at most `graceMs`), commits everything
    * queued, then closes the stores.
@@ -52,7 +65,7 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
   // One registry for both listeners: stopping ends every etcd watch and keep-alive stream.
   const streams = options.etcd?.streams ?? new OpenStreams();
   const serve = { ...options, etcd: { ...options.etcd, streams } };
-  addBuffDbServices(server, db, serve);
+  const memoryBudget = addBuffDbServices(server, db, serve);
   const addr = options.addr ?? DEFAULT_ADDR;
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(addr, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
@@ -87,5 +100,5 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
     return stopping;
   };
   const etcdAddr = etcd && options.etcdListen ? withPort(options.etcdListen, etcd.port) : undefined;
-  return { server, addr: withPort(addr, port), port, etcdAddr, shutdown };
+  return { server, addr: withPort(addr, port), port, etcdAddr, memoryBudget, shutdown };
 }

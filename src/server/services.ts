@@ -5,6 +5,7 @@ import { blobService } from './blob-service.js';
 import { BlobDefinition, KvDefinition, QueryDefinition } from './definitions.js';
 import { type EtcdOptions, etcdServices } from './etcd/services.js';
 import { kvService } from './kv-service.js';
+import { MemoryBudget } from './memory-budget.js';
 import { queryService } from './query-service.js';
 import { type TransactionService, transactionService } from './transaction-service.js';
 
@@ -13,6 +14,16 @@ export interface ServeOptions {
   transactions?: TransactionService;
   /** The etcd v3 services served beside buffdb's own (docs/etcd.md). */
   etcd?: EtcdOptions;
+  /**
+   * Request and response data held across all calls, in bytes (default 256 MiB), or a
+   * MemoryBudget to share with other services. Past it the server stops reading from clients.
+   */
+  memoryBudget?: number | MemoryBudget;
+}
+
+/** The budget `options` name, or a new one. */
+export function memoryBudgetOf(options: ServeOptions): MemoryBudget {
+  return options.memoryBudget instanceof MemoryBudget ? options.memoryBudget : new MemoryBudget(options.memoryBudget);
 }
 
 export interface ServiceEntry {
@@ -22,15 +33,20 @@ export interface ServiceEntry {
   implementation: UntypedServiceImplementation;
 }
 
-export function buffDbServices(db: BuffDb, options: ServeOptions = {}): ServiceEntry[] {
+/** The services over `db`; `budget` is the memory budget their calls share. */
+export function buffDbServices(
+  db: BuffDb,
+  options: ServeOptions = {},
+  budget = memoryBudgetOf(options),
+): ServiceEntry[] {
   return [
     {
       name: 'kv',
       definition: KvDefinition,
-      implementation: kvService(db, options.transactions ?? transactionService(db.transactions)),
+      implementation: kvService(db, options.transactions ?? transactionService(db.transactions), budget),
     },
-    { name: 'blob', definition: BlobDefinition, implementation: blobService(db) },
-    { name: 'query', definition: QueryDefinition, implementation: queryService(db.query) },
-    ...etcdServices(db, options.etcd),
+    { name: 'blob', definition: BlobDefinition, implementation: blobService(db, budget) },
+    { name: 'query', definition: QueryDefinition, implementation: queryService(db.query, budget) },
+    ...etcdServices(db, options.etcd, budget),
   ];
 }

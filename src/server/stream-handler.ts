@@ -3,16 +3,66 @@
  * client stream folded into one answer (Eq/NotEq). Requests are handed to the store as they arrive
  * (so a stream is pipelined and group-committed); answers go out in request order; the first
  * error ends the stream after the answers before it.
+ *
+ * Memory (issue #12): each call counts what it holds in the server's MemoryBudget — a request from
+ * its arrival until the store has answered it, then the answer until it is written to the
+ * transport — and reads the next request only when the budget has room (ReadGate). A read (Get,
+ * Eq…) also holds room for its answer, estimated from the answers before (see budgetedReads), so
+ * a stream of small Gets for large blobs cannot read the store faster than its client takes them.
  */
+
+import type { Readable } from 'node:stream';
 import type { ServerDuplexStream, ServerReadableStream, ServiceError, sendUnaryData } from '@grpc/grpc-js';
 import { Metadata, status } from '@grpc/grpc-js';
 import { asStoreError } from '../errors.js';
 import { EqualityCheck, type EqualityMode } from '../store/equality.js';
 import { type Done, Sequence } from '../store/group-commit.js';
 import { DecodeFailure } from './codec.js';
+import type { CallBudget, MemoryBudget } from './memory-budget.js';
+import { answerBytes } from './message-size.js';
+import { ReadGate } from './read-gate.js';
 
-/** Requests in flight per stream before we stop reading from the client (backpressure). */
+/** Requests in flight per stream before we stop reading from the client, whatever their size. */
 const HIGH_WATER = 4096;
+
+/** `budget`'s share for `call`, released whole when the call closes or is cancelled. */
+export function openCallBudget(call: Readable, budget: MemoryBudget): CallBudget {
+  const mem = budget.open();
+  const close = (): void => mem.close();
+  call.once('close', close);
+  call.once('cancelled', close);
+  return mem;
+}
+
+/**
+ * What an answer is expected to be: `small` (an id or a key: writes) or `data` (a stored value or
+ * blob: reads, whose answers can be far larger than their requests).
+ */
+export type Answers = 'small' | 'data';
+
+/**
+ * Opens `budget` for one call and reads it through a ReadGate. A request holds its own size; for
+ * `data` answers, at least the largest answer (`answered`) seen so far on the stream — and the
+ * whole per-stream cap before the first one, so only one such request is in flight until then.
+ */
+export function budgetedReads(
+  call: Readable,
+  budget: MemoryBudget,
+  answers: Answers,
+): { mem: CallBudget; gate: ReadGate; answered(bytes: number): void } {
+  const mem = openCallBudget(call, budget);
+  let largestAnswer = answers === 'small' ? 0 : -1;
+  const gate = new ReadGate(call, mem, (bytes) =>
+    Math.max(bytes, largestAnswer < 0 ? budget.streamCap : largestAnswer),
+  );
+  return {
+    mem,
+    gate,
+    answered(bytes) {
+      if (answers === 'data' && bytes > largestAnswer) largestAnswer = bytes;
+    },
+  };
+}
 
 export function toServiceError(err: unknown): Partial<ServiceError> {
   const e = asStoreError(err);
@@ -32,16 +82,22 @@ interface Slot<Res> {
   done: boolean;
   err: unknown;
   res: Res | undefined;
+  /** Bytes held in the budget for this request, then for its answer. */
+  held: number;
 }
 
 /**
  * Serves a bidi stream: `handle` is called for each request, in order, and must call `reply`
- * exactly once (possibly later, after commit). Replies are written in request order.
+ * exactly once (possibly later, after commit). Replies are written in request order. `answers`:
+ * `data` for reads (their answers carry stored values).
  */
 export function serveBidi<Req, Res>(
   call: ServerDuplexStream<Req | DecodeFailure, Res>,
+  budget: MemoryBudget,
   handle: (req: Req, reply: Done<Res>, seq: Sequence) => void,
+  answers: Answers = 'small',
 ): void {
+  const { mem, gate, answered } = budgetedReads(call, budget, answers);
   const seq = new Sequence();
   const slots: Slot<Res>[] = [];
   let head = 0;
@@ -64,10 +120,12 @@ export function serveBidi<Req, Res>(
       if (!slot.done) break;
       slots[head++] = undefined as never;
       if (slot.err !== null && slot.err !== undefined) {
+        mem.release(slot.held);
         finish(slot.err);
         return;
       }
-      if (!call.write(slot.res as Res)) waitingDrain = true;
+      const held = slot.held;
+      if (!call.write(slot.res as Res, () => mem.release(held))) waitingDrain = true;
     }
     if (head === slots.length) {
       slots.length = 0;
@@ -79,12 +137,9 @@ export function serveBidi<Req, Res>(
       return;
     }
     const shouldPause = waitingDrain || slots.length - head >= HIGH_WATER;
-    if (shouldPause && !readPaused) {
-      readPaused = true;
-      call.pause();
-    } else if (!shouldPause && readPaused) {
-      readPaused = false;
-      call.resume();
+    if (shouldPause !== readPaused) {
+      readPaused = shouldPause;
+      gate.setPaused(shouldPause);
     }
   };
 
@@ -93,8 +148,12 @@ export function serveBidi<Req, Res>(
     flush();
   });
   call.on('data', (req: Req | DecodeFailure) => {
-    if (finished || inputEnded) return;
-    const slot: Slot<Res> = { done: false, err: null, res: undefined };
+    const held = gate.take();
+    if (finished || inputEnded) {
+      mem.release(held);
+      return;
+    }
+    const slot: Slot<Res> = { done: false, err: null, res: undefined, held };
     slots.push(slot);
     if (req instanceof DecodeFailure) {
       // Nothing after a malformed message is applied.
@@ -110,6 +169,13 @@ export function serveBidi<Req, Res>(
         slot.done = true;
         slot.err = err;
         slot.res = res;
+        if (err === null || err === undefined) {
+          // The request is done with; from now on the answer is what this slot holds.
+          const bytes = answerBytes(res);
+          answered(bytes);
+          mem.adjust(bytes - slot.held);
+          slot.held = bytes;
+        }
         if (slot === slots[head]) flush();
       },
       seq,
@@ -136,11 +202,13 @@ export function serveBidi<Req, Res>(
  */
 export function serveFold<Req, V>(
   call: ServerReadableStream<Req | DecodeFailure, boolean>,
+  budget: MemoryBudget,
   callback: sendUnaryData<boolean>,
   lookup: (req: Req, reply: Done<V>, seq: Sequence) => void,
   decide: (value: V) => boolean | undefined,
   fallback: () => boolean,
 ): void {
+  const { mem, gate, answered: looked } = budgetedReads(call, budget, 'data');
   const seq = new Sequence();
   let pending = 0;
   let inputEnded = false;
@@ -154,13 +222,18 @@ export function serveFold<Req, V>(
     } else {
       callback(null, value);
     }
-    // Stop reading: the rest of the stream cannot change the answer.
+    // Stop reading: the rest of the stream cannot change the answer (and is not counted: it is
+    // dropped as it arrives).
+    gate.stop();
+    mem.close();
     call.removeAllListeners('data');
     call.resume();
   };
   call.on('data', (req: Req | DecodeFailure) => {
+    const held = gate.take();
     if (answered) return;
     if (req instanceof DecodeFailure) {
+      mem.release(held);
       // Answer after the lookups already under way (they may still decide `false` first).
       inputEnded = true;
       pendingFailure = req;
@@ -172,6 +245,8 @@ export function serveFold<Req, V>(
       req,
       (err, value) => {
         pending--;
+        if (!err) looked(answerBytes(value));
+        mem.release(held);
         if (answered) return;
         if (err) return answer(err);
         const verdict = decide(value as V);
@@ -199,6 +274,7 @@ export function serveFold<Req, V>(
 /** Eq / NotEq over a stream of keys or ids: values compared by hash as they come. */
 export function serveEquality<Req, V extends string | Uint8Array>(
   call: ServerReadableStream<Req | DecodeFailure, boolean>,
+  budget: MemoryBudget,
   callback: sendUnaryData<boolean>,
   mode: EqualityMode,
   lookup: (req: Req, reply: Done<V>, seq: Sequence) => void,
@@ -206,6 +282,7 @@ export function serveEquality<Req, V extends string | Uint8Array>(
   const check = new EqualityCheck(mode);
   serveFold(
     call,
+    budget,
     callback,
     lookup,
     (value: V) => check.add(value),

@@ -2,6 +2,7 @@
 import Database from 'better-sqlite3';
 import type { SqlOps, SqlValue } from '../backend.js';
 import { assertSqlAllowed } from '../sql-guard.js';
+import type { WriteCounter } from './wal-sync.js';
 
 type Db = Database.Database;
 
@@ -16,6 +17,9 @@ export class SqliteSql implements SqlOps {
     private readonly inMemory: boolean,
     /** The KV store: raw SQL writes to the `kv` view are staged for the store to turn into a revision. */
     kvStore: boolean,
+    /** The durability the store gives (`PRAGMA synchronous` through Query reports it). */
+    private readonly synchronous: number,
+    private readonly written: WriteCounter,
   ) {
     if (kvStore && !writer.readonly) {
       this.staged = writer
@@ -34,7 +38,7 @@ export class SqliteSql implements SqlOps {
     const reader = new Database(this.path, { fileMustExist: true, readonly: this.writer.readonly });
     reader.pragma('query_only = ON');
     // Readers never commit, but `PRAGMA synchronous` through Query should report the store's setting.
-    reader.pragma(`synchronous = ${Number(this.writer.pragma('synchronous', { simple: true }))}`);
+    reader.pragma(`synchronous = ${this.synchronous}`);
     reader.pragma('busy_timeout = 5000');
     return reader;
   }
@@ -59,12 +63,14 @@ export class SqliteSql implements SqlOps {
     try {
       const stmt = db === this.writer ? probe : db.prepare(sql);
       if (!stmt.reader) {
+        this.written.writes++;
         stmt.run();
         return;
       }
       stmt.safeIntegers(true).raw(true);
       if (db === this.writer) {
         // A writing statement (INSERT … RETURNING) completes inside its batch before rows are sent.
+        this.written.writes++;
         yield* stmt.all() as SqlValue[][];
       } else {
         yield* stmt.iterate() as IterableIterator<SqlValue[]>;
@@ -77,6 +83,7 @@ export class SqliteSql implements SqlOps {
   execute(sql: string): number {
     assertSqlAllowed(sql);
     const stmt = this.writer.prepare(sql);
+    this.written.writes++;
     const before = this.stagedCount();
     const totalBefore = this.writer.prepare('SELECT total_changes()').pluck().get() as number;
     // Execute answers rows changed; a RETURNING statement runs fully and counts what it touched.

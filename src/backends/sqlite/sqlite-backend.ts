@@ -24,6 +24,7 @@ import { checkFilePath, writable } from '../store-path.js';
 import { mapSqliteError } from './errors.js';
 import { blobSchema, kvSchema, mapTable } from './schema.js';
 import { SqliteSql } from './sql.js';
+import { WalSync, type WriteCounter } from './wal-sync.js';
 
 type Db = Database.Database;
 
@@ -37,6 +38,12 @@ function maxPageCount(): number | undefined {
   if (raw === undefined || raw === '') return undefined;
   const n = Number(raw);
   return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
+
+/** Large batches synced off the event loop (file stores written with durability full). */
+function walSyncFor(db: Db, path: string, options: OpenOptions): WalSync | undefined {
+  const inMemory = path === ':memory:' || path === '';
+  return options.durability !== 'normal' && !options.readOnly && !inMemory ? new WalSync(db, `${path}-wal`) : undefined;
 }
 
 function openDatabase(path: string, options: OpenOptions, schema: (db: Db) => void): Db {
@@ -78,8 +85,11 @@ class SqliteEngine<Ops> implements StoreEngine<Ops> {
     readonly ops: Ops,
     path: string,
     kvStore: boolean,
+    private readonly written: WriteCounter,
+    private readonly walSync: WalSync | undefined,
   ) {
-    this.sql = new SqliteSql(db, path, path === ':memory:' || path === '', kvStore);
+    const synchronous = Number(db.pragma('synchronous', { simple: true }));
+    this.sql = new SqliteSql(db, path, path === ':memory:' || path === '', kvStore, synchronous, written);
     // A read-only connection cannot take the write lock BEGIN IMMEDIATE asks for (on a read-only
     // filesystem it fails); a deferred BEGIN gives reads a consistent snapshot.
     this.begin = db.prepare(db.readonly ? 'BEGIN' : 'BEGIN IMMEDIATE');
@@ -90,6 +100,9 @@ class SqliteEngine<Ops> implements StoreEngine<Ops> {
   mapError = mapSqliteError;
 
   async batch<T>(work: (ops: Ops) => Promise<T>): Promise<T> {
+    this.walSync?.beforeBatch();
+    this.written.writes = 0;
+    this.written.bytes = 0;
     this.begin.run();
     let result: T;
     try {
@@ -99,12 +112,16 @@ class SqliteEngine<Ops> implements StoreEngine<Ops> {
       if (this.db.inTransaction) this.rollback.run();
       throw err;
     }
+    // A large batch ran at NORMAL: durable only once its WAL is synced (see wal-sync.ts).
+    const synced = this.walSync?.afterCommit(this.written);
+    if (synced) await synced;
     return result;
   }
 
   close(): void {
     this.sql.close();
     if (this.db.open) this.db.close();
+    this.walSync?.close();
   }
 }
 
@@ -151,7 +168,7 @@ function rangeStatements(
   };
 }
 
-function mapOps(db: Db, maps: readonly MapName[]): MapOps {
+function mapOps(db: Db, maps: readonly MapName[], written: WriteCounter): MapOps {
   const stmts = new Map(
     maps.map((m) => {
       const t = mapTable(m);
@@ -180,9 +197,12 @@ function mapOps(db: Db, maps: readonly MapName[]): MapOps {
   return {
     get: (map, key) => of(map).get.get(key),
     put: (map, key, value) => {
+      written.writes++;
+      written.bytes += key.length + value.length;
       of(map).put.run(key, value);
     },
     delete: (map, key) => {
+      written.writes++;
       of(map).del.run(key);
     },
     range: (map, q) =>
@@ -205,7 +225,7 @@ function tableExists(db: Db, name: string): boolean {
   return db.prepare('SELECT 1 FROM sqlite_schema WHERE name = ?').get(name) !== undefined;
 }
 
-function kvOps(db: Db): KvEngineOps {
+function kvOps(db: Db, written: WriteCounter): KvEngineOps {
   if (!tableExists(db, 'kv_state')) {
     throw failedPrecondition(
       tableExists(db, 'kv')
@@ -239,9 +259,12 @@ function kvOps(db: Db): KvEngineOps {
       return row === undefined ? undefined : toRecord(row);
     },
     put: (r) => {
+      written.writes++;
+      written.bytes += r.key.length + r.value.length;
       put.run(r.key, r.value, r.createRev, r.modRev, r.version, r.lease);
     },
     delete: (key) => {
+      written.writes++;
       del.run(key);
     },
     range: (q, keysOnly) =>
@@ -250,14 +273,18 @@ function kvOps(db: Db): KvEngineOps {
     maps:
       db.readonly && !tableExists(db, mapTable('meta'))
         ? READ_ONLY_MAPS
-        : mapOps(db, ['meta', 'history', 'lease', 'lease_key']),
+        : mapOps(db, ['meta', 'history', 'lease', 'lease_key'], written),
   };
 }
 
 /** Key bytes compared with the TEXT keys of kv_state: the same bytes, as TEXT (memcmp order). */
 const asText = (param: string): string => `CAST(${param} AS TEXT)`;
 
-function blobOps(db: Db): BlobEngineOps {
+function blobOps(db: Db, written: WriteCounter): BlobEngineOps {
+  const wrote = (data: Uint8Array | undefined): void => {
+    written.writes++;
+    if (data) written.bytes += data.byteLength;
+  };
   const get = db.prepare<[number], { data: Buffer | null; metadata: string | null }>(
     'SELECT data, metadata FROM blob WHERE id = ?',
   );
@@ -288,26 +315,34 @@ function blobOps(db: Db): BlobEngineOps {
         row.data === null ? Buffer.alloc(0) : Buffer.isBuffer(row.data) ? row.data : Buffer.from(String(row.data));
       return { data, metadata: row.metadata === null ? null : String(row.metadata) };
     },
-    insert: (data, metadata) => Number(insert.run(data, metadata).lastInsertRowid),
+    insert: (data, metadata) => {
+      wrote(data);
+      return Number(insert.run(data, metadata).lastInsertRowid);
+    },
     update: (id, data, metadata) => {
+      wrote(data);
       if (data !== undefined && metadata !== undefined) return updateBoth.run(data, metadata, id).changes > 0;
       if (data !== undefined) return updateData.run(data, id).changes > 0;
       if (metadata !== undefined) return updateMeta.run(metadata, id).changes > 0;
       return exists.get(id) !== undefined;
     },
-    delete: (id) => del.run(id).changes > 0,
+    delete: (id) => {
+      wrote(undefined);
+      return del.run(id).changes > 0;
+    },
     reserveId: () => {
       const id = Number(current.pluck().get()) + 1;
       if (bump.run(id).changes === 0) first.run(id);
       return id;
     },
     insertWithId: (id, data, metadata) => {
+      wrote(data);
       insertWithId.run(id, data, metadata);
     },
     maps:
       db.readonly && !tableExists(db, mapTable('meta'))
         ? READ_ONLY_MAPS
-        : mapOps(db, ['meta', 'chunk', 'large', 'upload']),
+        : mapOps(db, ['meta', 'chunk', 'large', 'upload'], written),
   };
 }
 
@@ -315,7 +350,8 @@ export const sqliteBackend: BackendImpl = {
   async openKv(path, options = {}) {
     const db = openDatabase(path, options, kvSchema);
     try {
-      return new SqliteEngine(db, kvOps(db), path, true);
+      const written = { writes: 0, bytes: 0 };
+      return new SqliteEngine(db, kvOps(db, written), path, true, written, walSyncFor(db, path, options));
     } catch (err) {
       db.close();
       throw mapSqliteError(err);
@@ -323,7 +359,8 @@ export const sqliteBackend: BackendImpl = {
   },
   async openBlob(path, options = {}) {
     const db = openDatabase(path, options, blobSchema);
-    return new SqliteEngine(db, blobOps(db), path, false);
+    const written = { writes: 0, bytes: 0 };
+    return new SqliteEngine(db, blobOps(db, written), path, false, written, walSyncFor(db, path, options));
   },
   checkPath(path, label, readOnly) {
     checkFilePath(path, label, readOnly);

@@ -1,15 +1,21 @@
 /** etcdserverpb.Lease: grant, revoke, keep-alive stream, time-to-live, list — over db.kv.leases. */
+
 import type { ServerDuplexStream, ServerUnaryCall, sendUnaryData, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type * as pb from '../../generated/etcd/etcdserverpb/rpc.js';
 import type { KvStore } from '../../store/kv/kv-store.js';
 import type { DecodeFailure } from '../codec.js';
+import type { MemoryBudget } from '../memory-budget.js';
 import { serveBidi } from '../stream-handler.js';
 import { etcdError, header, type OpenStreams, safeNumber, trackStream, unary, withUnimplemented } from './common.js';
 import { EtcdLeaseDefinition } from './definitions.js';
 
 type Call<Req, Res> = [ServerUnaryCall<Req | DecodeFailure, Res>, sendUnaryData<Res>];
 
-export function etcdLeaseService(kv: KvStore, streams: OpenStreams): UntypedServiceImplementation {
+export function etcdLeaseService(
+  kv: KvStore,
+  streams: OpenStreams,
+  budget: MemoryBudget,
+): UntypedServiceImplementation {
   const { leases } = kv;
   return withUnimplemented('etcdserverpb.Lease', EtcdLeaseDefinition, 'no such lease method', {
     leaseGrant: (...[call, callback]: Call<pb.LeaseGrantRequest, pb.LeaseGrantResponse>) =>
@@ -24,7 +30,7 @@ export function etcdLeaseService(kv: KvStore, streams: OpenStreams): UntypedServ
     // One answer per request, in order; a lease that does not exist answers TTL 0 (not an error).
     leaseKeepAlive: (call: ServerDuplexStream<pb.LeaseKeepAliveRequest | DecodeFailure, pb.LeaseKeepAliveResponse>) => {
       trackStream(streams, call);
-      serveBidi<pb.LeaseKeepAliveRequest, pb.LeaseKeepAliveResponse>(call, (req, reply) => {
+      serveBidi<pb.LeaseKeepAliveRequest, pb.LeaseKeepAliveResponse>(call, budget, (req, reply) => {
         leases.keepAlive(req.ID).then(
           (r) => reply(null, { header: header(kv, r.rev), ID: req.ID, TTL: BigInt(r.ttl) }),
           (err: unknown) => reply(etcdError(err)),

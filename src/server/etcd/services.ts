@@ -2,6 +2,7 @@
  * The etcd v3 services over a BuffDb, as entries for the service list (src/server/services.ts):
  * KV, Watch, Lease, Maintenance (Status, Alarm), Cluster (MemberList); Auth answers UNIMPLEMENTED.
  */
+
 import type { MethodDefinition } from '@grpc/grpc-js';
 import {
   DEFAULT_ETCD_MAX_REQUEST_BYTES,
@@ -10,6 +11,7 @@ import {
 } from '../../defaults.js';
 import type { BuffDb } from '../../store/buffdb.js';
 import { DecodeFailure } from '../codec.js';
+import { MemoryBudget } from '../memory-budget.js';
 import type { ServiceEntry } from '../services.js';
 import { etcdClusterService } from './cluster-service.js';
 import { OpenStreams, withUnimplemented } from './common.js';
@@ -59,7 +61,11 @@ function sizeLimited<D extends object>(definition: D, maxBytes: number): D {
   return out as D;
 }
 
-export function etcdServices(db: BuffDb, options: EtcdOptions = {}): ServiceEntry[] {
+export function etcdServices(
+  db: BuffDb,
+  options: EtcdOptions = {},
+  budget: MemoryBudget = new MemoryBudget(),
+): ServiceEntry[] {
   const maxRequestBytes = options.maxRequestBytes ?? DEFAULT_ETCD_MAX_REQUEST_BYTES;
   const streams = options.streams ?? new OpenStreams();
   const watch = {
@@ -77,7 +83,7 @@ export function etcdServices(db: BuffDb, options: EtcdOptions = {}): ServiceEntr
     {
       name: 'etcdLease',
       definition: sizeLimited(EtcdLeaseDefinition, maxRequestBytes),
-      implementation: etcdLeaseService(db.kv, streams),
+      implementation: etcdLeaseService(db.kv, streams, budget),
     },
     { name: 'etcdMaintenance', definition: EtcdMaintenanceDefinition, implementation: etcdMaintenanceService(db) },
     {
