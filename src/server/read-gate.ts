@@ -56,9 +56,36 @@ export class ReadGate {
     const s = stream as unknown as { _read: ReadFn; push: PushFn };
     this.read = s._read;
     this.push = s.push;
+    if (typeof this.read !== 'function') {
+      // The in-process client's calls hand each request over as it is written: count it as it
+      // comes, and pause the call (its write() then answers false) while the budget is full.
+      this.direct = true;
+      stream.prependListener('data', this.countedArrival);
+      return;
+    }
     s._read = this.gatedRead;
     s.push = this.countedPush;
   }
+
+  private direct = false;
+  private overBudget = false;
+
+  private readonly countedArrival = (chunk: unknown): void => {
+    this.lastBytes = requestBytes(chunk);
+    const hold = this.holdFor(this.lastBytes);
+    this.held.push(hold);
+    this.budget.charge(hold);
+    const next = this.holdFor(this.lastBytes);
+    if (this.overBudget || this.budget.budget.fits(this.budget, next)) return;
+    this.overBudget = true;
+    this.stream.pause();
+    // Resume once there is room for a message like this one (the room itself is not kept).
+    this.budget.acquireThen(next, () => {
+      this.budget.release(next);
+      this.overBudget = false;
+      if (!this.paused && !this.stopped) this.stream.resume();
+    });
+  };
 
   /** The bytes held for the next message the stream emits; the caller now releases them. */
   take(): number {
@@ -74,6 +101,11 @@ export class ReadGate {
   /** Stop (or start again) taking messages in, whatever the budget says. */
   setPaused(paused: boolean): void {
     this.paused = paused;
+    if (this.direct) {
+      if (paused) this.stream.pause();
+      else if (!this.overBudget && !this.stopped) this.stream.resume();
+      return;
+    }
     if (!paused) this.maybeRead();
   }
 
@@ -81,6 +113,10 @@ export class ReadGate {
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
+    if (this.direct) {
+      this.stream.off('data', this.countedArrival);
+      return;
+    }
     const s = this.stream as unknown as { _read: ReadFn; push: PushFn };
     s._read = this.read;
     s.push = this.push;
