@@ -284,10 +284,15 @@ export class ServerCall extends EventEmitter {
     return 'in-process';
   }
 
-  write(message: unknown): boolean {
-    if (this.finished || this.cancelled) return false;
+  /** `written` is called once the answer is handed over (as grpc-js calls it once it is sent). */
+  write(message: unknown, written?: () => void): boolean {
+    if (this.finished || this.cancelled) {
+      if (written) queueMicrotask(written);
+      return false;
+    }
     const ok = this.client.deliver(message);
     if (!ok) this.needDrain = true;
+    if (written) queueMicrotask(written);
     return ok;
   }
 
