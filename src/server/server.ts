@@ -1,9 +1,16 @@
 /** Puts buffdb's three services on a grpc-js Server — yours, or one we create. */
-import { Server, ServerCredentials, type ServerOptions, type ServiceDefinition } from '@grpc/grpc-js';
+import {
+  Server,
+  ServerCredentials,
+  type ServerInterceptor,
+  type ServerOptions,
+  type ServiceDefinition,
+} from '@grpc/grpc-js';
 import { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE } from '../defaults.js';
 import type { BuffDb } from '../store/buffdb.js';
 import { blobService } from './blob-service.js';
 import { BlobDefinition, KvDefinition, QueryDefinition } from './definitions.js';
+import { HealthStatus } from './health.js';
 import { kvService } from './kv-service.js';
 import { queryService } from './query-service.js';
 import { type TransactionService, transactionService } from './transaction-service.js';
@@ -25,10 +32,24 @@ export function addBuffDbServices(server: Server, db: BuffDb, options: ServeOpti
   server.addService(QueryDefinition as unknown as ServiceDefinition, queryService(db.query));
 }
 
+/** The services whose health is reported (besides the overall status ""). */
+export const SERVICE_NAMES = ['buffdb.kv.Kv', 'buffdb.blob.Blob', 'buffdb.query.Query'] as const;
+
 export interface StartOptions extends ServeOptions {
   addr?: string;
   maxMessageSize?: number;
   grpcOptions?: ServerOptions;
+  /** TLS or mutual TLS (src/server/tls.ts); plaintext by default. */
+  credentials?: ServerCredentials;
+  /**
+   * Run around every call before its handler; the first sees a call's metadata and messages first
+   * and its status last (metrics first, then auth: src/server/observe.ts, auth-interceptor.ts).
+   */
+  interceptors?: ServerInterceptor[];
+  /** The stores were opened read-only: health reports NOT_SERVING ("read-only"). */
+  readOnly?: boolean;
+  /** Serve grpc.reflection v1 and v1alpha (default true). */
+  reflection?: boolean;
 }
 
 export interface RunningServer {
@@ -36,6 +57,11 @@ export interface RunningServer {
   /** The address actually bound (with the real port when 0 was asked for). */
   addr: string;
   port: number;
+  /**
+   * grpc.health.v1 status: SERVING while no reason against it holds. Raise a reason with
+   * `health.set('database connection lost', true)` and clear it with `…, false)`.
+   */
+  health: HealthStatus;
   /**
    * Stops accepting calls, lets in-flight streams finish (at most `graceMs`), commits everything
    * queued, then closes the stores.
@@ -54,15 +80,28 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
     'grpc.max_receive_message_length': maxMessageSize,
     'grpc.max_send_message_length': maxMessageSize,
     ...options.grpcOptions,
+    interceptors: [...(options.grpcOptions?.interceptors ?? []), ...(options.interceptors ?? [])],
   });
   addBuffDbServices(server, db, options);
+  const health = new HealthStatus(SERVICE_NAMES);
+  health.addToServer(server);
+  if (options.readOnly) health.set('read-only', true);
+  if (options.reflection !== false) {
+    // Loaded only here: it parses the .proto files.
+    const { addReflection } = await import('./reflection.js');
+    addReflection(server);
+  }
   const addr = options.addr ?? DEFAULT_ADDR;
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(addr, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+    server.bindAsync(addr, options.credentials ?? ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    );
   });
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = 10_000): Promise<void> => {
     stopping ??= (async () => {
+      health.set('shutting down', true);
+      health.endWatches();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           server.forceShutdown();
@@ -77,5 +116,5 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
     })();
     return stopping;
   };
-  return { server, addr: withPort(addr, port), port, shutdown };
+  return { server, addr: withPort(addr, port), port, health, shutdown };
 }
