@@ -8,6 +8,7 @@ import { Command, type CommandUnknownOpts, InvalidArgumentError, Option } from '
 import { BACKEND_NAMES, DEFAULT_BACKEND } from '../backends/index.js';
 import { DEFAULT_ADDR, DEFAULT_BLOB_STORE, DEFAULT_KV_STORE, DEFAULT_MAX_MESSAGE_SIZE } from '../defaults.js';
 import { CliError, describeError, EXIT, EXIT_CODES_HELP, exitCodeFor } from './exit-codes.js';
+import { applyEnvAndConfig, describeEnv, readConfigFile } from './run-settings.js';
 
 const require = createRequire(import.meta.url);
 const { version } = require('../../package.json') as { version: string };
@@ -300,11 +301,19 @@ ${example(
     .action((_opts, cmd) => groupAction(cmd));
 }
 
+/** pino's levels (named here so the CLI does not load pino before `run`). */
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
 function buildRun(program: CommandUnknownOpts): void {
-  program
+  const run = program
     .command('run')
     .alias('serve')
-    .description('start the gRPC server (Kv, Blob and Query services); stops cleanly on SIGINT/SIGTERM')
+    .description(
+      'start the gRPC server (Kv, Blob and Query services, health, reflection); stops cleanly on SIGINT/SIGTERM, ' +
+        'reloads TLS certificates and the auth file on SIGHUP.\nEvery flag can also come from the environment ' +
+        '(BUFFDB_ + the flag in upper snake case) or a TOML config file; a flag wins over the environment, ' +
+        'which wins over the file.',
+    )
     .argument('[ADDR]', `address to listen on (default: ${DEFAULT_ADDR})`)
     .option('--addr <ADDR>', 'address to listen on', DEFAULT_ADDR)
     .option('--kv-store <PATH>', 'KV store file', DEFAULT_KV_STORE)
@@ -326,20 +335,68 @@ function buildRun(program: CommandUnknownOpts): void {
       parseMilliseconds,
       30_000,
     )
-    .addHelpText('after', example('buffdb run [::1]:50051 --kv-store kv_store.db --blob-store blob_store.db'))
-    .action(async (addrArg, opts, cmd) => {
-      const { runServer } = await import('./run-command.js');
-      await runServer({
-        addr: addrArg ?? opts.addr,
-        kvStore: opts.kvStore,
-        blobStore: opts.blobStore,
-        backend: resolveOption(cmd, 'backend', DEFAULT_BACKEND),
-        maxMessageSize: opts.maxMessageSize,
-        durability: opts.durability,
-        readOnly: opts.readOnly,
-        transactionTimeoutMs: opts.transactionTimeout,
-      });
+    .option('--tls-cert <FILE>', 'serve TLS only, with this PEM certificate chain (needs --tls-key)')
+    .option('--tls-key <FILE>', 'PEM private key of --tls-cert')
+    .option('--tls-client-ca <FILE>', 'mutual TLS: require client certificates signed by this PEM CA bundle')
+    .addOption(
+      new Option('--log-level <LEVEL>', 'log verbosity (JSON lines on stderr)').choices(LOG_LEVELS).default('info'),
+    )
+    .option(
+      '--config <FILE>',
+      'read run settings from this TOML file (flat keys named after the flags) [env BUFFDB_CONFIG]',
+    )
+    .addHelpText(
+      'after',
+      example(
+        'buffdb run [::1]:50051 --kv-store kv_store.db --blob-store blob_store.db',
+        'buffdb run 0.0.0.0:50051 --tls-cert server.crt --tls-key server.key',
+        'BUFFDB_ADDR=127.0.0.1:50051 buffdb run --config buffdb.toml',
+      ),
+    );
+  describeEnv(run, ['config']);
+  run.action(async (addrArg, _opts, cmd) => {
+    // `buffdb -b NAME run`: a -b given before the command is a flag too, so it beats the environment.
+    const parent = cmd.parent;
+    if (parent?.getOptionValueSource('backend') === 'cli' && cmd.getOptionValueSource('backend') !== 'cli') {
+      cmd.setOptionValueWithSource('backend', parent.opts().backend, 'cli');
+    }
+    const configPath = (cmd.opts().config as string | undefined) ?? process.env.BUFFDB_CONFIG;
+    const config = configPath === undefined ? undefined : await readConfigFile(configPath);
+    applyEnvAndConfig(cmd, config, configPath, ['config']);
+    const opts = cmd.opts() as RunFlags;
+    const { runServer } = await import('./run-command.js');
+    await runServer({
+      // A positional ADDR is a flag: it beats --addr from the environment or the file.
+      addr: addrArg ?? opts.addr,
+      kvStore: opts.kvStore,
+      blobStore: opts.blobStore,
+      backend: opts.backend ?? DEFAULT_BACKEND,
+      maxMessageSize: opts.maxMessageSize,
+      durability: opts.durability,
+      readOnly: opts.readOnly,
+      transactionTimeoutMs: opts.transactionTimeout,
+      tlsCert: opts.tlsCert,
+      tlsKey: opts.tlsKey,
+      tlsClientCa: opts.tlsClientCa,
+      logLevel: opts.logLevel,
     });
+  });
+}
+
+/** The values of `run`'s flags once the environment and the config file have filled them in. */
+interface RunFlags {
+  addr: string;
+  kvStore: string;
+  blobStore: string;
+  backend?: string;
+  maxMessageSize: number;
+  durability: 'full' | 'normal';
+  readOnly: boolean;
+  transactionTimeout: number;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientCa?: string;
+  logLevel: (typeof LOG_LEVELS)[number];
 }
 
 function parseMilliseconds(value: string): number {

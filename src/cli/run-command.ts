@@ -1,8 +1,14 @@
-/** `buffdb run`: open the stores, serve Kv, Blob and Query, stop cleanly on SIGINT/SIGTERM. */
+/**
+ * `buffdb run`: open the stores, serve Kv, Blob and Query (with health and reflection, and TLS,
+ * auth and metrics when asked), reload certificates on SIGHUP, stop cleanly on SIGINT/SIGTERM.
+ */
 import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import type { LevelWithSilent } from 'pino';
 import type { Durability } from '../backends/backend.js';
+import { createLogger } from '../server/logger.js';
 import { startServer } from '../server/server.js';
+import { ReloadableTls } from '../server/tls.js';
 import { BuffDb } from '../store/buffdb.js';
 import { CliError, EXIT } from './exit-codes.js';
 
@@ -16,6 +22,22 @@ export interface RunOptions {
   readOnly: boolean;
   /** Default lifetime of a transaction that is neither committed nor rolled back. */
   transactionTimeoutMs?: number;
+  /** TLS: the server's certificate chain and key (PEM); both or neither. */
+  tlsCert?: string;
+  tlsKey?: string;
+  /** Mutual TLS: clients must present a certificate signed by this CA bundle (PEM). */
+  tlsClientCa?: string;
+  logLevel?: LevelWithSilent;
+}
+
+/** Checks that the TLS flags make sense together; reading the files comes later (exit 4 if bad). */
+export function checkTlsFlags(o: Pick<RunOptions, 'tlsCert' | 'tlsKey' | 'tlsClientCa'>): void {
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) {
+    throw new CliError(EXIT.USAGE, '--tls-cert and --tls-key go together: give both, or neither for plaintext');
+  }
+  if (o.tlsClientCa !== undefined && o.tlsCert === undefined) {
+    throw new CliError(EXIT.USAGE, '--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)');
+  }
 }
 
 /**
@@ -90,6 +112,13 @@ function writable(path: string): boolean {
 }
 
 export async function runServer(options: RunOptions): Promise<void> {
+  checkTlsFlags(options);
+  const log = createLogger(options.logLevel ?? 'info');
+  // Certificates are read before the stores are opened: a bad file is one line and exit 4.
+  const tls =
+    options.tlsCert === undefined
+      ? undefined
+      : new ReloadableTls({ cert: options.tlsCert, key: options.tlsKey!, clientCa: options.tlsClientCa });
   validateStorePath(options.kvStore, 'KV', options.readOnly, options.backend);
   validateStorePath(options.blobStore, 'BLOB', options.readOnly, options.backend);
   const db = await BuffDb.open({
@@ -102,41 +131,65 @@ export async function runServer(options: RunOptions): Promise<void> {
   });
   let running: Awaited<ReturnType<typeof startServer>>;
   try {
-    running = await startServer(db, { addr: options.addr, maxMessageSize: options.maxMessageSize });
+    running = await startServer(db, {
+      addr: options.addr,
+      maxMessageSize: options.maxMessageSize,
+      credentials: tls?.credentials,
+      readOnly: options.readOnly,
+    });
   } catch (err) {
     await db.close();
     throw new Error(`cannot listen on ${options.addr}: ${(err as Error).message}`);
   }
-  // Logs name addresses and paths only: never request contents, keys or values.
-  const log = (msg: string): void => {
-    process.stderr.write(`${new Date().toISOString()} buffdb: ${msg}\n`);
-  };
   // Handlers first: a supervisor may signal as soon as it reads the line below.
   const graceMs = shutdownGraceMs();
   let signals = 0;
   const stop = (signal: string): void => {
     signals++;
     if (signals > 1) {
-      log(`${signal} again: exiting now`);
+      log.warn({ signal }, `${signal} again: exiting now`);
       process.exit(130);
     }
-    log(`${signal}: finishing in-flight streams (at most ${graceMs / 1000} s), then exiting (send again to force)`);
+    log.info(
+      { signal, graceMs },
+      `${signal}: finishing in-flight streams (at most ${graceMs / 1000} s), then exiting (send again to force)`,
+    );
     running.shutdown(graceMs).then(
       () => {
-        log('stopped; every acknowledged write is committed');
+        log.info('stopped; every acknowledged write is committed');
         process.exit(0);
       },
       (err: unknown) => {
-        log(`shutdown failed: ${(err as Error).message}`);
+        log.error({ err: (err as Error).message }, 'shutdown failed');
         process.exit(1);
       },
     );
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
-  log(
-    `listening on ${running.addr} (backend ${options.backend}, kv ${options.kvStore}, blob ${options.blobStore}` +
-      `${options.readOnly ? ', read-only' : ''})`,
+  // SIGHUP: read the certificate files again; connections made from now on use them.
+  process.on('SIGHUP', () => {
+    if (!tls) return log.info('SIGHUP: nothing to reload');
+    try {
+      tls.reload();
+      log.info({ notAfter: tls.notAfter.toISOString() }, 'SIGHUP: TLS certificates reloaded');
+    } catch (err) {
+      log.error(
+        { err: (err as Error).message },
+        'SIGHUP: TLS certificates not reloaded; the previous ones stay in use',
+      );
+    }
+  });
+  log.info(
+    {
+      addr: running.addr,
+      backend: options.backend,
+      kvStore: options.kvStore,
+      blobStore: options.blobStore,
+      readOnly: options.readOnly,
+      tls: tls ? (options.tlsClientCa ? 'mutual' : 'server') : 'off',
+    },
+    `listening on ${running.addr}`,
   );
   // Machine-readable line on stdout, for scripts and tests that start the server on port 0.
   process.stdout.write(`listening on ${running.addr}\n`);
