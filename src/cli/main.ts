@@ -301,6 +301,53 @@ ${example(
     .action((_opts, cmd) => groupAction(cmd));
 }
 
+/** Repeatable `--kv-read [PREFIX]`: the prefixes given ('' = every key). */
+function collectPrefix(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+function buildAuth(program: CommandUnknownOpts): void {
+  const auth = program.command('auth').description('manage the tokens of an auth file (buffdb run --auth-file)');
+  auth
+    .command('add-token')
+    .description(
+      'add a token named NAME with the given permissions to the auth file (created if missing) and print it.\n' +
+        'Only its SHA-256 is stored: keep the printed token, it cannot be shown again.',
+    )
+    .argument('<NAME>', 'a name for the token (shown in logs and errors, never the token)')
+    .requiredOption('--auth-file <FILE>', 'the auth file [env BUFFDB_AUTH_FILE]', process.env.BUFFDB_AUTH_FILE)
+    .addOption(
+      new Option('--kv-read [PREFIX]', 'read keys (under PREFIX only, if given; repeatable)')
+        .preset('')
+        .argParser(collectPrefix),
+    )
+    .addOption(
+      new Option('--kv-write [PREFIX]', 'set and delete keys (under PREFIX only, if given; repeatable)')
+        .preset('')
+        .argParser(collectPrefix),
+    )
+    .option('--blob-read', 'read blobs')
+    .option('--blob-write', 'store, update and delete blobs')
+    .option('--query-read', 'run read-only SQL (Query); SQL sees the whole store, key prefixes do not apply')
+    .option('--query-write', 'run SQL that writes (Execute, and Query with writing SQL)')
+    .option('--admin', 'administration: backup')
+    .addHelpText(
+      'after',
+      example(
+        'buffdb auth add-token ci --auth-file auth.json --kv-read --kv-write app/ --blob-read',
+        'token=$(buffdb auth add-token backup --auth-file auth.json --admin)',
+      ),
+    )
+    .action(async (name, opts) => {
+      const { authAddToken } = await import('./auth-command.js');
+      await authAddToken(name, opts.authFile as string, opts);
+    });
+  auth
+    .helpCommand(true)
+    .allowExcessArguments()
+    .action((_opts, cmd) => groupAction(cmd));
+}
+
 /** pino's levels (named here so the CLI does not load pino before `run`). */
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -338,6 +385,7 @@ function buildRun(program: CommandUnknownOpts): void {
     .option('--tls-cert <FILE>', 'serve TLS only, with this PEM certificate chain (needs --tls-key)')
     .option('--tls-key <FILE>', 'PEM private key of --tls-cert')
     .option('--tls-client-ca <FILE>', 'mutual TLS: require client certificates signed by this PEM CA bundle')
+    .option('--auth-file <FILE>', 'require a token (or a known client certificate) on every call; see buffdb auth')
     .addOption(
       new Option('--log-level <LEVEL>', 'log verbosity (JSON lines on stderr)').choices(LOG_LEVELS).default('info'),
     )
@@ -378,6 +426,7 @@ function buildRun(program: CommandUnknownOpts): void {
       tlsCert: opts.tlsCert,
       tlsKey: opts.tlsKey,
       tlsClientCa: opts.tlsClientCa,
+      authFile: opts.authFile,
       logLevel: opts.logLevel,
     });
   });
@@ -396,6 +445,7 @@ interface RunFlags {
   tlsCert?: string;
   tlsKey?: string;
   tlsClientCa?: string;
+  authFile?: string;
   logLevel: (typeof LOG_LEVELS)[number];
 }
 
@@ -440,6 +490,7 @@ export function buildProgram(): CommandUnknownOpts {
   buildRun(program);
   buildKv(program);
   buildBlob(program);
+  buildAuth(program);
   program
     .helpCommand(true)
     .allowExcessArguments()

@@ -5,6 +5,7 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { LevelWithSilent } from 'pino';
+import { AuthFileSource } from '../auth/auth-file.js';
 import type { Durability } from '../backends/backend.js';
 import { createLogger } from '../server/logger.js';
 import { startServer } from '../server/server.js';
@@ -27,6 +28,8 @@ export interface RunOptions {
   tlsKey?: string;
   /** Mutual TLS: clients must present a certificate signed by this CA bundle (PEM). */
   tlsClientCa?: string;
+  /** Auth on: tokens and certificate subjects from this file (src/auth/auth-file.ts). */
+  authFile?: string;
   logLevel?: LevelWithSilent;
 }
 
@@ -119,6 +122,7 @@ export async function runServer(options: RunOptions): Promise<void> {
     options.tlsCert === undefined
       ? undefined
       : new ReloadableTls({ cert: options.tlsCert, key: options.tlsKey!, clientCa: options.tlsClientCa });
+  const auth = options.authFile === undefined ? undefined : new AuthFileSource(options.authFile);
   validateStorePath(options.kvStore, 'KV', options.readOnly, options.backend);
   validateStorePath(options.blobStore, 'BLOB', options.readOnly, options.backend);
   const db = await BuffDb.open({
@@ -135,6 +139,7 @@ export async function runServer(options: RunOptions): Promise<void> {
       addr: options.addr,
       maxMessageSize: options.maxMessageSize,
       credentials: tls?.credentials,
+      auth,
       readOnly: options.readOnly,
     });
   } catch (err) {
@@ -167,17 +172,20 @@ export async function runServer(options: RunOptions): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
-  // SIGHUP: read the certificate files again; connections made from now on use them.
+  // SIGHUP: read the certificate files and the auth file again; new connections and calls use them.
+  const reloadable: [string, { reload(): void } | undefined][] = [
+    ['TLS certificates', tls],
+    ['auth file', auth],
+  ];
   process.on('SIGHUP', () => {
-    if (!tls) return log.info('SIGHUP: nothing to reload');
-    try {
-      tls.reload();
-      log.info({ notAfter: tls.notAfter.toISOString() }, 'SIGHUP: TLS certificates reloaded');
-    } catch (err) {
-      log.error(
-        { err: (err as Error).message },
-        'SIGHUP: TLS certificates not reloaded; the previous ones stay in use',
-      );
+    for (const [what, source] of reloadable) {
+      if (!source) continue;
+      try {
+        source.reload();
+        log.info(`SIGHUP: ${what} reloaded`);
+      } catch (err) {
+        log.error({ err: (err as Error).message }, `SIGHUP: ${what} not reloaded; the previous version stays in use`);
+      }
     }
   });
   log.info(
@@ -188,6 +196,7 @@ export async function runServer(options: RunOptions): Promise<void> {
       blobStore: options.blobStore,
       readOnly: options.readOnly,
       tls: tls ? (options.tlsClientCa ? 'mutual' : 'server') : 'off',
+      auth: auth !== undefined,
     },
     `listening on ${running.addr}`,
   );

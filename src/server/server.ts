@@ -8,6 +8,7 @@ import {
 } from '@grpc/grpc-js';
 import { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE } from '../defaults.js';
 import type { BuffDb } from '../store/buffdb.js';
+import { type AuthSource, authInterceptor } from './auth-interceptor.js';
 import { blobService } from './blob-service.js';
 import { BlobDefinition, KvDefinition, QueryDefinition } from './definitions.js';
 import { HealthStatus } from './health.js';
@@ -46,6 +47,11 @@ export interface StartOptions extends ServeOptions {
    * and its status last (metrics first, then auth: src/server/observe.ts, auth-interceptor.ts).
    */
   interceptors?: ServerInterceptor[];
+  /**
+   * Authentication and permissions (src/server/auth-interceptor.ts): every call needs a token or
+   * client certificate from this source, except health checks. Off when absent.
+   */
+  auth?: AuthSource;
   /** The stores were opened read-only: health reports NOT_SERVING ("read-only"). */
   readOnly?: boolean;
   /** Serve grpc.reflection v1 and v1alpha (default true). */
@@ -80,7 +86,14 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
     'grpc.max_receive_message_length': maxMessageSize,
     'grpc.max_send_message_length': maxMessageSize,
     ...options.grpcOptions,
-    interceptors: [...(options.grpcOptions?.interceptors ?? []), ...(options.interceptors ?? [])],
+    interceptors: [
+      ...(options.grpcOptions?.interceptors ?? []),
+      ...(options.interceptors ?? []),
+      // Last: metrics and logs (earlier) see the calls it refuses.
+      ...(options.auth
+        ? [authInterceptor(options.auth, (sql, target) => db.query.isReadOnly(sql, target === 1 ? 'blob' : 'kv'))]
+        : []),
+    ],
   });
   addBuffDbServices(server, db, options);
   const health = new HealthStatus(SERVICE_NAMES);

@@ -5,7 +5,7 @@
  * error ends the stream after the answers before it.
  */
 import type { ServerDuplexStream, ServerReadableStream, ServiceError, sendUnaryData } from '@grpc/grpc-js';
-import { Metadata, status } from '@grpc/grpc-js';
+import { Metadata } from '@grpc/grpc-js';
 import { toStoreError } from '../store/errors.js';
 import { type Done, Sequence } from '../store/group-commit.js';
 import { DecodeFailure } from './codec.js';
@@ -20,7 +20,7 @@ export function toServiceError(err: unknown): Partial<ServiceError> {
 
 export function decodeError(failure: DecodeFailure): Partial<ServiceError> {
   return {
-    code: status.INVALID_ARGUMENT,
+    code: failure.code,
     details: failure.message,
     message: failure.message,
     metadata: new Metadata(),

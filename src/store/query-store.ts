@@ -61,6 +61,11 @@ export class QueryStore {
     yield* rows;
   }
 
+  /** Whether `sql` only reads (asked by the permission check before a Query runs; runs nothing). */
+  async isReadOnly(sql: string, target: Target): Promise<boolean> {
+    return this.sqlFor(target).sql.isReadOnly(sql);
+  }
+
   /** Runs one statement and answers the number of rows it changed, once committed. */
   async execute(sql: string, target: Target): Promise<number> {
     const { sql: ops, committer } = this.sqlFor(target);
