@@ -386,6 +386,8 @@ function buildRun(program: CommandUnknownOpts): void {
     .option('--tls-key <FILE>', 'PEM private key of --tls-cert')
     .option('--tls-client-ca <FILE>', 'mutual TLS: require client certificates signed by this PEM CA bundle')
     .option('--auth-file <FILE>', 'require a token (or a known client certificate) on every call; see buffdb auth')
+    .option('--metrics-addr <HOST:PORT>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
+    .option('--slow-ms <MS>', 'log requests slower than this many milliseconds (0: never)', parseWholeNumber, 1000)
     .addOption(
       new Option('--log-level <LEVEL>', 'log verbosity (JSON lines on stderr)').choices(LOG_LEVELS).default('info'),
     )
@@ -427,6 +429,8 @@ function buildRun(program: CommandUnknownOpts): void {
       tlsKey: opts.tlsKey,
       tlsClientCa: opts.tlsClientCa,
       authFile: opts.authFile,
+      metricsAddr: opts.metricsAddr,
+      slowMs: opts.slowMs,
       logLevel: opts.logLevel,
     });
   });
@@ -446,6 +450,8 @@ interface RunFlags {
   tlsKey?: string;
   tlsClientCa?: string;
   authFile?: string;
+  metricsAddr?: string;
+  slowMs: number;
   logLevel: (typeof LOG_LEVELS)[number];
 }
 
@@ -453,6 +459,13 @@ function parseMilliseconds(value: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n <= 0)
     throw new InvalidArgumentError('expected a positive whole number of milliseconds');
+  return n;
+}
+
+function parseWholeNumber(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n))
+    throw new InvalidArgumentError('expected a whole number');
   return n;
 }
 

@@ -8,6 +8,7 @@ import type { LevelWithSilent } from 'pino';
 import { AuthFileSource } from '../auth/auth-file.js';
 import type { Durability } from '../backends/backend.js';
 import { createLogger } from '../server/logger.js';
+import type { Metrics, MetricsServer } from '../server/metrics.js';
 import { startServer } from '../server/server.js';
 import { ReloadableTls } from '../server/tls.js';
 import { BuffDb } from '../store/buffdb.js';
@@ -31,6 +32,10 @@ export interface RunOptions {
   /** Auth on: tokens and certificate subjects from this file (src/auth/auth-file.ts). */
   authFile?: string;
   logLevel?: LevelWithSilent;
+  /** Serve Prometheus metrics at http://ADDR/metrics. */
+  metricsAddr?: string;
+  /** Log requests slower than this (ms; 0: never). */
+  slowMs?: number;
 }
 
 /** Checks that the TLS flags make sense together; reading the files comes later (exit 4 if bad). */
@@ -133,9 +138,23 @@ export async function runServer(options: RunOptions): Promise<void> {
     readOnly: options.readOnly,
     transactionTimeoutMs: options.transactionTimeoutMs,
   });
+  let metrics: Metrics | undefined;
+  let metricsServer: MetricsServer | undefined;
+  if (options.metricsAddr !== undefined) {
+    // Loaded only when asked for: prom-client costs start-up time.
+    const { Metrics, serveMetrics } = await import('../server/metrics.js');
+    metrics = new Metrics(db, { kv: options.kvStore, blob: options.blobStore });
+    try {
+      metricsServer = await serveMetrics(metrics, options.metricsAddr);
+    } catch (err) {
+      await db.close();
+      throw new Error(`cannot serve metrics on ${options.metricsAddr}: ${(err as Error).message}`);
+    }
+  }
   let running: Awaited<ReturnType<typeof startServer>>;
   try {
     running = await startServer(db, {
+      observe: { metrics, log, slowMs: options.slowMs ?? 0 },
       addr: options.addr,
       maxMessageSize: options.maxMessageSize,
       credentials: tls?.credentials,
@@ -143,6 +162,7 @@ export async function runServer(options: RunOptions): Promise<void> {
       readOnly: options.readOnly,
     });
   } catch (err) {
+    await metricsServer?.close();
     await db.close();
     throw new Error(`cannot listen on ${options.addr}: ${(err as Error).message}`);
   }
@@ -197,9 +217,12 @@ export async function runServer(options: RunOptions): Promise<void> {
       readOnly: options.readOnly,
       tls: tls ? (options.tlsClientCa ? 'mutual' : 'server') : 'off',
       auth: auth !== undefined,
+      metrics: metricsServer ? `http://${metricsServer.addr}/metrics` : 'off',
     },
     `listening on ${running.addr}`,
   );
-  // Machine-readable line on stdout, for scripts and tests that start the server on port 0.
+  // Machine-readable lines on stdout, for scripts and tests that start the server on port 0
+  // (the metrics line first, so it is there once the listening line is).
+  if (metricsServer) process.stdout.write(`metrics on http://${metricsServer.addr}/metrics\n`);
   process.stdout.write(`listening on ${running.addr}\n`);
 }

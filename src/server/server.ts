@@ -5,6 +5,7 @@ import {
   type ServerInterceptor,
   type ServerOptions,
   type ServiceDefinition,
+  type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE } from '../defaults.js';
 import type { BuffDb } from '../store/buffdb.js';
@@ -13,6 +14,8 @@ import { blobService } from './blob-service.js';
 import { BlobDefinition, KvDefinition, QueryDefinition } from './definitions.js';
 import { HealthStatus } from './health.js';
 import { kvService } from './kv-service.js';
+import type { Metrics } from './metrics.js';
+import { countBytes, type ObserveOptions, observeCalls } from './observe.js';
 import { queryService } from './query-service.js';
 import { type TransactionService, transactionService } from './transaction-service.js';
 
@@ -21,16 +24,18 @@ export { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE };
 export interface ServeOptions {
   /** Defaults to real transactions over `db.transactions` (docs/transactions.md). */
   transactions?: TransactionService;
+  /** Count the bytes of every message in these metrics. */
+  metrics?: Metrics;
 }
 
 /** Adds the Kv, Blob and Query services (backed by `db`) to an existing grpc-js server. */
 export function addBuffDbServices(server: Server, db: BuffDb, options: ServeOptions = {}): void {
-  server.addService(
-    KvDefinition as unknown as ServiceDefinition,
-    kvService(db.kv, options.transactions ?? transactionService(db.transactions)),
-  );
-  server.addService(BlobDefinition as unknown as ServiceDefinition, blobService(db.blob));
-  server.addService(QueryDefinition as unknown as ServiceDefinition, queryService(db.query));
+  const { metrics } = options;
+  const add = (definition: object, implementation: UntypedServiceImplementation): void =>
+    server.addService((metrics ? countBytes(definition, metrics) : definition) as ServiceDefinition, implementation);
+  add(KvDefinition, kvService(db.kv, options.transactions ?? transactionService(db.transactions)));
+  add(BlobDefinition, blobService(db.blob));
+  add(QueryDefinition, queryService(db.query));
 }
 
 /** The services whose health is reported (besides the overall status ""). */
@@ -52,6 +57,11 @@ export interface StartOptions extends ServeOptions {
    * client certificate from this source, except health checks. Off when absent.
    */
   auth?: AuthSource;
+  /**
+   * Metrics and logs for every call (observe.ts): counts, latency, open streams, slow requests and
+   * server-side errors. Off when absent.
+   */
+  observe?: ObserveOptions;
   /** The stores were opened read-only: health reports NOT_SERVING ("read-only"). */
   readOnly?: boolean;
   /** Serve grpc.reflection v1 and v1alpha (default true). */
@@ -87,15 +97,16 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
     'grpc.max_send_message_length': maxMessageSize,
     ...options.grpcOptions,
     interceptors: [
+      // First: it sees every call, the ones auth refuses included.
+      ...(options.observe ? [observeCalls(options.observe)] : []),
       ...(options.grpcOptions?.interceptors ?? []),
       ...(options.interceptors ?? []),
-      // Last: metrics and logs (earlier) see the calls it refuses.
       ...(options.auth
         ? [authInterceptor(options.auth, (sql, target) => db.query.isReadOnly(sql, target === 1 ? 'blob' : 'kv'))]
         : []),
     ],
   });
-  addBuffDbServices(server, db, options);
+  addBuffDbServices(server, db, { ...options, metrics: options.metrics ?? options.observe?.metrics });
   const health = new HealthStatus(SERVICE_NAMES);
   health.addToServer(server);
   if (options.readOnly) health.set('read-only', true);

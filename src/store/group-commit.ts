@@ -44,6 +44,8 @@ export class GroupCommitter<Ops> {
   private running = false;
   private idleWaiters: (() => void)[] = [];
   private closed = false;
+  /** Observer (metrics): called after each committed batch with its size and seconds taken. */
+  onBatch: ((jobs: number, seconds: number) => void) | undefined;
 
   constructor(private readonly engine: StoreEngine<Ops>) {}
 
@@ -106,6 +108,7 @@ export class GroupCommitter<Ops> {
     const results: unknown[] = new Array(jobs.length);
     // Allocated only when something fails (the common batch has no errors).
     let errors: (StoreError | undefined)[] | undefined;
+    const started = this.onBatch ? performance.now() : 0;
     try {
       await this.engine.batch(async (ops) => {
         // Sequences that fail inside this batch; applied to the Sequence only once it commits.
@@ -145,6 +148,7 @@ export class GroupCommitter<Ops> {
       answer(job, toStoreError(err));
       return;
     }
+    this.onBatch?.(jobs.length, (performance.now() - started) / 1000);
     for (let i = 0; i < jobs.length; i++) {
       if (results[i] === SKIPPED) continue;
       const job = jobs[i]!;

@@ -99,6 +99,7 @@ export interface ServerProcess {
   child: ChildProcess;
   addr: string;
   stderr: () => string;
+  stdout: () => string;
   /** Resolves with the exit code (or signal). */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
@@ -122,7 +123,7 @@ export function spawnServer(args: string[], cwd: string, env: NodeJS.ProcessEnv 
     child.stdout!.on('data', (d: Buffer) => {
       stdout += d.toString();
       const m = /listening on (\S+)/.exec(stdout);
-      if (m) resolvePromise({ child, addr: m[1]!, stderr: () => stderr, exited });
+      if (m) resolvePromise({ child, addr: m[1]!, stderr: () => stderr, stdout: () => stdout, exited });
     });
     void exited.then(({ code, signal }) =>
       reject(new Error(`buffdb run exited (${code ?? signal}) before listening: ${stderr}`)),
