@@ -67,14 +67,66 @@ function resolveOption(cmd: CommandUnknownOpts, name: 'store' | 'backend', fallb
   return fallback;
 }
 
+/** The innermost value given on the command line for `name` (undefined if none). */
+function givenOption(cmd: CommandUnknownOpts, name: string): string | undefined {
+  for (let c: CommandUnknownOpts | null = cmd; c; c = c.parent) {
+    const value = (c.opts() as Record<string, unknown>)[name];
+    if (typeof value === 'string' && c.getOptionValueSource(name) === 'cli') return value;
+  }
+  return undefined;
+}
+
+/**
+ * `--addr` (or BUFFDB_ADDR) sends the command to a running server instead of the store file. A
+ * -s on the command line beats BUFFDB_ADDR; beside --addr it is a usage error.
+ */
+function remoteTarget(cmd: CommandUnknownOpts) {
+  const flagAddr = givenOption(cmd, 'addr');
+  const store = givenOption(cmd, 'store');
+  if (flagAddr !== undefined && store !== undefined) {
+    usageError(cmd, '--addr and -s/--store exclude each other: talk to a server, or open a store file');
+  }
+  const addr = flagAddr ?? (store === undefined ? process.env.BUFFDB_ADDR || undefined : undefined);
+  const tls = {
+    tlsCa: givenOption(cmd, 'tlsCa'),
+    tlsCert: givenOption(cmd, 'tlsCert'),
+    tlsKey: givenOption(cmd, 'tlsKey'),
+  };
+  const token = givenOption(cmd, 'token') ?? (process.env.BUFFDB_TOKEN || undefined);
+  if (addr === undefined) {
+    const stray = Object.entries({ ...tls, token: givenOption(cmd, 'token') }).find(([, v]) => v !== undefined);
+    if (stray) usageError(cmd, `--${stray[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --addr (a server)`);
+    return undefined;
+  }
+  return { addr, ...tls, token };
+}
+
 const kvTarget = (cmd: CommandUnknownOpts) => ({
   store: resolveOption(cmd, 'store', DEFAULT_KV_STORE),
   backend: resolveOption(cmd, 'backend', DEFAULT_BACKEND),
+  remote: remoteTarget(cmd),
 });
 const blobTarget = (cmd: CommandUnknownOpts) => ({
   store: resolveOption(cmd, 'store', DEFAULT_BLOB_STORE),
   backend: resolveOption(cmd, 'backend', DEFAULT_BACKEND),
+  remote: remoteTarget(cmd),
 });
+
+/** The server options of `kv` and `blob`, accepted where -s is: on the group and after the subcommand. */
+function addRemoteOptions(group: CommandUnknownOpts, withSubcommands = true): void {
+  for (const cmd of withSubcommands ? [group, ...group.commands] : [group]) {
+    if (cmd.name() === 'help') continue;
+    cmd
+      .option(
+        '--addr <HOST:PORT>',
+        'talk to the buffdb server at HOST:PORT instead of the store file [env BUFFDB_ADDR]',
+      )
+      .option('--tls-ca <FILE>', 'with --addr: TLS, verifying the server with this PEM CA bundle')
+      .option('--tls-cert <FILE>', 'with --addr: client certificate for mutual TLS (with --tls-key)')
+      .option('--tls-key <FILE>', 'with --addr: key of --tls-cert')
+      .option('--token <TOKEN>', 'with --addr: the access token [env BUFFDB_TOKEN]');
+  }
+}
 
 const backendOption = () =>
   new Option('-b, --backend <NAME>', `storage engine (default: ${DEFAULT_BACKEND})`).choices(BACKEND_NAMES);
@@ -110,7 +162,7 @@ async function blobCommands() {
 function buildKv(program: CommandUnknownOpts): void {
   const kv = program
     .command('kv')
-    .description('work on the key-value store file directly (no server needed)')
+    .description('work on the key-value store file directly (no server needed), or on a server with --addr')
     .addOption(storeOption().default(DEFAULT_KV_STORE))
     .addOption(backendOption())
     .addHelpText('after', example('buffdb kv set greeting hello', 'buffdb kv -s other.db get greeting'));
@@ -174,6 +226,7 @@ function buildKv(program: CommandUnknownOpts): void {
       if (!(await (await kvCommands()).kvCompare(kvTarget(cmd), keys, 'not-eq'))) process.exitCode = EXIT.FALSE;
     });
 
+  addRemoteOptions(kv);
   kv.helpCommand(true)
     .allowExcessArguments()
     .action((_opts, cmd) => groupAction(cmd));
@@ -182,7 +235,7 @@ function buildKv(program: CommandUnknownOpts): void {
 function buildBlob(program: CommandUnknownOpts): void {
   const blob = program
     .command('blob')
-    .description('work on the BLOB store file directly (no server needed)')
+    .description('work on the BLOB store file directly (no server needed), or on a server with --addr')
     .addOption(storeOption().default(DEFAULT_BLOB_STORE))
     .addOption(backendOption())
     .addHelpText(
@@ -295,6 +348,7 @@ ${example(
       if (!(await (await blobCommands()).blobCompare(blobTarget(cmd), ids, 'not-eq'))) process.exitCode = EXIT.FALSE;
     });
 
+  addRemoteOptions(blob);
   blob
     .helpCommand(true)
     .allowExcessArguments()

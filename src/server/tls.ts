@@ -31,7 +31,7 @@ interface Loaded {
   notAfter: Date;
 }
 
-function readPem(path: string, what: string): Buffer {
+export function readPem(path: string, what: string): Buffer {
   try {
     return readFileSync(path);
   } catch (err) {

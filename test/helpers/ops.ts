@@ -1,5 +1,5 @@
 /** Test helpers for the operations features: a health client, buf curl, certificates made with openssl. */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -10,7 +10,7 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
-import { ROOT } from './server.js';
+import { CLI, ROOT } from './server.js';
 
 export const BUF = join(ROOT, 'node_modules', '.bin', 'buf');
 
@@ -123,4 +123,41 @@ export async function eventually(
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+export interface CliResult {
+  status: number | null;
+  out: string;
+  stderr: string;
+}
+
+/** Runs the built CLI and waits (blocks the event loop: never against a server in this process). */
+export function cliSync(cwd: string, args: string[], env: NodeJS.ProcessEnv = {}, input?: string): CliResult {
+  const r = spawnSync(process.execPath, [CLI, ...args], {
+    cwd,
+    env: { ...process.env, ...env },
+    input,
+    timeout: 120_000,
+  });
+  return { status: r.status, out: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+/** Runs the built CLI without blocking: for commands that talk to a server living in this process. */
+export function cliAsync(cwd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.on('close', (status) => resolve({ status, out, stderr }));
+  });
 }
