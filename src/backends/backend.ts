@@ -5,6 +5,8 @@
  * `Backend`, plus one line in src/backends/index.ts.
  */
 
+import type { SnapshotMode } from './snapshot.js';
+
 export type MaybePromise<T> = T | Promise<T>;
 
 export interface BlobRecord {
@@ -72,6 +74,8 @@ export interface BackendCapabilities {
   rawSql: boolean;
   /** The engine has native transactions (buffdb transactions work on every backend). */
   nativeTransactions: boolean;
+  /** Online backup: how the engine's snapshot() copies (./snapshot.ts); absent: no backup. */
+  snapshot?: SnapshotMode;
 }
 
 export type Durability = 'full' | 'normal';

@@ -402,6 +402,43 @@ function buildAuth(program: CommandUnknownOpts): void {
     .action((_opts, cmd) => groupAction(cmd));
 }
 
+function buildBackup(program: CommandUnknownOpts): void {
+  const backup = program
+    .command('backup')
+    .description(
+      'copy both stores of a running server, at one point in time, into the new file OUT; the server keeps\n' +
+        'serving meanwhile. Every write acknowledged before the backup began is in it. The file is checked\n' +
+        '(checksums) before it gets its name.',
+    )
+    .argument('<OUT>', 'the backup file to create (must not exist)')
+    .addHelpText(
+      'after',
+      example(
+        'buffdb backup --addr [::1]:50051 backup-2026-01-01.buffdb',
+        'buffdb backup --addr db.example:50051 --tls-ca ca.pem --token "$TOKEN" nightly.buffdb',
+      ),
+    )
+    .action(async (out, _opts, cmd) => {
+      const remote = remoteTarget(cmd);
+      if (!remote) usageError(cmd, 'missing --addr: the server to back up (or BUFFDB_ADDR)');
+      await (await import('./backup-command.js')).backup(remote, out);
+    });
+  addRemoteOptions(backup, false);
+  program
+    .command('restore')
+    .description(
+      'turn a backup into store files at --kv-store and --blob-store (which must not exist), for the\n' +
+        'backend it was made with. A damaged or truncated backup is refused and nothing is written.',
+    )
+    .argument('<BACKUP>', 'a file made by buffdb backup')
+    .option('--kv-store <PATH>', 'KV store file to create', DEFAULT_KV_STORE)
+    .option('--blob-store <PATH>', 'BLOB store file to create', DEFAULT_BLOB_STORE)
+    .addHelpText('after', example('buffdb restore nightly.buffdb --kv-store kv_store.db --blob-store blob_store.db'))
+    .action(async (archive, opts) => {
+      await (await import('./backup-command.js')).restore(archive, opts.kvStore, opts.blobStore);
+    });
+}
+
 /** pino's levels (named here so the CLI does not load pino before `run`). */
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -558,6 +595,7 @@ export function buildProgram(): CommandUnknownOpts {
   buildKv(program);
   buildBlob(program);
   buildAuth(program);
+  buildBackup(program);
   program
     .helpCommand(true)
     .allowExcessArguments()

@@ -160,6 +160,8 @@ export async function runServer(options: RunOptions): Promise<void> {
       credentials: tls?.credentials,
       auth,
       readOnly: options.readOnly,
+      // Backup copies are made beside the stores (same filesystem, and room for them).
+      admin: { workDir: dirname(resolve(options.kvStore)) },
     });
   } catch (err) {
     await metricsServer?.close();

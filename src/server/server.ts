@@ -8,7 +8,9 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE } from '../defaults.js';
+import { AdminService } from '../generated/admin.js';
 import type { BuffDb } from '../store/buffdb.js';
+import { type AdminOptions, adminService } from './admin-service.js';
 import { type AuthSource, authInterceptor } from './auth-interceptor.js';
 import { blobService } from './blob-service.js';
 import { BlobDefinition, KvDefinition, QueryDefinition } from './definitions.js';
@@ -39,7 +41,7 @@ export function addBuffDbServices(server: Server, db: BuffDb, options: ServeOpti
 }
 
 /** The services whose health is reported (besides the overall status ""). */
-export const SERVICE_NAMES = ['buffdb.kv.Kv', 'buffdb.blob.Blob', 'buffdb.query.Query'] as const;
+export const SERVICE_NAMES = ['buffdb.kv.Kv', 'buffdb.blob.Blob', 'buffdb.query.Query', 'buffdb.admin.Admin'] as const;
 
 export interface StartOptions extends ServeOptions {
   addr?: string;
@@ -64,6 +66,8 @@ export interface StartOptions extends ServeOptions {
   observe?: ObserveOptions;
   /** The stores were opened read-only: health reports NOT_SERVING ("read-only"). */
   readOnly?: boolean;
+  /** buffdb.admin.Admin (backup); with auth on it needs the admin right. */
+  admin?: AdminOptions;
   /** Serve grpc.reflection v1 and v1alpha (default true). */
   reflection?: boolean;
 }
@@ -106,7 +110,9 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
         : []),
     ],
   });
-  addBuffDbServices(server, db, { ...options, metrics: options.metrics ?? options.observe?.metrics });
+  const metrics = options.metrics ?? options.observe?.metrics;
+  addBuffDbServices(server, db, { ...options, metrics });
+  server.addService(metrics ? countBytes(AdminService, metrics) : AdminService, adminService(db, options.admin));
   const health = new HealthStatus(SERVICE_NAMES);
   health.addToServer(server);
   if (options.readOnly) health.set('read-only', true);

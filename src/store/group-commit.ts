@@ -27,6 +27,8 @@ interface Job<Ops> {
   resolve: ((value: unknown) => void) | undefined;
   reject: ((err: StoreError) => void) | undefined;
   seq: Sequence | undefined;
+  /** Set for exclusive() jobs: run alone, between batches. */
+  exclusive: (() => Promise<unknown>) | undefined;
 }
 
 function answer<Ops>(job: Job<Ops>, err: StoreError | null, result?: unknown): void {
@@ -44,6 +46,8 @@ export class GroupCommitter<Ops> {
   private running = false;
   private idleWaiters: (() => void)[] = [];
   private closed = false;
+  /** exclusive() jobs queued: only then are batches split around them. */
+  private exclusiveQueued = 0;
   /** Observer (metrics): called after each committed batch with its size and seconds taken. */
   onBatch: ((jobs: number, seconds: number) => void) | undefined;
 
@@ -55,7 +59,14 @@ export class GroupCommitter<Ops> {
       done(new StoreError(status.UNAVAILABLE, 'the store is shutting down'));
       return;
     }
-    this.enqueue({ run, done: done as Done<unknown>, resolve: undefined, reject: undefined, seq });
+    this.enqueue({
+      run,
+      done: done as Done<unknown>,
+      resolve: undefined,
+      reject: undefined,
+      seq,
+      exclusive: undefined,
+    });
   }
 
   /** Promise form of submit, for callers that do one thing at a time (CLI, library). */
@@ -65,7 +76,39 @@ export class GroupCommitter<Ops> {
         reject(new StoreError(status.UNAVAILABLE, 'the store is shutting down'));
         return;
       }
-      this.enqueue({ run, done: undefined, resolve: resolve as (value: unknown) => void, reject, seq });
+      this.enqueue({
+        run,
+        done: undefined,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+        seq,
+        exclusive: undefined,
+      });
+    });
+  }
+
+  /**
+   * Runs `fn` between two batches: what was queued before it is committed first, and no batch
+   * starts until `fn` resolves. Online backup fixes its point in time here (src/backup).
+   */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return new Promise((resolve, reject) => {
+      if (this.closed) {
+        reject(new StoreError(status.UNAVAILABLE, 'the store is shutting down'));
+        return;
+      }
+      this.exclusiveQueued++;
+      const run = (): never => {
+        throw new Error('internal error: an exclusive job ran inside a batch');
+      };
+      this.enqueue({
+        run,
+        done: undefined,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+        seq: undefined,
+        exclusive: fn,
+      });
     });
   }
 
@@ -96,13 +139,32 @@ export class GroupCommitter<Ops> {
       while (this.pending.length > 0) {
         const jobs = this.pending;
         this.pending = [];
-        await this.runBatch(jobs);
+        if (this.exclusiveQueued === 0) await this.runBatch(jobs);
+        else await this.runAroundExclusive(jobs);
       }
     } finally {
       this.running = false;
       for (const w of this.idleWaiters.splice(0)) w();
     }
   };
+
+  /** Batches the jobs before and after each exclusive job; runs the exclusive ones alone. */
+  private async runAroundExclusive(jobs: Job<Ops>[]): Promise<void> {
+    let start = 0;
+    for (let i = 0; i < jobs.length; i++) {
+      const job = jobs[i]!;
+      if (!job.exclusive) continue;
+      if (i > start) await this.runBatch(jobs.slice(start, i));
+      start = i + 1;
+      this.exclusiveQueued--;
+      try {
+        job.resolve!(await job.exclusive());
+      } catch (err) {
+        job.reject!(toStoreError(err));
+      }
+    }
+    if (start < jobs.length) await this.runBatch(jobs.slice(start));
+  }
 
   private async runBatch(jobs: Job<Ops>[]): Promise<void> {
     const results: unknown[] = new Array(jobs.length);

@@ -61,8 +61,15 @@ const same = (a: Uint8Array, b: Uint8Array): boolean =>
     Buffer.from(b.buffer, b.byteOffset, b.byteLength),
   ) === 0;
 
-export function conformance(backend: string): void {
-  describe(`conformance [${backend}]`, () => {
+export interface ConformanceOptions {
+  /** Added to the suite's name. */
+  label?: string;
+  /** Creates the main stores before the suite opens them (e.g. restores them from a backup). */
+  prepare?: (kvStore: string, blobStore: string) => Promise<void>;
+}
+
+export function conformance(backend: string, options: ConformanceOptions = {}): void {
+  describe(`conformance [${backend}]${options.label ? ` ${options.label}` : ''}`, () => {
     let dir: string;
     let db: BuffDb;
     let n = 0;
@@ -75,6 +82,7 @@ export function conformance(backend: string): void {
 
     before(async () => {
       dir = tempDir(`buffdb-conf-${backend}-`);
+      await options.prepare?.(join(dir, 'main.kv.db'), join(dir, 'main.blob.db'));
       db = await open('main');
     });
     after(async () => {

@@ -27,7 +27,9 @@ import {
 import { StoreError, status } from '../../store/errors.js';
 import type { Backend, BlobOps, BlobRecord, KvOps, OpenOptions, SqlOps, SqlValue, StoreEngine } from '../backend.js';
 import { readFileHead } from '../file-head.js';
+import { withSnapshots } from '../snapshot.js';
 import { assertSqlAllowed } from '../sql-guard.js';
+import { duckdbSnapshot } from './snapshot.js';
 
 const KV_SCHEMA = ['CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT)'];
 // A sequence, not max(id)+1: ids are never reused, not even the largest after it is deleted.
@@ -434,11 +436,11 @@ async function openDuck<Ops extends Deferred>(
 
 export const duckdbBackend: Backend = {
   name: 'duckdb',
-  capabilities: { rawSql: true, nativeTransactions: true },
+  capabilities: { rawSql: true, nativeTransactions: true, snapshot: 'held' },
   async openKv(path, options = {}) {
-    return openDuck(path, options, KV_SCHEMA, DuckKvOps.create);
+    return withSnapshots(await openDuck(path, options, KV_SCHEMA, DuckKvOps.create), duckdbSnapshot(path));
   },
   async openBlob(path, options = {}) {
-    return openDuck(path, options, BLOB_SCHEMA, blobOps);
+    return withSnapshots(await openDuck(path, options, BLOB_SCHEMA, blobOps), duckdbSnapshot(path));
   },
 };

@@ -8,6 +8,8 @@ import { StoreError, status } from '../../store/errors.js';
 import type { Backend, OpenOptions } from '../backend.js';
 import { type ByteEngine, type ByteWrite, blobEngine, kvEngine } from '../byte-kv-engine.js';
 import { readFileHead } from '../file-head.js';
+import { withSnapshots } from '../snapshot.js';
+import { lmdbSnapshot } from './snapshot.js';
 
 /**
  * Bumped by every commit. LMDB lets several processes write one file (`buffdb kv set` beside a
@@ -25,7 +27,7 @@ class LmdbEngine implements ByteEngine<bigint> {
   private readonly commitFlags: number;
 
   constructor(
-    private readonly db: RootDatabase<Buffer, Buffer>,
+    readonly db: RootDatabase<Buffer, Buffer>,
     readonly readOnly: boolean,
     durability: OpenOptions['durability'],
   ) {
@@ -109,11 +111,13 @@ function openEnv(path: string, options: OpenOptions): LmdbEngine {
 
 export const lmdbBackend: Backend = {
   name: 'lmdb',
-  capabilities: { rawSql: false, nativeTransactions: true },
+  capabilities: { rawSql: false, nativeTransactions: true, snapshot: 'held' },
   async openKv(path, options = {}) {
-    return kvEngine(openEnv(path, options));
+    const env = openEnv(path, options);
+    return withSnapshots(kvEngine(env), lmdbSnapshot(env.db));
   },
   async openBlob(path, options = {}) {
-    return blobEngine(openEnv(path, options));
+    const env = openEnv(path, options);
+    return withSnapshots(blobEngine(env), lmdbSnapshot(env.db));
   },
 };

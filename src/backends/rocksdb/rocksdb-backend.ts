@@ -12,6 +12,8 @@ import { createRequire } from 'node:module';
 import { StoreError, status } from '../../store/errors.js';
 import type { Backend, OpenOptions } from '../backend.js';
 import { type ByteEngine, type ByteWrite, blobEngine, kvEngine } from '../byte-kv-engine.js';
+import { withSnapshots } from '../snapshot.js';
+import { rocksdbSnapshot, type SnapshotSource } from './snapshot.js';
 
 /** The part of RocksLevel used here (the package ships no type declarations). */
 interface RocksChainedBatch {
@@ -43,7 +45,7 @@ class RocksEngine implements ByteEngine<void> {
   readonly maxKeyBytes = Number.MAX_SAFE_INTEGER;
 
   constructor(
-    private readonly db: RocksLevel,
+    readonly db: RocksLevel,
     readonly readOnly: boolean,
     private readonly sync: boolean,
   ) {}
@@ -124,13 +126,18 @@ async function openRocks(path: string, options: OpenOptions): Promise<RocksEngin
   return new RocksEngine(db, readOnly, options.durability !== 'normal');
 }
 
+/** A new RocksDB at `location`, for backup copies. */
+const openCopy = (location: string) => new RocksLevelCtor(location, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+
 export const rocksdbBackend: Backend = {
   name: 'rocksdb',
-  capabilities: { rawSql: false, nativeTransactions: false },
+  capabilities: { rawSql: false, nativeTransactions: false, snapshot: 'online' },
   async openKv(path, options = {}) {
-    return kvEngine(await openRocks(path, options));
+    const rocks = await openRocks(path, options);
+    return withSnapshots(kvEngine(rocks), rocksdbSnapshot(rocks.db as unknown as SnapshotSource, path, openCopy));
   },
   async openBlob(path, options = {}) {
-    return blobEngine(await openRocks(path, options));
+    const rocks = await openRocks(path, options);
+    return withSnapshots(blobEngine(rocks), rocksdbSnapshot(rocks.db as unknown as SnapshotSource, path, openCopy));
   },
 };

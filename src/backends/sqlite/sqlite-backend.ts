@@ -6,7 +6,9 @@
 import Database from 'better-sqlite3';
 import { StoreError, status } from '../../store/errors.js';
 import type { Backend, BlobOps, BlobRecord, KvOps, OpenOptions, SqlOps, SqlValue, StoreEngine } from '../backend.js';
+import { withSnapshots } from '../snapshot.js';
 import { assertSqlAllowed } from '../sql-guard.js';
+import { sqliteSnapshot } from './snapshot.js';
 
 type Db = Database.Database;
 
@@ -250,13 +252,13 @@ function blobOps(db: Db): BlobOps {
 
 export const sqliteBackend: Backend = {
   name: 'sqlite',
-  capabilities: { rawSql: true, nativeTransactions: true },
+  capabilities: { rawSql: true, nativeTransactions: true, snapshot: 'online' },
   async openKv(path, options = {}) {
     const db = openDatabase(path, options, KV_SCHEMA);
-    return new SqliteEngine(db, kvOps(db), path);
+    return withSnapshots(new SqliteEngine(db, kvOps(db), path), sqliteSnapshot(path));
   },
   async openBlob(path, options = {}) {
     const db = openDatabase(path, options, BLOB_SCHEMA);
-    return new SqliteEngine(db, blobOps(db), path);
+    return withSnapshots(new SqliteEngine(db, blobOps(db), path), sqliteSnapshot(path));
   },
 };
