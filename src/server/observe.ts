@@ -61,12 +61,14 @@ class Throttle {
 
 export function observeCalls({ metrics, log, slowMs = 0 }: ObserveOptions): ServerInterceptor {
   const throttle = new Throttle();
+  // Timing only when something uses it (metrics, or slow-request logs); error logs need none.
+  const timing = metrics !== undefined || slowMs > 0;
   return (method: ServerMethodDefinition<unknown, unknown>, call: ServerInterceptingCallInterface) => {
     const path = method.path;
     const name = path.slice(1);
-    const paired = PAIRED.has(path);
-    const timed = !OPEN_ENDED.has(path);
-    const started = performance.now();
+    const paired = timing && PAIRED.has(path);
+    const perCall = timing && !PAIRED.has(path) && !OPEN_ENDED.has(path);
+    const started = timing ? performance.now() : 0;
     const received: number[] = [];
     const duration = metrics?.duration.labels(name);
     const streams = metrics?.streamsOpen.labels(name);
@@ -86,7 +88,7 @@ export function observeCalls({ metrics, log, slowMs = 0 }: ObserveOptions): Serv
       finished = true;
       streams?.dec();
       metrics?.calls.inc({ method: name, code });
-      if (timed && !paired) took(performance.now() - started);
+      if (perCall) took(performance.now() - started);
       if (metrics && code !== status.CANCELLED) {
         if (path === '/buffdb.kv.Kv/CommitTransaction') {
           if (code === status.OK) metrics.transactions.inc({ outcome: 'committed' });
