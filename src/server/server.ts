@@ -14,7 +14,7 @@ import { type AdminOptions, adminService } from './admin-service.js';
 import { type AuthSource, authInterceptor } from './auth-interceptor.js';
 import { blobService } from './blob-service.js';
 import { BlobDefinition, KvDefinition, QueryDefinition } from './definitions.js';
-import { HealthStatus } from './health.js';
+import type { HealthStatus } from './health.js';
 import { kvService } from './kv-service.js';
 import type { Metrics } from './metrics.js';
 import { countBytes, type ObserveOptions, observeCalls } from './observe.js';
@@ -113,6 +113,8 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
   const metrics = options.metrics ?? options.observe?.metrics;
   addBuffDbServices(server, db, { ...options, metrics });
   server.addService(metrics ? countBytes(AdminService, metrics) : AdminService, adminService(db, options.admin));
+  // Loaded here: grpc-health-check parses its .proto when imported.
+  const { HealthStatus } = await import('./health.js');
   const health = new HealthStatus(SERVICE_NAMES);
   health.addToServer(server);
   if (options.readOnly) health.set('read-only', true);
