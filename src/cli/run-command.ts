@@ -223,6 +223,9 @@ export async function runServer(options: RunOptions): Promise<void> {
     },
     `listening on ${running.addr}`,
   );
+  if (auth && !tls) {
+    log.warn('auth is on without TLS: tokens travel in clear text (use --tls-cert and --tls-key off loopback)');
+  }
   // Machine-readable lines on stdout, for scripts and tests that start the server on port 0
   // (the metrics line first, so it is there once the listening line is).
   if (metricsServer) process.stdout.write(`metrics on http://${metricsServer.addr}/metrics\n`);
