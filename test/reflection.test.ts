@@ -84,7 +84,14 @@ describe('reflection', () => {
       'syntax = "proto3";\npackage extra.v1;\nimport "google/protobuf/timestamp.proto";\n' +
         'service More { rpc Now(Req) returns (google.protobuf.Timestamp); }\nmessage Req { map<string, Req> children = 1; }\n',
     );
+    // An import that is not there (a vendored file missing) is left out, not fatal.
+    writeFileSync(
+      join(dir, 'extra', 'options.proto'),
+      'syntax = "proto3";\npackage extra.v1;\nimport "gogoproto/gogo.proto";\noption (gogoproto.marshaler_all) = true;\n' +
+        'message Opt { string name = 1 [(gogoproto.nullable) = false]; }\n',
+    );
     const names = buildFileDescriptors(servedProtoSources(dir)).map((b) => Buffer.from(b).toString('latin1'));
+    assert.ok(names.some((n) => n.includes('extra/options.proto') && !n.includes('gogoproto/gogo.proto')));
     assert.ok(names.some((n) => n.includes('extra/more.proto') && n.includes('google/protobuf/timestamp.proto')));
     assert.ok(
       names.some((n) => n.includes('ChildrenEntry')),

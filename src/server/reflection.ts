@@ -140,10 +140,14 @@ export function buildFileDescriptors(sources: Source[]): Uint8Array[] {
   for (const name of wellKnown) {
     if (sources.some((s) => s.name === name)) continue;
     const json = protobuf.common.get(name);
-    if (!json) throw new Error(`reflection: unknown import ${name}`);
+    if (!json) continue; // not served: dropped from the imports below
     root.addJSON(json.nested as Protobuf.INamespace['nested'] & object);
     claim(name, 'google.protobuf', 'proto3', []);
   }
+  // An import that is not served (a file missing under proto/) would make clients fail on the
+  // file that names it; leaving it out only loses what it declares.
+  const served = new Set(files.map((f) => f.name));
+  for (const f of files) f.imports = f.imports.filter((i) => served.has(i));
   root.resolveAll();
   return files.map((f) => {
     const file = descriptor.FileDescriptorProto.create({

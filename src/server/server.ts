@@ -121,7 +121,15 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
   if (options.reflection !== false) {
     // Loaded only here: it parses the .proto files.
     const { addReflection } = await import('./reflection.js');
-    addReflection(server);
+    try {
+      addReflection(server);
+    } catch (err) {
+      // A .proto that protobufjs cannot read must not stop the data services.
+      options.observe?.log?.error(
+        { err: (err as Error).message },
+        'reflection is off: the .proto files could not be read',
+      );
+    }
   }
   const addr = options.addr ?? DEFAULT_ADDR;
   const port = await new Promise<number>((resolve, reject) => {
