@@ -11,6 +11,7 @@
  *
  *   npm run fuzz -- [--cases 20000] [--seed N] [--abandon 5000] [--corpus test/fuzz-corpus]
  *   npm run fuzz -- --write-corpus test/fuzz-corpus     (regenerates the seed corpus)
+ *   TLS and auth: --tls-cert F --tls-key F --tls-ca F --auth-file F --token T (scripts/connection.ts)
  */
 
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -19,11 +20,12 @@ import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Client, credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
+import { Client, type ServiceError, status } from '@grpc/grpc-js';
 import { loadBackend } from '../src/backends/index.js';
 import * as blob from '../src/generated/blob.js';
 import * as kv from '../src/generated/kv.js';
 import * as query from '../src/generated/query.js';
+import { CONNECTION_ARGS, type Connection, connection, PLAIN } from './connection.js';
 import { ETCD_METHODS, etcdStrictCases } from './fuzz-etcd.js';
 
 const CLI = resolve(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
@@ -235,7 +237,13 @@ export function generateCases(rand: () => number, count: number, methods = METHO
 const identity = (b: Buffer): Buffer => b;
 
 /** Sends raw message bytes to `method` and waits for the status (bounded by a deadline). */
-export function sendRaw(client: Client, method: string, payloads: Buffer[], deadlineMs = 10_000): Promise<Outcome> {
+export function sendRaw(
+  client: Client,
+  method: string,
+  payloads: Buffer[],
+  deadlineMs = 10_000,
+  conn: Connection = PLAIN,
+): Promise<Outcome> {
   const spec = METHODS.find((m) => m.path === method);
   const kind: Kind = spec?.kind ?? 'bidi';
   const deadline = Date.now() + (kind === 'watch' ? WATCH_MS : deadlineMs);
@@ -256,7 +264,7 @@ export function sendRaw(client: Client, method: string, payloads: Buffer[], dead
         identity,
         identity,
         payloads[0] ?? Buffer.alloc(0),
-        new Metadata(),
+        conn.metadata(),
         { deadline },
         (err) => {
           if (!err) responses++;
@@ -264,7 +272,7 @@ export function sendRaw(client: Client, method: string, payloads: Buffer[], dead
         },
       );
     } else if (kind === 'client') {
-      const call = client.makeClientStreamRequest(method, identity, identity, new Metadata(), { deadline }, (err) => {
+      const call = client.makeClientStreamRequest(method, identity, identity, conn.metadata(), { deadline }, (err) => {
         if (!err) responses++;
         done(err);
       });
@@ -272,7 +280,7 @@ export function sendRaw(client: Client, method: string, payloads: Buffer[], dead
       for (const p of payloads) call.write(p);
       call.end();
     } else {
-      const call = client.makeBidiStreamRequest(method, identity, identity, new Metadata(), { deadline });
+      const call = client.makeBidiStreamRequest(method, identity, identity, conn.metadata(), { deadline });
       call.on('data', () => {
         responses++;
       });
@@ -357,8 +365,11 @@ export interface H2Result {
 }
 
 /** Raw HTTP/2 requests with broken gRPC framing. Each must end with a status (or an HTTP error), never hang. */
-export async function rawHttp2Cases(addr: string): Promise<{ results: H2Result[]; problems: string[] }> {
-  const session = http2.connect(`http://${addr}`);
+export async function rawHttp2Cases(
+  addr: string,
+  conn: Connection = PLAIN,
+): Promise<{ results: H2Result[]; problems: string[] }> {
+  const session = http2.connect(conn.h2Url(addr), conn.h2Options);
   session.on('error', () => {});
   const set = kv.SetRequest.encode({ key: 'h2', value: 'v' }).finish();
   const send = (
@@ -374,6 +385,7 @@ export async function rawHttp2Cases(addr: string): Promise<{ results: H2Result[]
         ':path': path,
         'content-type': 'application/grpc',
         te: 'trailers',
+        ...conn.h2Headers,
         ...headers,
       });
       let head: http2.IncomingHttpHeaders = {};
@@ -477,10 +489,10 @@ export async function rawHttp2Cases(addr: string): Promise<{ results: H2Result[]
  * Opens `count` streams across a few connections, writes a partial or complete message on some,
  * leaves them all open, then drops the connections without closing the streams.
  */
-export async function abandonStreams(addr: string, count: number): Promise<void> {
+export async function abandonStreams(addr: string, count: number, conn: Connection = PLAIN): Promise<void> {
   const perConn = 500;
   for (let opened = 0; opened < count; opened += perConn) {
-    const session = http2.connect(`http://${addr}`);
+    const session = http2.connect(conn.h2Url(addr), conn.h2Options);
     session.on('error', () => {});
     await new Promise<void>((res) => session.once('connect', () => res()));
     const n = Math.min(perConn, count - opened);
@@ -490,6 +502,7 @@ export async function abandonStreams(addr: string, count: number): Promise<void>
         ':path': METHODS[i % METHODS.length]!.path,
         'content-type': 'application/grpc',
         te: 'trailers',
+        ...conn.h2Headers,
       });
       s.on('error', () => {});
       s.on('data', () => {});
@@ -501,9 +514,9 @@ export async function abandonStreams(addr: string, count: number): Promise<void>
     session.destroy();
   }
   // And through grpc-js: cancelled streams and half-closed streams whose answers are never read.
-  const client = new Client(addr, credentials.createInsecure());
+  const client = new Client(addr, conn.credentials);
   for (let i = 0; i < Math.min(count, 500); i++) {
-    const call = client.makeBidiStreamRequest('/buffdb.kv.Kv/Set', identity, identity);
+    const call = client.makeBidiStreamRequest('/buffdb.kv.Kv/Set', identity, identity, conn.metadata());
     call.on('error', () => {});
     call.write(Buffer.from(kv.SetRequest.encode({ key: `abandon-${i % 10}`, value: 'v' }).finish()));
     if (i % 2 === 0) call.cancel();
@@ -514,17 +527,21 @@ export async function abandonStreams(addr: string, count: number): Promise<void>
 }
 
 /** A normal request round-trip: the server is alive and correct. */
-export async function healthy(addr: string): Promise<void> {
-  const client = new Client(addr, credentials.createInsecure());
+export async function healthy(addr: string, conn: Connection = PLAIN): Promise<void> {
+  const client = new Client(addr, conn.credentials);
   try {
     const key = `health-${Date.now()}`;
-    const set = await sendRaw(client, '/buffdb.kv.Kv/Set', [
-      Buffer.from(kv.SetRequest.encode({ key, value: 'ok' }).finish()),
-    ]);
+    const set = await sendRaw(
+      client,
+      '/buffdb.kv.Kv/Set',
+      [Buffer.from(kv.SetRequest.encode({ key, value: 'ok' }).finish())],
+      10_000,
+      conn,
+    );
     if (set.code !== status.OK || set.responses !== 1) throw new Error(`Set after fuzzing: ${set.code} ${set.details}`);
     const values: string[] = [];
     await new Promise<void>((res, rej) => {
-      const call = client.makeBidiStreamRequest('/buffdb.kv.Kv/Get', identity, identity, new Metadata(), {
+      const call = client.makeBidiStreamRequest('/buffdb.kv.Kv/Get', identity, identity, conn.metadata(), {
         deadline: Date.now() + 10_000,
       });
       call.on('data', (b: Buffer) => values.push(kv.GetResponse.decode(b).value));
@@ -703,10 +720,11 @@ export async function runFuzz(
   abandon: number,
   log: (l: string) => void = () => {},
   rawSql = true,
+  conn: Connection = PLAIN,
 ): Promise<FuzzStats> {
   const started = Date.now();
   const problems: string[] = [];
-  const client = new Client(addr, credentials.createInsecure(), {
+  const client = new Client(addr, conn.credentials, {
     'grpc.max_send_message_length': -1,
     'grpc.max_receive_message_length': -1,
   });
@@ -721,6 +739,8 @@ export async function runFuzz(
           client,
           c.method,
           c.payloads.map((p) => Buffer.from(p, 'hex')),
+          10_000,
+          conn,
         );
         cases++;
         const problem = judge(c, o, rawSql);
@@ -736,7 +756,7 @@ export async function runFuzz(
       Buffer.from([0x0a, ...varint(FUZZ_MAX_MESSAGE + 10)]),
       Buffer.alloc(FUZZ_MAX_MESSAGE + 10, 0x41),
     ]);
-    const o = await sendRaw(client, method, [big]);
+    const o = await sendRaw(client, method, [big], 10_000, conn);
     oversize++;
     const problem = judge(
       { name: `oversize ${method}`, method, payloads: ['<1 MiB + 10>'], expect: [status.RESOURCE_EXHAUSTED] },
@@ -755,11 +775,11 @@ export async function runFuzz(
     problems.push(`etcd Put over max-request-bytes: ${tooLarge.code} ${tooLarge.details}`);
   }
   client.close();
-  const h2 = await rawHttp2Cases(addr);
+  const h2 = await rawHttp2Cases(addr, conn);
   problems.push(...h2.problems);
-  await abandonStreams(addr, abandon);
+  await abandonStreams(addr, abandon, conn);
   try {
-    await healthy(addr);
+    await healthy(addr, conn);
   } catch (err) {
     problems.push(`after fuzzing: ${(err as Error).message}`);
   }
@@ -793,8 +813,10 @@ async function main(): Promise<void> {
       abandon: { type: 'string', default: '5000' },
       corpus: { type: 'string', default: resolve(import.meta.dirname, '..', 'test', 'fuzz-corpus') },
       'write-corpus': { type: 'string' },
+      ...CONNECTION_ARGS,
     },
   });
+  const conn = connection(values);
   if (values['write-corpus']) {
     mkdirSync(values['write-corpus'], { recursive: true });
     for (const [file, cases] of Object.entries(buildCorpus())) {
@@ -806,7 +828,7 @@ async function main(): Promise<void> {
   const seed = values.seed === undefined ? Date.now() % 1_000_000 : Number(values.seed);
   const dir = mkdtempSync(join(tmpdir(), 'buffdb-fuzz-'));
   const { capabilities } = await loadBackend(values.backend);
-  const server = await startFuzzServer(dir, ['--backend', values.backend]);
+  const server = await startFuzzServer(dir, ['--backend', values.backend, ...conn.serverArgs]);
   console.log(
     `fuzz: backend ${values.backend}, server pid ${server.child.pid} on ${server.addr}, seed ${seed}, ${values.cases} random cases`,
   );
@@ -821,6 +843,7 @@ async function main(): Promise<void> {
       Number(values.abandon),
       (l) => console.log(l),
       capabilities.sqlDialect !== null,
+      conn,
     );
     stats.rssMiB = rssOf(server.child.pid!);
     if (server.child.exitCode !== null) stats.problems.push(`server exited with ${server.child.exitCode}`);

@@ -4,6 +4,7 @@
  * server's RSS every second (flat = no leak) and prints latency percentiles per RPC.
  *
  *   npm run load -- [--seconds 60] [--clients 64] [--backend sqlite] [--durability full]
+ *   TLS and auth: --tls-cert F --tls-key F --tls-ca F --auth-file F --token T (scripts/connection.ts)
  */
 
 import { spawn } from 'node:child_process';
@@ -11,10 +12,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { ServiceError } from '@grpc/grpc-js';
+import { InterceptingCall, type Interceptor, type ServiceError } from '@grpc/grpc-js';
 import { loadBackend } from '../src/backends/index.js';
 import { type BuffDbClients, connect } from '../src/client/network.js';
 import { TargetStore } from '../src/generated/query.js';
+import { CONNECTION_ARGS, type Connection, connection, PLAIN } from './connection.js';
 
 const CLI = resolve(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
 
@@ -24,6 +26,8 @@ export interface LoadOptions {
   backend: string;
   durability: 'full' | 'normal';
   log?: (l: string) => void;
+  /** TLS and token (scripts/connection.ts); plaintext without auth by default. */
+  connection?: Connection;
 }
 export interface LoadResult {
   calls: number;
@@ -32,6 +36,17 @@ export interface LoadResult {
   seconds: number;
   latencyMs: Record<string, { n: number; p50: number; p99: number; max: number }>;
   rssMiB: number[];
+}
+
+/** A client interceptor adding the token metadata to every call. */
+function withMetadata(conn: Connection): Interceptor {
+  return (options, nextCall) =>
+    new InterceptingCall(nextCall(options), {
+      start: (metadata, listener, next) => {
+        metadata.merge(conn.metadata());
+        next(metadata, listener);
+      },
+    });
 }
 
 function rss(pid: number): number {
@@ -87,6 +102,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       join(dir, 'kv.db'),
       '--blob-store',
       join(dir, 'blob.db'),
+      ...(options.connection ?? PLAIN).serverArgs,
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -221,7 +237,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     }
   }
 
-  const conns = Array.from({ length: options.clients }, () => connect(addr));
+  const conn = options.connection ?? PLAIN;
+  const conns = Array.from({ length: options.clients }, () =>
+    connect(addr, { credentials: conn.credentials, clientOptions: { interceptors: [withMetadata(conn)] } }),
+  );
   const started = Date.now();
   try {
     await Promise.all(conns.map((c, who) => client(c, who)));
@@ -279,6 +298,7 @@ async function main(): Promise<void> {
       clients: { type: 'string', default: '64' },
       backend: { type: 'string', default: 'sqlite' },
       durability: { type: 'string', default: 'full' },
+      ...CONNECTION_ARGS,
     },
   });
   const seconds = Number(values.seconds);
@@ -291,6 +311,7 @@ async function main(): Promise<void> {
     clients: Number(values.clients),
     backend: values.backend,
     durability: values.durability === 'normal' ? 'normal' : 'full',
+    connection: connection(values),
   });
   process.exit(result.errors.length > 0 ? 1 : 0);
 }

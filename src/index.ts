@@ -1,5 +1,7 @@
 /** buffdb as a library. See the README's "Library" section. */
 
+export { Authenticator, type AuthFile, AuthFileSource, hashToken, newToken } from './auth/auth-file.js';
+export { type Grant, type Principal, SERVICES as PERMISSION_SERVICES } from './auth/permissions.js';
 export type {
   Backend,
   BackendCapabilities,
@@ -39,19 +41,26 @@ export * as etcdKv from './generated/etcd/mvccpb/kv.js';
 export * as kv from './generated/kv.js';
 export * as query from './generated/query.js';
 export { packValue, unpackValue } from './server/any-values.js';
+export { type AuthSource, authInterceptor } from './server/auth-interceptor.js';
 export { BlobDefinition, KvDefinition, QueryDefinition } from './server/definitions.js';
 export type { EtcdOptions } from './server/etcd/services.js';
+export type { HealthStatus } from './server/health.js';
+export type { Logger } from './server/logger.js';
 export { CallBudget, MemoryBudget, type MemoryBudgetOptions } from './server/memory-budget.js';
+export type { Metrics, MetricsServer } from './server/metrics.js';
+export { type ObserveOptions, observeCalls } from './server/observe.js';
 export {
   addBuffDbServices,
   DEFAULT_ADDR,
   DEFAULT_MAX_MESSAGE_SIZE,
   DEFAULT_MEMORY_BUDGET,
   type RunningServer,
+  SERVICE_NAMES,
   type ServeOptions,
   type StartOptions,
   startServer,
 } from './server/server.js';
+export { ReloadableTls, type TlsFiles } from './server/tls.js';
 export {
   type TransactionService,
   transactionService,

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { capabilitiesOf, isBackendName } from '../src/backends/index.js';
 import { BuffDb } from '../src/store/buffdb.js';
-import { assertOneLineError, ok, run } from './helpers/cli.js';
+import { assertOneLineError, ok, run } from './cli/cases.js';
 import { Inbox } from './helpers/inbox.js';
 import { CLI, TEST_BACKENDS, tempDir } from './helpers/server.js';
 

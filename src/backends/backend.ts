@@ -9,6 +9,7 @@
  * that order on every engine.
  */
 import type { StoreError } from '../errors.js';
+import type { SnapshotMode } from './snapshot.js';
 
 export type MaybePromise<T> = T | Promise<T>;
 
@@ -147,6 +148,8 @@ export interface BackendCapabilities {
   multiProcess: boolean;
   /** `:memory:` works as a store path. */
   inMemory: boolean;
+  /** Online backup: how the engine's snapshot() copies (./snapshot.ts); absent: no backup. */
+  snapshot?: SnapshotMode;
 }
 
 export type Durability = 'full' | 'normal';

@@ -15,19 +15,19 @@ interface Registration {
 
 const REGISTRY = {
   sqlite: {
-    capabilities: { sqlDialect: 'sqlite', sqlKvWrites: true, multiProcess: true, inMemory: true },
+    capabilities: { sqlDialect: 'sqlite', sqlKvWrites: true, multiProcess: true, inMemory: true, snapshot: 'online' },
     load: async () => (await import('./sqlite/sqlite-backend.js')).sqliteBackend,
   },
   duckdb: {
-    capabilities: { sqlDialect: 'duckdb', sqlKvWrites: false, multiProcess: false, inMemory: true },
+    capabilities: { sqlDialect: 'duckdb', sqlKvWrites: false, multiProcess: false, inMemory: true, snapshot: 'held' },
     load: async () => (await import('./duckdb/duckdb-backend.js')).duckdbBackend,
   },
   rocksdb: {
-    capabilities: { sqlDialect: null, sqlKvWrites: false, multiProcess: false, inMemory: false },
+    capabilities: { sqlDialect: null, sqlKvWrites: false, multiProcess: false, inMemory: false, snapshot: 'online' },
     load: async () => (await import('./rocksdb/rocksdb-backend.js')).rocksdbBackend,
   },
   lmdb: {
-    capabilities: { sqlDialect: null, sqlKvWrites: false, multiProcess: true, inMemory: false },
+    capabilities: { sqlDialect: null, sqlKvWrites: false, multiProcess: true, inMemory: false, snapshot: 'held' },
     load: async () => (await import('./lmdb/lmdb-backend.js')).lmdbBackend,
   },
 } as const satisfies Record<string, Registration>;

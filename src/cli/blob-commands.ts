@@ -1,24 +1,15 @@
 /**
- * `buffdb blob …`: works on the BLOB store file directly, through the same store layer (and so the
- * same rules and errors) as the gRPC Blob service. Loaded only when a blob command runs.
+ * `buffdb blob …`: on the BLOB store file directly, through the same store layer (and so the same
+ * rules and errors) as the gRPC Blob service — or on a running server with --addr
+ * (store-access.ts). Loaded only when a blob command runs.
  */
-import type { BlobStore, BlobUpdate } from '../store/blob/blob-store.js';
+import type { BlobUpdate } from '../store/blob/blob-store.js';
 import type { EqualityMode } from '../store/equality.js';
-import { openBlobStore, resolveBackend } from '../store/open-store.js';
 import { readInput, writeOutput } from './binary-io.js';
-import { type StoreTarget, withStore } from './kv-commands.js';
+import { type StoreTarget, withBlob } from './store-access.js';
 
 export type GetPart = 'data' | 'metadata' | 'all';
 export type UpdatePart = 'data' | 'metadata' | 'all';
-
-function withBlob<T>(target: StoreTarget, work: (blob: BlobStore) => Promise<T>): Promise<T> {
-  return withStore(
-    'BLOB',
-    target,
-    async ({ backend, store }) => openBlobStore(await resolveBackend(backend), store),
-    work,
-  );
-}
 
 /**
  * `data` (default): the bytes exactly. `metadata`: the metadata (nothing if null; a newline after
@@ -26,7 +17,7 @@ function withBlob<T>(target: StoreTarget, work: (blob: BlobStore) => Promise<T>)
  */
 export async function blobGet(target: StoreTarget, id: bigint, part: GetPart): Promise<void> {
   // The store is closed before writing: a slow reader must not hold the store open.
-  const record = await withBlob(target, (blob) => blob.getBlob(id));
+  const record = await withBlob(target, (blob) => blob.get(id));
   if (part === 'data') {
     await writeOutput(record.data, `blob ${id}:`);
   } else if (part === 'metadata') {
@@ -40,7 +31,7 @@ export async function blobGet(target: StoreTarget, id: bigint, part: GetPart): P
 /** Reads the input first, so a bad file or an interrupted pipe never touches the store. */
 export async function blobStore(target: StoreTarget, file: string, metadata: string | undefined): Promise<void> {
   const bytes = await readInput(file);
-  const id = await withBlob(target, (blob) => blob.storeBlob(bytes, metadata));
+  const id = await withBlob(target, (blob) => blob.store(bytes, metadata));
   // An id is a token for scripts; the newline is what `$(…)` strips.
   await writeOutput(Buffer.from(`${id}\n`));
 }
@@ -55,22 +46,14 @@ export async function blobUpdate(
   const update: BlobUpdate = { shouldUpdateMetadata: part !== 'data' };
   if (part !== 'metadata') update.bytes = await readInput(file!);
   if (part !== 'data') update.metadata = metadata;
-  await withBlob(target, (blob) => blob.updateBlob(id, update));
+  await withBlob(target, (blob) => blob.update(id, update));
 }
 
 export async function blobDelete(target: StoreTarget, id: bigint): Promise<void> {
-  await withBlob(target, (blob) => blob.deleteBlob(id));
+  await withBlob(target, (blob) => blob.delete(id));
 }
 
 /** One blob at a time, hashed as it comes, so comparing large blobs holds only one of them. */
 export async function blobCompare(target: StoreTarget, ids: bigint[], mode: EqualityMode): Promise<boolean> {
-  return withBlob(target, async (blob) => {
-    // Loaded here: it pulls in node:crypto, which plain get/set do not need.
-    const { EqualityCheck } = await import('../store/equality.js');
-    const check = new EqualityCheck(mode);
-    for (const id of ids) {
-      if (check.add((await blob.getBlob(id)).data) === false) return false;
-    }
-    return check.finish();
-  });
+  return withBlob(target, (blob) => blob.compare(ids, mode));
 }

@@ -13,7 +13,7 @@ import type { KvStore } from '../store/kv/kv-store.js';
 import type { WatchSink, WatchSpec } from '../store/kv/watch-hub.js';
 import { openKvStore, resolveBackend } from '../store/open-store.js';
 import { CliError, EXIT } from './exit-codes.js';
-import { type StoreTarget, withStore } from './kv-commands.js';
+import { type StoreTarget, withStore } from './store-access.js';
 
 /** What the commands need from a key space. */
 export interface EtcdKvApi {
@@ -49,14 +49,16 @@ export function localKvApi(kv: KvStore): EtcdKvApi {
 }
 
 /**
- * Opens the store file, runs `work` on it, closes it. `readOnly` (kv watch): the command never
- * writes, so on engines several processes share it never takes the write lock from a server.
+ * Runs `work` on the key space: a running server with --addr (over its etcd services), else the
+ * store file (opened, then closed). `readOnly` (kv watch): the command never writes, so on engines
+ * several processes share it never takes the write lock from a server.
  */
-export function withLocalKvApi<T>(
+export async function withKvApi<T>(
   target: StoreTarget,
   readOnly: boolean,
   work: (api: EtcdKvApi) => Promise<T>,
 ): Promise<T> {
+  if (target.remote) return (await import('./remote-etcd.js')).withRemoteKvApi(target.remote, work);
   return withStore(
     'KV',
     target,

@@ -6,35 +6,26 @@ import { createRequire } from 'node:module';
  */
 import { Command, type CommandUnknownOpts, InvalidArgumentError, Option } from '@commander-js/extra-typings';
 import { BACKEND_NAMES, DEFAULT_BACKEND } from '../backends/index.js';
+import { DEFAULT_BLOB_STORE, DEFAULT_KV_STORE } from '../defaults.js';
 import {
-  DEFAULT_ADDR,
-  DEFAULT_BLOB_STORE,
-  DEFAULT_ETCD_MAX_REQUEST_BYTES,
-  DEFAULT_KV_STORE,
-  DEFAULT_MAX_MESSAGE_SIZE,
-  DEFAULT_MEMORY_BUDGET,
-} from '../defaults.js';
-import { parseAutoCompact } from './etcd-options.js';
+  addRemoteOptions,
+  backendOption,
+  example,
+  groupAction,
+  parseMilliseconds,
+  parseWholeNumber,
+  remoteTarget,
+  resolveOption,
+  storeOption,
+  usageError,
+} from './command-kit.js';
 import { CliError, describeError, EXIT, EXIT_CODES_HELP, exitCodeFor } from './exit-codes.js';
+import { buildAuth, buildBackup, buildRun } from './server-commands.js';
 
 const require = createRequire(import.meta.url);
 const { version } = require('../../package.json') as { version: string };
 
 const MAX_BLOB_ID = 2n ** 64n - 1n;
-
-function parseSize(value: string): number {
-  const m = /^(\d+)\s*([kmg]i?b?)?$/i.exec(value.trim());
-  if (!m) throw new InvalidArgumentError('expected a size such as 67108864, 64MiB or 512KiB');
-  const unit = (m[2] ?? '').toLowerCase()[0];
-  const mult = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1;
-  return Number(m[1]) * mult;
-}
-
-function parsePositiveSize(value: string): number {
-  const n = parseSize(value);
-  if (n <= 0) throw new InvalidArgumentError('expected a size above zero, such as 256MiB');
-  return n;
-}
 
 function parseBlobId(value: string): bigint {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError('a blob id is a whole number, such as 1');
@@ -67,57 +58,23 @@ function parsePart(value: string): 'data' | 'metadata' | 'all' {
   return part;
 }
 
-/**
- * `-s`/`-b` are accepted on the group (`buffdb kv -s FILE get K`) and after the subcommand
- * (`buffdb kv get K -s FILE`); `-b` also before the group. Only the outermost carries the default,
- * so the innermost value given wins.
- */
-function resolveOption(cmd: CommandUnknownOpts, name: 'store' | 'backend', fallback: string): string {
-  for (let c: CommandUnknownOpts | null = cmd; c; c = c.parent) {
-    const value = (c.opts() as Record<string, unknown>)[name];
-    if (typeof value === 'string') return value;
-  }
-  return fallback;
-}
-
 const kvTarget = (cmd: CommandUnknownOpts) => ({
   store: resolveOption(cmd, 'store', DEFAULT_KV_STORE),
   backend: resolveOption(cmd, 'backend', DEFAULT_BACKEND),
+  remote: remoteTarget(cmd),
 });
 const blobTarget = (cmd: CommandUnknownOpts) => ({
   store: resolveOption(cmd, 'store', DEFAULT_BLOB_STORE),
   backend: resolveOption(cmd, 'backend', DEFAULT_BACKEND),
+  remote: remoteTarget(cmd),
 });
 
-const backendOption = () =>
-  new Option('-b, --backend <NAME>', `storage engine (default: ${DEFAULT_BACKEND})`).choices(BACKEND_NAMES);
-/** After the subcommand there is no default of its own (the group's applies), so say it in words. */
-const storeOption = (def?: string) => new Option('-s, --store <PATH>', `store file${def ? ` (default: ${def})` : ''}`);
-
-const example = (...lines: string[]) =>
-  `\nExample${lines.length > 1 ? 's' : ''}:\n${lines.map((l) => `  ${l}`).join('\n')}`;
-
-function usageError(cmd: CommandUnknownOpts, message: string): never {
-  cmd.error(message, { exitCode: EXIT.USAGE, code: 'buffdb.usage' });
-}
-
-/** A group (`buffdb`, `kv`, `blob`) given no or an unknown subcommand: one line, not a help page. */
-function groupAction(cmd: CommandUnknownOpts): void {
-  if (cmd.args.length > 0) {
-    (cmd as unknown as { unknownCommand(): never }).unknownCommand();
-  }
-  const names = cmd.commands
-    .filter((c) => c.name() !== 'help')
-    .map((c) => c.name())
-    .join(', ');
-  usageError(cmd, `missing command: use one of ${names}`);
+async function kvEtcdCommands() {
+  return import('./kv-etcd-commands.js');
 }
 
 async function kvCommands() {
   return import('./kv-commands.js');
-}
-async function kvEtcdCommands() {
-  return import('./kv-etcd-commands.js');
 }
 async function blobCommands() {
   return import('./blob-commands.js');
@@ -126,7 +83,7 @@ async function blobCommands() {
 function buildKv(program: CommandUnknownOpts): void {
   const kv = program
     .command('kv')
-    .description('work on the key-value store file directly (no server needed)')
+    .description('work on the key-value store file directly (no server needed), or on a server with --addr')
     .addOption(storeOption().default(DEFAULT_KV_STORE))
     .addOption(backendOption())
     .addHelpText('after', example('buffdb kv set greeting hello', 'buffdb kv -s other.db get greeting'));
@@ -152,7 +109,7 @@ function buildKv(program: CommandUnknownOpts): void {
     .argument('<VALUE>', 'value')
     .addOption(storeOption(DEFAULT_KV_STORE))
     .addOption(backendOption())
-    .option('--ttl <SECONDS>', 'delete the key after this many seconds (an etcd lease; at least 2)', parseCount)
+    .option('--ttl <SECONDS>', 'delete the key after this many seconds (an etcd lease; at least 2)', parseWholeNumber)
     .addHelpText(
       'after',
       example(
@@ -165,7 +122,7 @@ function buildKv(program: CommandUnknownOpts): void {
       if (opts.ttl === undefined) return (await kvCommands()).kvSet(kvTarget(cmd), key, value);
       const ttl = opts.ttl;
       const m = await kvEtcdCommands();
-      await m.withLocalKvApi(kvTarget(cmd), false, (api) => m.kvSetWithTtl(api, key, value, ttl));
+      await m.withKvApi(kvTarget(cmd), false, (api) => m.kvSetWithTtl(api, key, value, ttl));
     });
 
   kv.command('delete')
@@ -206,7 +163,7 @@ function buildKv(program: CommandUnknownOpts): void {
     .description('print the keys starting with PREFIX (all keys without one) in byte order: KEY, tab, VALUE per line')
     .argument('[PREFIX]', 'key prefix', '')
     .option('--keys-only', 'print only the keys, one per line', false)
-    .option('--limit <N>', 'print at most N keys', parseCount, 0)
+    .option('--limit <N>', 'print at most N keys', parseWholeNumber, 0)
     .option('--json', 'one JSON object per line: key, value, revisions, version, lease', false)
     .addOption(storeOption(DEFAULT_KV_STORE))
     .addOption(backendOption())
@@ -216,18 +173,18 @@ function buildKv(program: CommandUnknownOpts): void {
     )
     .action(async (prefix, opts, cmd) => {
       const m = await kvEtcdCommands();
-      await m.withLocalKvApi(kvTarget(cmd), false, (api) => m.kvList(api, prefix, opts));
+      await m.withKvApi(kvTarget(cmd), false, (api) => m.kvList(api, prefix, opts));
     });
 
   kv.command('watch')
     .description(
       'print one line per change to keys starting with PREFIX ("" for all) until interrupted:\n' +
-        "PUT, tab, KEY, tab, VALUE or DELETE, tab, KEY. The store file is polled for other processes' writes.",
+        "PUT, tab, KEY, tab, VALUE or DELETE, tab, KEY. On a store file, other processes' writes are polled for.",
     )
     .argument('<PREFIX>', 'key prefix')
-    .option('--rev <REVISION>', 'first replay the history from this revision', parseCount, 0)
+    .option('--rev <REVISION>', 'first replay the history from this revision', parseWholeNumber, 0)
     .option('--json', 'one JSON object per line: type, key, value, revision', false)
-    .option('--interval <MS>', 'how often the store file is polled', parseMilliseconds, 250)
+    .option('--interval <MS>', 'how often a store file is polled', parseMilliseconds, 250)
     .addOption(storeOption(DEFAULT_KV_STORE))
     .addOption(backendOption())
     .addHelpText('after', example('buffdb kv watch user/', 'buffdb kv watch "" --rev 1 --json'))
@@ -235,11 +192,12 @@ function buildKv(program: CommandUnknownOpts): void {
       const m = await kvEtcdCommands();
       const stop = new AbortController();
       for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort());
-      await m.withLocalKvApi(kvTarget(cmd), true, (api) =>
+      await m.withKvApi(kvTarget(cmd), true, (api) =>
         m.kvWatch(api, prefix, { json: opts.json, rev: opts.rev, pollMs: opts.interval }, stop.signal),
       );
     });
 
+  addRemoteOptions(kv);
   kv.helpCommand(true)
     .allowExcessArguments()
     .action((_opts, cmd) => groupAction(cmd));
@@ -248,7 +206,7 @@ function buildKv(program: CommandUnknownOpts): void {
 function buildBlob(program: CommandUnknownOpts): void {
   const blob = program
     .command('blob')
-    .description('work on the BLOB store file directly (no server needed)')
+    .description('work on the BLOB store file directly (no server needed), or on a server with --addr')
     .addOption(storeOption().default(DEFAULT_BLOB_STORE))
     .addOption(backendOption())
     .addHelpText(
@@ -361,103 +319,11 @@ ${example(
       if (!(await (await blobCommands()).blobCompare(blobTarget(cmd), ids, 'not-eq'))) process.exitCode = EXIT.FALSE;
     });
 
+  addRemoteOptions(blob);
   blob
     .helpCommand(true)
     .allowExcessArguments()
     .action((_opts, cmd) => groupAction(cmd));
-}
-
-function buildRun(program: CommandUnknownOpts): void {
-  program
-    .command('run')
-    .alias('serve')
-    .description(
-      'start the gRPC server (Kv, Blob, Query and the etcd v3 API: docs/etcd.md); stops cleanly on SIGINT/SIGTERM',
-    )
-    .argument('[ADDR]', `address to listen on (default: ${DEFAULT_ADDR})`)
-    .option('--addr <ADDR>', 'address to listen on', DEFAULT_ADDR)
-    .option('--kv-store <PATH>', 'KV store file', DEFAULT_KV_STORE)
-    .option('--blob-store <PATH>', 'BLOB store file', DEFAULT_BLOB_STORE)
-    .addOption(backendOption())
-    .option('--max-message-size <SIZE>', 'largest gRPC message accepted or sent', parseSize, DEFAULT_MAX_MESSAGE_SIZE)
-    .option(
-      '--memory-budget <SIZE>',
-      'request and response data held across all calls; past it the server stops reading from clients',
-      parsePositiveSize,
-      DEFAULT_MEMORY_BUDGET,
-    )
-    .addOption(
-      new Option(
-        '--durability <MODE>',
-        'full: fsync every commit (survives power loss); normal: survives a process crash',
-      )
-        .choices(['full', 'normal'] as const)
-        .default('full' as const),
-    )
-    .option('--read-only', 'serve reads only; writes fail with FAILED_PRECONDITION', false)
-    .option(
-      '--transaction-timeout <MS>',
-      'roll back a transaction left open this long (BeginTransaction timeout_ms overrides)',
-      parseMilliseconds,
-      30_000,
-    )
-    .option('--etcd-listen <ADDR>', 'also serve only the etcd API on this address (e.g. 127.0.0.1:2379)')
-    .option(
-      '--etcd-max-request-bytes <SIZE>',
-      'largest etcd write request; larger ones fail with "etcdserver: request is too large"',
-      parseSize,
-      DEFAULT_ETCD_MAX_REQUEST_BYTES,
-    )
-    .option(
-      '--auto-compact <VALUE>',
-      'history kept for old reads and watches: a number of revisions, a duration (1h, 30m, 7d) or off (default: 100000)',
-      (value: string) => {
-        try {
-          return parseAutoCompact(value);
-        } catch (err) {
-          throw new InvalidArgumentError((err as Error).message);
-        }
-      },
-    )
-    .addHelpText(
-      'after',
-      example(
-        'buffdb run [::1]:50051 --kv-store kv_store.db --blob-store blob_store.db',
-        'buffdb run --etcd-listen 127.0.0.1:2379 --auto-compact 1h',
-      ),
-    )
-    .action(async (addrArg, opts, cmd) => {
-      const { runServer } = await import('./run-command.js');
-      await runServer({
-        addr: addrArg ?? opts.addr,
-        kvStore: opts.kvStore,
-        blobStore: opts.blobStore,
-        backend: resolveOption(cmd, 'backend', DEFAULT_BACKEND),
-        maxMessageSize: opts.maxMessageSize,
-        memoryBudget: opts.memoryBudget,
-        durability: opts.durability,
-        readOnly: opts.readOnly,
-        transactionTimeoutMs: opts.transactionTimeout,
-        etcdListen: opts.etcdListen,
-        etcdMaxRequestBytes: opts.etcdMaxRequestBytes,
-        autoCompact: opts.autoCompact,
-      });
-    });
-}
-
-/** A whole number ≥ 0 (counts, revisions, seconds). */
-function parseCount(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n))
-    throw new InvalidArgumentError('expected a whole number');
-  return n;
-}
-
-function parseMilliseconds(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n <= 0)
-    throw new InvalidArgumentError('expected a positive whole number of milliseconds');
-  return n;
 }
 
 /** Errors from the parser (and usageError) as one line naming the command, then the help hint. */
@@ -494,6 +360,8 @@ export function buildProgram(): CommandUnknownOpts {
   buildRun(program);
   buildKv(program);
   buildBlob(program);
+  buildAuth(program);
+  buildBackup(program);
   program
     .helpCommand(true)
     .allowExcessArguments()

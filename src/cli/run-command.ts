@@ -1,9 +1,19 @@
-/** `buffdb run`: open the stores, serve Kv, Blob and Query, stop cleanly on SIGINT/SIGTERM. */
+/**
+ * `buffdb run`: open the stores, serve Kv, Blob, Query and the etcd API (with health and
+ * reflection, and TLS, auth and metrics when asked), reload certificates on SIGHUP, stop cleanly
+ * on SIGINT/SIGTERM.
+ */
+import { dirname, resolve } from 'node:path';
+import type { LevelWithSilent } from 'pino';
+import { AuthFileSource } from '../auth/auth-file.js';
 import type { Backend, Durability } from '../backends/backend.js';
 import { loadBackend } from '../backends/index.js';
 import { DEFAULT_SHUTDOWN_GRACE_MS } from '../defaults.js';
 import { StoreError, status } from '../errors.js';
+import { createLogger } from '../server/logger.js';
+import type { Metrics, MetricsServer } from '../server/metrics.js';
 import { startServer } from '../server/server.js';
+import { ReloadableTls } from '../server/tls.js';
 import { BuffDb } from '../store/buffdb.js';
 import type { AutoCompactSetting } from './etcd-options.js';
 import { CliError, EXIT } from './exit-codes.js';
@@ -20,12 +30,36 @@ export interface RunOptions {
   readOnly: boolean;
   /** Default lifetime of a transaction that is neither committed nor rolled back. */
   transactionTimeoutMs?: number;
+  /** How long an unfinished resumable upload is kept after its last call (`--upload-ttl`, ms). */
+  uploadTtlMs?: number;
   /** Also serve only the etcd services here (docs/etcd.md). */
   etcdListen?: string;
   /** Largest etcd write request (etcd's --max-request-bytes). */
   etcdMaxRequestBytes?: number;
   /** History kept (default: the last 100 000 revisions). */
   autoCompact?: AutoCompactSetting;
+  /** TLS: the server's certificate chain and key (PEM); both or neither. */
+  tlsCert?: string;
+  tlsKey?: string;
+  /** Mutual TLS: clients must present a certificate signed by this CA bundle (PEM). */
+  tlsClientCa?: string;
+  /** Auth on: tokens and certificate subjects from this file (src/auth/auth-file.ts). */
+  authFile?: string;
+  logLevel?: LevelWithSilent;
+  /** Serve Prometheus metrics at http://ADDR/metrics. */
+  metricsAddr?: string;
+  /** Log requests slower than this (ms; 0: never). */
+  slowMs?: number;
+}
+
+/** Checks that the TLS flags make sense together; reading the files comes later (exit 4 if bad). */
+export function checkTlsFlags(o: Pick<RunOptions, 'tlsCert' | 'tlsKey' | 'tlsClientCa'>): void {
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) {
+    throw new CliError(EXIT.USAGE, '--tls-cert and --tls-key go together: give both, or neither for plaintext');
+  }
+  if (o.tlsClientCa !== undefined && o.tlsCert === undefined) {
+    throw new CliError(EXIT.USAGE, '--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)');
+  }
 }
 
 /**
@@ -51,6 +85,14 @@ function checkStorePath(backend: Backend, path: string, label: string, readOnly:
 }
 
 export async function runServer(options: RunOptions): Promise<void> {
+  checkTlsFlags(options);
+  const log = createLogger(options.logLevel ?? 'info');
+  // Certificates are read before the stores are opened: a bad file is one line and exit 4.
+  const tls =
+    options.tlsCert === undefined
+      ? undefined
+      : new ReloadableTls({ cert: options.tlsCert, key: options.tlsKey!, clientCa: options.tlsClientCa });
+  const auth = options.authFile === undefined ? undefined : new AuthFileSource(options.authFile);
   const backend = await loadBackend(options.backend);
   checkStorePath(backend, options.kvStore, 'KV', options.readOnly);
   checkStorePath(backend, options.blobStore, 'BLOB', options.readOnly);
@@ -62,53 +104,109 @@ export async function runServer(options: RunOptions): Promise<void> {
     durability: options.durability,
     readOnly: options.readOnly,
     transactionTimeoutMs: options.transactionTimeoutMs,
+    uploadTtlMs: options.uploadTtlMs,
     autoCompact: options.autoCompact,
   });
+  let metrics: Metrics | undefined;
+  let metricsServer: MetricsServer | undefined;
+  if (options.metricsAddr !== undefined) {
+    // Loaded only when asked for: prom-client costs start-up time.
+    const { Metrics, serveMetrics } = await import('../server/metrics.js');
+    metrics = new Metrics(db, { kv: options.kvStore, blob: options.blobStore });
+    try {
+      metricsServer = await serveMetrics(metrics, options.metricsAddr);
+    } catch (err) {
+      await db.close();
+      throw new Error(`cannot serve metrics on ${options.metricsAddr}: ${(err as Error).message}`);
+    }
+  }
   let running: Awaited<ReturnType<typeof startServer>>;
   try {
     running = await startServer(db, {
+      observe: { metrics, log, slowMs: options.slowMs ?? 0 },
       addr: options.addr,
       maxMessageSize: options.maxMessageSize,
+      memoryBudget: options.memoryBudget,
       etcdListen: options.etcdListen,
       etcd: { maxRequestBytes: options.etcdMaxRequestBytes },
-      memoryBudget: options.memoryBudget,
+      credentials: tls?.credentials,
+      auth,
+      readOnly: options.readOnly,
+      // Backup copies are made beside the stores (same filesystem, and room for them).
+      admin: { workDir: dirname(resolve(options.kvStore)) },
     });
   } catch (err) {
+    await metricsServer?.close();
     await db.close();
     throw new Error(`cannot listen on ${options.addr}: ${(err as Error).message}`);
   }
-  // Logs name addresses and paths only: never request contents, keys or values.
-  const log = (msg: string): void => {
-    process.stderr.write(`${new Date().toISOString()} buffdb: ${msg}\n`);
-  };
+  metrics?.registerGauge(
+    'buffdb_memory_budget_bytes_in_use',
+    'Request and response data the calls hold now (bytes; the limit is --memory-budget)',
+    () => running.memoryBudget.used,
+  );
   // Handlers first: a supervisor may signal as soon as it reads the line below.
   const graceMs = shutdownGraceMs();
   let signals = 0;
   const stop = (signal: string): void => {
     signals++;
     if (signals > 1) {
-      log(`${signal} again: exiting now`);
+      log.warn({ signal }, `${signal} again: exiting now`);
       process.exit(130);
     }
-    log(`${signal}: finishing in-flight streams (at most ${graceMs / 1000} s), then exiting (send again to force)`);
+    log.info(
+      { signal, graceMs },
+      `${signal}: finishing in-flight streams (at most ${graceMs / 1000} s), then exiting (send again to force)`,
+    );
     running.shutdown(graceMs).then(
       () => {
-        log('stopped; every acknowledged write is committed');
+        log.info('stopped; every acknowledged write is committed');
         process.exit(0);
       },
       (err: unknown) => {
-        log(`shutdown failed: ${(err as Error).message}`);
+        log.error({ err: (err as Error).message }, 'shutdown failed');
         process.exit(1);
       },
     );
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
-  log(
-    `listening on ${running.addr} (backend ${options.backend}, kv ${options.kvStore}, blob ${options.blobStore}` +
-      `${options.readOnly ? ', read-only' : ''}${running.etcdAddr ? `; etcd API alone on ${running.etcdAddr}` : ''})`,
+  // SIGHUP: read the certificate files and the auth file again; new connections and calls use them.
+  const reloadable: [string, { reload(): void } | undefined][] = [
+    ['TLS certificates', tls],
+    ['auth file', auth],
+  ];
+  process.on('SIGHUP', () => {
+    for (const [what, source] of reloadable) {
+      if (!source) continue;
+      try {
+        source.reload();
+        log.info(`SIGHUP: ${what} reloaded`);
+      } catch (err) {
+        log.error({ err: (err as Error).message }, `SIGHUP: ${what} not reloaded; the previous version stays in use`);
+      }
+    }
+  });
+  log.info(
+    {
+      addr: running.addr,
+      etcdAddr: running.etcdAddr,
+      backend: options.backend,
+      kvStore: options.kvStore,
+      blobStore: options.blobStore,
+      readOnly: options.readOnly,
+      tls: tls ? (options.tlsClientCa ? 'mutual' : 'server') : 'off',
+      auth: auth !== undefined,
+      metrics: metricsServer ? `http://${metricsServer.addr}/metrics` : 'off',
+    },
+    `listening on ${running.addr}`,
   );
-  // Machine-readable lines on stdout, for scripts and tests that start the server on port 0.
+  if (auth && !tls) {
+    log.warn('auth is on without TLS: tokens travel in clear text (use --tls-cert and --tls-key off loopback)');
+  }
+  // Machine-readable lines on stdout, for scripts and tests that start the server on port 0
+  // (the metrics line first, so it is there once the listening line is).
+  if (metricsServer) process.stdout.write(`metrics on http://${metricsServer.addr}/metrics\n`);
   process.stdout.write(`listening on ${running.addr}\n`);
   if (running.etcdAddr) process.stdout.write(`etcd listening on ${running.etcdAddr}\n`);
 }

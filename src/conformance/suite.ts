@@ -30,6 +30,10 @@ import { mvccConformance } from './mvcc-suite.js';
 export interface ConformanceOptions {
   /** For a Backend object: a module URL or path whose default export is it (used by the kill -9 test). */
   module?: string;
+  /** Added to the suite's name. */
+  label?: string;
+  /** Creates the main stores before the suite opens them (e.g. restores them from a backup). */
+  prepare?: (kvStore: string, blobStore: string) => Promise<void>;
 }
 
 const tempDir = (prefix: string): string => mkdtempSync(join(tmpdir(), prefix));
@@ -81,7 +85,7 @@ const same = (a: Uint8Array, b: Uint8Array): boolean =>
 export function conformance(backendOrName: string | Backend, options: ConformanceOptions = {}): void {
   const name = typeof backendOrName === 'string' ? backendOrName : backendOrName.name;
   const backend = backendOrName;
-  describe(`conformance [${name}]`, () => {
+  describe(`conformance [${name}]${options.label ? ` ${options.label}` : ''}`, () => {
     let dir: string;
     let db: BuffDb;
     let n = 0;
@@ -91,6 +95,7 @@ export function conformance(backendOrName: string | Backend, options: Conformanc
 
     before(async () => {
       dir = tempDir(`buffdb-conf-${name}-`);
+      await options.prepare?.(join(dir, 'main.kv.db'), join(dir, 'main.blob.db'));
       db = await open('main');
     });
     after(async () => {

@@ -10,8 +10,15 @@ import * as blob from '../generated/blob.js';
 import * as kv from '../generated/kv.js';
 import { WIRE_SIZE } from './message-size.js';
 
+/**
+ * A request that cannot be served as sent, answered in order with `code`: a message that did not
+ * decode (INVALID_ARGUMENT), or one the permission check refused (PERMISSION_DENIED, auth-interceptor.ts).
+ */
 export class DecodeFailure {
-  constructor(readonly message: string) {}
+  constructor(
+    readonly message: string,
+    readonly code: number = 3, // INVALID_ARGUMENT
+  ) {}
 }
 
 interface Codec<T> {

@@ -1,4 +1,5 @@
 /** Query gRPC handlers: raw SQL, rows streamed as they are read (with backpressure). */
+import type { EventEmitter } from 'node:events';
 import type { ServerDuplexStream, ServiceError, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { invalidArgument } from '../errors.js';
 import { type QueryResult, type RawQuery, type RowsChanged, TargetStore } from '../generated/query.js';
@@ -17,7 +18,7 @@ function targetOf(req: RawQuery): Target {
 }
 
 /** Resolves when the client has read what we wrote, or the call is gone. */
-function writable(call: ServerDuplexStream<unknown, unknown>): Promise<void> {
+export function writable(call: EventEmitter): Promise<void> {
   return new Promise((resolve) => {
     const done = (): void => {
       call.off('drain', done);

@@ -1,15 +1,26 @@
-/** Puts buffdb's three services on a grpc-js Server — yours, or one we create. */
-import { Server, ServerCredentials, type ServerOptions, type ServiceDefinition } from '@grpc/grpc-js';
+/** Puts buffdb's services on a grpc-js Server — yours, or one we create. */
+import {
+  Server,
+  ServerCredentials,
+  type ServerInterceptor,
+  type ServerOptions,
+  type ServiceDefinition,
+} from '@grpc/grpc-js';
 import {
   DEFAULT_ADDR,
   DEFAULT_MAX_MESSAGE_SIZE,
   DEFAULT_MEMORY_BUDGET,
   DEFAULT_SHUTDOWN_GRACE_MS,
 } from '../defaults.js';
+import { AdminService } from '../generated/admin.js';
 import type { BuffDb } from '../store/buffdb.js';
+import { type AdminOptions, adminService } from './admin-service.js';
+import { type AuthSource, authInterceptor } from './auth-interceptor.js';
 import { OpenStreams } from './etcd/common.js';
 import { type EtcdListener, listenEtcd } from './etcd/listener.js';
+import type { HealthStatus } from './health.js';
 import { MemoryBudget } from './memory-budget.js';
+import { countBytes, type ObserveOptions, observeCalls } from './observe.js';
 import { buffDbServices, memoryBudgetOf, type ServeOptions } from './services.js';
 
 export { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MEMORY_BUDGET, MemoryBudget, type ServeOptions };
@@ -20,11 +31,26 @@ export { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MEMORY_BUDGET, MemoryBu
  */
 export function addBuffDbServices(server: Server, db: BuffDb, options: ServeOptions = {}): MemoryBudget {
   const budget = memoryBudgetOf(options);
+  const { metrics } = options;
   for (const service of buffDbServices(db, options, budget)) {
-    server.addService(service.definition as unknown as ServiceDefinition, service.implementation);
+    const definition = metrics ? countBytes(service.definition, metrics) : service.definition;
+    server.addService(definition as unknown as ServiceDefinition, service.implementation);
   }
   return budget;
 }
+
+/** The services whose health is reported (besides the overall status ""). */
+export const SERVICE_NAMES = [
+  'buffdb.kv.Kv',
+  'buffdb.blob.Blob',
+  'buffdb.query.Query',
+  'buffdb.admin.Admin',
+  'etcdserverpb.KV',
+  'etcdserverpb.Watch',
+  'etcdserverpb.Lease',
+  'etcdserverpb.Maintenance',
+  'etcdserverpb.Cluster',
+] as const;
 
 export interface StartOptions extends ServeOptions {
   addr?: string;
@@ -32,6 +58,29 @@ export interface StartOptions extends ServeOptions {
   grpcOptions?: ServerOptions;
   /** Also serve only the etcd services on this address (`buffdb run --etcd-listen`). */
   etcdListen?: string;
+  /** TLS or mutual TLS (src/server/tls.ts); plaintext by default. */
+  credentials?: ServerCredentials;
+  /**
+   * Run around every call before its handler; the first sees a call's metadata and messages first
+   * and its status last (metrics first, then auth: src/server/observe.ts, auth-interceptor.ts).
+   */
+  interceptors?: ServerInterceptor[];
+  /**
+   * Authentication and permissions (src/server/auth-interceptor.ts): every call needs a token or
+   * client certificate from this source, except health checks. Off when absent.
+   */
+  auth?: AuthSource;
+  /**
+   * Metrics and logs for every call (observe.ts): counts, latency, open streams, slow requests and
+   * server-side errors. Off when absent.
+   */
+  observe?: ObserveOptions;
+  /** The stores were opened read-only: health reports NOT_SERVING ("read-only"). */
+  readOnly?: boolean;
+  /** buffdb.admin.Admin (backup); with auth on it needs the admin right. */
+  admin?: AdminOptions;
+  /** Serve grpc.reflection v1 and v1alpha (default true). */
+  reflection?: boolean;
 }
 
 export interface RunningServer {
@@ -44,6 +93,11 @@ export interface RunningServer {
   /** What the calls hold now (`used`), at most (`limit`), and the most so far (`peak`). */
   memoryBudget: MemoryBudget;
   /**
+   * grpc.health.v1 status: SERVING while no reason against it holds. Raise a reason with
+   * `health.set('database connection lost', true)` and clear it with `…, false)`.
+   */
+  health: HealthStatus;
+  /**
    * Stops accepting calls, lets in-flight streams finish (at most `graceMs`), commits everything
    * queued, then closes the stores.
    */
@@ -55,25 +109,61 @@ function withPort(addr: string, port: number): string {
   return `${addr.slice(0, i)}:${port}`;
 }
 
+/** The interceptors every listener runs: observation first (it sees refused calls too), then auth. */
+function interceptorsFor(db: BuffDb, options: StartOptions): ServerInterceptor[] {
+  return [
+    ...(options.observe ? [observeCalls(options.observe)] : []),
+    ...(options.grpcOptions?.interceptors ?? []),
+    ...(options.interceptors ?? []),
+    ...(options.auth
+      ? [authInterceptor(options.auth, (sql, target) => db.query.isReadOnly(sql, target === 1 ? 'blob' : 'kv'))]
+      : []),
+  ];
+}
+
 export async function startServer(db: BuffDb, options: StartOptions = {}): Promise<RunningServer> {
   const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+  const interceptors = interceptorsFor(db, options);
   const server = new Server({
     'grpc.max_receive_message_length': maxMessageSize,
     'grpc.max_send_message_length': maxMessageSize,
     ...options.grpcOptions,
+    interceptors,
   });
+  const metrics = options.metrics ?? options.observe?.metrics;
   // One registry for both listeners: stopping ends every etcd watch and keep-alive stream.
   const streams = options.etcd?.streams ?? new OpenStreams();
-  const serve = { ...options, etcd: { ...options.etcd, streams } };
+  const serve = { ...options, metrics, etcd: { ...options.etcd, streams } };
   const memoryBudget = addBuffDbServices(server, db, serve);
+  server.addService(metrics ? countBytes(AdminService, metrics) : AdminService, adminService(db, options.admin));
+  // Loaded here: grpc-health-check parses its .proto when imported.
+  const { HealthStatus } = await import('./health.js');
+  const health = new HealthStatus(SERVICE_NAMES);
+  health.addToServer(server);
+  if (options.readOnly) health.set('read-only', true);
+  if (db.kv.damaged) health.set('the KV store is damaged', true);
+  if (options.reflection !== false) {
+    // Loaded only here: it parses the .proto files.
+    const { addReflection } = await import('./reflection.js');
+    try {
+      addReflection(server);
+    } catch (err) {
+      // A .proto that protobufjs cannot read must not stop the data services.
+      options.observe?.log?.error(
+        { err: (err as Error).message },
+        'reflection is off: the .proto files could not be read',
+      );
+    }
+  }
   const addr = options.addr ?? DEFAULT_ADDR;
+  const credentials = options.credentials ?? ServerCredentials.createInsecure();
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(addr, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+    server.bindAsync(addr, credentials, (err, p) => (err ? reject(err) : resolve(p)));
   });
   let etcd: EtcdListener | undefined;
   if (options.etcdListen) {
     try {
-      etcd = await listenEtcd(db, options.etcdListen, serve.etcd);
+      etcd = await listenEtcd(db, options.etcdListen, serve.etcd, { credentials, interceptors, budget: memoryBudget });
     } catch (err) {
       server.forceShutdown();
       throw new Error(`etcd listener ${options.etcdListen}: ${(err as Error).message}`);
@@ -82,6 +172,8 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = DEFAULT_SHUTDOWN_GRACE_MS): Promise<void> => {
     stopping ??= (async () => {
+      health.set('shutting down', true);
+      health.endWatches();
       // Watches and keep-alives never end on their own: end them so the grace is for real work.
       streams.endAll();
       etcd?.server.forceShutdown();
@@ -100,5 +192,5 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
     return stopping;
   };
   const etcdAddr = etcd && options.etcdListen ? withPort(options.etcdListen, etcd.port) : undefined;
-  return { server, addr: withPort(addr, port), port, etcdAddr, memoryBudget, shutdown };
+  return { server, addr: withPort(addr, port), port, etcdAddr, memoryBudget, health, shutdown };
 }

@@ -6,6 +6,7 @@ import { BlobDefinition, KvDefinition, QueryDefinition } from './definitions.js'
 import { type EtcdOptions, etcdServices } from './etcd/services.js';
 import { kvService } from './kv-service.js';
 import { MemoryBudget } from './memory-budget.js';
+import type { Metrics } from './metrics.js';
 import { queryService } from './query-service.js';
 import { type TransactionService, transactionService } from './transaction-service.js';
 
@@ -19,6 +20,8 @@ export interface ServeOptions {
    * MemoryBudget to share with other services. Past it the server stops reading from clients.
    */
   memoryBudget?: number | MemoryBudget;
+  /** Count the bytes of every message in these metrics. */
+  metrics?: Metrics;
 }
 
 /** The budget `options` name, or a new one. */

@@ -13,7 +13,7 @@
 
 import type { Readable } from 'node:stream';
 import type { ServerDuplexStream, ServerReadableStream, ServiceError, sendUnaryData } from '@grpc/grpc-js';
-import { Metadata, status } from '@grpc/grpc-js';
+import { Metadata } from '@grpc/grpc-js';
 import { asStoreError } from '../errors.js';
 import { EqualityCheck, type EqualityMode } from '../store/equality.js';
 import { type Done, Sequence } from '../store/group-commit.js';
@@ -71,7 +71,7 @@ export function toServiceError(err: unknown): Partial<ServiceError> {
 
 export function decodeError(failure: DecodeFailure): Partial<ServiceError> {
   return {
-    code: status.INVALID_ARGUMENT,
+    code: failure.code,
     details: failure.message,
     message: failure.message,
     metadata: new Metadata(),

@@ -27,6 +27,8 @@ interface Job<Ops> {
   resolve: ((value: unknown) => void) | undefined;
   reject: ((err: StoreError) => void) | undefined;
   seq: Sequence | undefined;
+  /** Set for exclusive() jobs: run alone, between batches. */
+  exclusive: (() => Promise<unknown>) | undefined;
 }
 
 function answer<Ops>(job: Job<Ops>, err: StoreError | null, result?: unknown): void {
@@ -44,6 +46,10 @@ export class GroupCommitter<Ops> {
   private running = false;
   private idleWaiters: (() => void)[] = [];
   private closed = false;
+  /** exclusive() jobs queued: only then are batches split around them. */
+  private exclusiveQueued = 0;
+  /** Observer (metrics): called after each committed batch with its size and seconds taken. */
+  onBatch: ((jobs: number, seconds: number) => void) | undefined;
 
   constructor(readonly engine: StoreEngine<Ops>) {}
 
@@ -53,7 +59,14 @@ export class GroupCommitter<Ops> {
       done(shuttingDown());
       return;
     }
-    this.enqueue({ run, done: done as Done<unknown>, resolve: undefined, reject: undefined, seq });
+    this.enqueue({
+      run,
+      done: done as Done<unknown>,
+      resolve: undefined,
+      reject: undefined,
+      seq,
+      exclusive: undefined,
+    });
   }
 
   /** Promise form of submit, for callers that do one thing at a time (CLI, library). */
@@ -63,7 +76,39 @@ export class GroupCommitter<Ops> {
         reject(shuttingDown());
         return;
       }
-      this.enqueue({ run, done: undefined, resolve: resolve as (value: unknown) => void, reject, seq });
+      this.enqueue({
+        run,
+        done: undefined,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+        seq,
+        exclusive: undefined,
+      });
+    });
+  }
+
+  /**
+   * Runs `fn` between two batches: what was queued before it is committed first, and no batch
+   * starts until `fn` resolves. Online backup fixes its point in time here (src/backup).
+   */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return new Promise((resolve, reject) => {
+      if (this.closed) {
+        reject(shuttingDown());
+        return;
+      }
+      this.exclusiveQueued++;
+      const run = (): never => {
+        throw new Error('internal error: an exclusive job ran inside a batch');
+      };
+      this.enqueue({
+        run,
+        done: undefined,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+        seq: undefined,
+        exclusive: fn,
+      });
     });
   }
 
@@ -94,7 +139,8 @@ export class GroupCommitter<Ops> {
       while (this.pending.length > 0) {
         const jobs = this.pending;
         this.pending = [];
-        await this.runBatch(jobs);
+        if (this.exclusiveQueued === 0) await this.runBatch(jobs);
+        else await this.runAroundExclusive(jobs);
       }
     } finally {
       this.running = false;
@@ -102,10 +148,29 @@ export class GroupCommitter<Ops> {
     }
   };
 
+  /** Batches the jobs before and after each exclusive job; runs the exclusive ones alone. */
+  private async runAroundExclusive(jobs: Job<Ops>[]): Promise<void> {
+    let start = 0;
+    for (let i = 0; i < jobs.length; i++) {
+      const job = jobs[i]!;
+      if (!job.exclusive) continue;
+      if (i > start) await this.runBatch(jobs.slice(start, i));
+      start = i + 1;
+      this.exclusiveQueued--;
+      try {
+        job.resolve!(await job.exclusive());
+      } catch (err) {
+        job.reject!(this.engine.mapError(err));
+      }
+    }
+    if (start < jobs.length) await this.runBatch(jobs.slice(start));
+  }
+
   private async runBatch(jobs: Job<Ops>[]): Promise<void> {
     const results: unknown[] = new Array(jobs.length);
     // Allocated only when something fails (the common batch has no errors).
     let errors: (StoreError | undefined)[] | undefined;
+    const started = this.onBatch ? performance.now() : 0;
     try {
       await this.engine.batch(async (ops) => {
         // Sequences that fail inside this batch; applied to the Sequence only once it commits.
@@ -145,6 +210,7 @@ export class GroupCommitter<Ops> {
       answer(job, this.engine.mapError(err));
       return;
     }
+    this.onBatch?.(jobs.length, (performance.now() - started) / 1000);
     for (let i = 0; i < jobs.length; i++) {
       if (results[i] === SKIPPED) continue;
       const job = jobs[i]!;

@@ -85,6 +85,16 @@ export class QueryStore {
     yield* rows;
   }
 
+  /** Whether `sql` only reads (asked by the permission check before a Query runs; runs nothing). */
+  async isReadOnly(sqlText: string, target: Target): Promise<boolean> {
+    const { sql, engine } = this.target(target);
+    try {
+      return await sql.isReadOnly(sqlText);
+    } catch (err) {
+      throw engine.mapError(err);
+    }
+  }
+
   /**
    * Runs one statement and answers the number of rows it changed, once committed. Async so that a
    * refusal (no SQL on this backend, unknown target) is a rejection, as for every other call.

@@ -155,6 +155,7 @@ export interface ServerProcess {
   stderr: () => string;
   /** Resolves once stderr matches `re`; rejects if the process exits first or after `deadlineMs`. */
   waitForStderr(re: RegExp, deadlineMs?: number): Promise<void>;
+  stdout: () => string;
   /** Resolves with the exit code (or signal). */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
@@ -225,7 +226,15 @@ export function spawnServer(args: string[], cwd: string, env: NodeJS.ProcessEnv 
       const m = /^listening on (\S+)/m.exec(stdout);
       const etcd = /^etcd listening on (\S+)/m.exec(stdout);
       if (m && (etcd || !args.includes('--etcd-listen'))) {
-        resolvePromise({ child, addr: m[1]!, etcdAddr: etcd?.[1], stderr: () => stderr, waitForStderr, exited });
+        resolvePromise({
+          child,
+          addr: m[1]!,
+          etcdAddr: etcd?.[1],
+          stderr: () => stderr,
+          stdout: () => stdout,
+          waitForStderr,
+          exited,
+        });
       }
     });
     void exited.then(({ code, signal }) =>

@@ -2,6 +2,7 @@
  * The StoreEngine of RocksDB and LMDB: KvOps, MapOps and BlobOps over a plain byte-keyed engine,
  * written once for both. Layout: ./layout.ts; batch overlay: ./overlay.ts.
  */
+
 import { failedPrecondition, type StoreError } from '../../errors.js';
 import {
   BLOB_MAPS,
@@ -13,6 +14,7 @@ import {
   type StoreEngine,
 } from '../backend.js';
 import type { BackendImpl } from '../index.js';
+import { type SnapshotCopy, withSnapshots } from '../snapshot.js';
 import { ByteBlobOps } from './blob-ops.js';
 import { ByteKvOps, ByteMapOps } from './kv-ops.js';
 import { COUNTER, FORMAT, readU64, TAG, u64 } from './layout.js';
@@ -103,6 +105,8 @@ export async function blobEngine(
 export function byteBackend<E extends ByteEngine>(
   open: (path: string, options: OpenOptions) => MaybePromise<E>,
   mapError: (err: unknown, path: string) => StoreError,
+  /** Online backup of one opened engine (../snapshot.ts). */
+  snapshot: (engine: E, path: string) => (destPath: string) => Promise<SnapshotCopy>,
 ): Pick<BackendImpl, 'openKv' | 'openBlob'> {
   const opened = async <T>(
     path: string,
@@ -113,7 +117,7 @@ export function byteBackend<E extends ByteEngine>(
     let engine: E | undefined;
     try {
       engine = await open(path, options);
-      return await wrap(engine, mapHere);
+      return withSnapshots((await wrap(engine, mapHere)) as T & object, snapshot(engine, path));
     } catch (err) {
       await engine?.close();
       throw mapHere(err);

@@ -14,9 +14,11 @@ import { failedPrecondition } from '../../errors.js';
 import type { BlobEngineOps, KvEngineOps, OpenOptions, StoreEngine } from '../backend.js';
 import { readFileHead } from '../file-head.js';
 import type { BackendImpl } from '../index.js';
+import { withSnapshots } from '../snapshot.js';
 import { checkFilePath, writable } from '../store-path.js';
 import { mapDuckDbError } from './errors.js';
 import { blobSchema, kvSchema, objectType } from './schema.js';
+import { duckdbSnapshot } from './snapshot.js';
 import { DuckSql } from './sql.js';
 import { blobEngineOps, kvEngineOps, type Tables } from './store-ops.js';
 import { Writer } from './writer.js';
@@ -124,11 +126,11 @@ async function openDuck<Ops>(path: string, options: OpenOptions, kvStore: boolea
 }
 
 export const duckdbBackend: BackendImpl = {
-  openKv(path, options = {}) {
-    return openDuck<KvEngineOps>(path, options, true);
+  async openKv(path, options = {}) {
+    return withSnapshots(await openDuck<KvEngineOps>(path, options, true), duckdbSnapshot(path));
   },
-  openBlob(path, options = {}) {
-    return openDuck<BlobEngineOps>(path, options, false);
+  async openBlob(path, options = {}) {
+    return withSnapshots(await openDuck<BlobEngineOps>(path, options, false), duckdbSnapshot(path));
   },
   checkPath(path, label, readOnly) {
     checkFilePath(path, label, readOnly);

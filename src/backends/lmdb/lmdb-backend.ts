@@ -14,6 +14,7 @@ import { readFileHead } from '../file-head.js';
 import type { BackendImpl } from '../index.js';
 import { checkFilePath } from '../store-path.js';
 import { mapLmdbError } from './errors.js';
+import { lmdbSnapshot } from './snapshot.js';
 
 type Db = RootDatabase<Buffer, Buffer>;
 
@@ -40,7 +41,7 @@ class LmdbEngine implements ByteEngine<bigint> {
   private readonly commitFlags: number;
 
   constructor(
-    private readonly db: Db,
+    readonly db: Db,
     readonly readOnly: boolean,
     durability: OpenOptions['durability'],
   ) {
@@ -146,7 +147,7 @@ function writeRefusal(path: string): string | undefined {
 }
 
 export const lmdbBackend: BackendImpl = {
-  ...byteBackend(openEngine, mapLmdbError),
+  ...byteBackend(openEngine, mapLmdbError, (engine) => lmdbSnapshot(engine.db)),
   checkPath(path, label, readOnly) {
     checkFilePath(path, label, readOnly);
     if (path === ':memory:') throw invalidArgument('the lmdb backend has no in-memory mode; give a file path');

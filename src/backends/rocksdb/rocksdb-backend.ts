@@ -16,6 +16,7 @@ import { asBuffer } from '../byte-kv/layout.js';
 import type { BackendImpl } from '../index.js';
 import { checkFilePath, writable } from '../store-path.js';
 import { mapRocksError } from './errors.js';
+import { rocksdbSnapshot, type SnapshotSource } from './snapshot.js';
 
 /** The part of RocksLevel used here (the package ships no type declarations). */
 interface RocksChainedBatch {
@@ -58,7 +59,7 @@ class RocksEngine implements ByteEngine<void> {
   readonly longKeyPrefix = Number.POSITIVE_INFINITY;
 
   constructor(
-    private readonly db: RocksLevel,
+    readonly db: RocksLevel,
     readonly readOnly: boolean,
     private readonly sync: boolean,
   ) {}
@@ -173,8 +174,13 @@ async function openEngine(path: string, options: OpenOptions): Promise<RocksEngi
   return new RocksEngine(db, readOnly, options.durability !== 'normal');
 }
 
+/** A new RocksDB at `location`, for backup copies. */
+const openCopy = (location: string) => new RocksLevelCtor(location, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+
 export const rocksdbBackend: BackendImpl = {
-  ...byteBackend(openEngine, mapRocksError),
+  ...byteBackend(openEngine, mapRocksError, (engine, path) =>
+    rocksdbSnapshot(engine.db as unknown as SnapshotSource, path, openCopy),
+  ),
   checkPath(path, label, readOnly) {
     checkFilePath(path, label, readOnly);
     if (path === ':memory:') throw invalidArgument('the rocksdb backend has no in-memory mode; give a file path');

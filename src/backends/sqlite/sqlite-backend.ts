@@ -20,9 +20,11 @@ import type {
   StoreEngine,
 } from '../backend.js';
 import type { BackendImpl } from '../index.js';
+import { withSnapshots } from '../snapshot.js';
 import { checkFilePath, writable } from '../store-path.js';
 import { mapSqliteError } from './errors.js';
 import { blobSchema, kvSchema, mapTable } from './schema.js';
+import { sqliteSnapshot } from './snapshot.js';
 import { SqliteSql } from './sql.js';
 import { WalSync, type WriteCounter } from './wal-sync.js';
 
@@ -351,7 +353,8 @@ export const sqliteBackend: BackendImpl = {
     const db = openDatabase(path, options, kvSchema);
     try {
       const written = { writes: 0, bytes: 0 };
-      return new SqliteEngine(db, kvOps(db, written), path, true, written, walSyncFor(db, path, options));
+      const engine = new SqliteEngine(db, kvOps(db, written), path, true, written, walSyncFor(db, path, options));
+      return withSnapshots(engine, sqliteSnapshot(path));
     } catch (err) {
       db.close();
       throw mapSqliteError(err);
@@ -360,7 +363,8 @@ export const sqliteBackend: BackendImpl = {
   async openBlob(path, options = {}) {
     const db = openDatabase(path, options, blobSchema);
     const written = { writes: 0, bytes: 0 };
-    return new SqliteEngine(db, blobOps(db, written), path, false, written, walSyncFor(db, path, options));
+    const engine = new SqliteEngine(db, blobOps(db, written), path, false, written, walSyncFor(db, path, options));
+    return withSnapshots(engine, sqliteSnapshot(path));
   },
   checkPath(path, label, readOnly) {
     checkFilePath(path, label, readOnly);

@@ -1,0 +1,214 @@
+/**
+ * The commands around the server: `run` (with its settings from flags, environment and config
+ * file), `auth add-token`, `backup` and `restore`. Each imports its implementation when it runs.
+ */
+import { type CommandUnknownOpts, Option } from '@commander-js/extra-typings';
+import { DEFAULT_BACKEND } from '../backends/index.js';
+import { DEFAULT_ADDR, DEFAULT_BLOB_STORE, DEFAULT_KV_STORE, DEFAULT_MAX_MESSAGE_SIZE } from '../defaults.js';
+import {
+  addRemoteOptions,
+  backendOption,
+  example,
+  groupAction,
+  parseMilliseconds,
+  parseSize,
+  parseWholeNumber,
+  remoteTarget,
+  usageError,
+} from './command-kit.js';
+import { applyEnvAndConfig, describeEnv, readConfigFile } from './run-settings.js';
+
+/** Repeatable `--kv-read [PREFIX]`: the prefixes given ('' = every key). */
+function collectPrefix(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+export function buildAuth(program: CommandUnknownOpts): void {
+  const auth = program.command('auth').description('manage the tokens of an auth file (buffdb run --auth-file)');
+  auth
+    .command('add-token')
+    .description(
+      'add a token named NAME with the given permissions to the auth file (created if missing) and print it.\n' +
+        'Only its SHA-256 is stored: keep the printed token, it cannot be shown again.',
+    )
+    .argument('<NAME>', 'a name for the token (shown in logs and errors, never the token)')
+    .requiredOption('--auth-file <FILE>', 'the auth file [env BUFFDB_AUTH_FILE]', process.env.BUFFDB_AUTH_FILE)
+    .addOption(
+      new Option('--kv-read [PREFIX]', 'read keys (under PREFIX only, if given; repeatable)')
+        .preset('')
+        .argParser(collectPrefix),
+    )
+    .addOption(
+      new Option('--kv-write [PREFIX]', 'set and delete keys (under PREFIX only, if given; repeatable)')
+        .preset('')
+        .argParser(collectPrefix),
+    )
+    .option('--blob-read', 'read blobs')
+    .option('--blob-write', 'store, update and delete blobs')
+    .option('--query-read', 'run read-only SQL (Query); SQL sees the whole store, key prefixes do not apply')
+    .option('--query-write', 'run SQL that writes (Execute, and Query with writing SQL)')
+    .option('--admin', 'administration: backup')
+    .addHelpText(
+      'after',
+      example(
+        'buffdb auth add-token ci --auth-file auth.json --kv-read --kv-write app/ --blob-read',
+        'token=$(buffdb auth add-token backup --auth-file auth.json --admin)',
+      ),
+    )
+    .action(async (name, opts) => {
+      const { authAddToken } = await import('./auth-command.js');
+      await authAddToken(name, opts.authFile as string, opts);
+    });
+  auth
+    .helpCommand(true)
+    .allowExcessArguments()
+    .action((_opts, cmd) => groupAction(cmd));
+}
+
+export function buildBackup(program: CommandUnknownOpts): void {
+  const backup = program
+    .command('backup')
+    .description(
+      'copy both stores of a running server, at one point in time, into the new file OUT; the server keeps\n' +
+        'serving meanwhile. Every write acknowledged before the backup began is in it. The file is checked\n' +
+        '(checksums) before it gets its name.',
+    )
+    .argument('<OUT>', 'the backup file to create (must not exist)')
+    .addHelpText(
+      'after',
+      example(
+        'buffdb backup --addr [::1]:50051 backup-2026-01-01.buffdb',
+        'buffdb backup --addr db.example:50051 --tls-ca ca.pem --token "$TOKEN" nightly.buffdb',
+      ),
+    )
+    .action(async (out, _opts, cmd) => {
+      const remote = remoteTarget(cmd);
+      if (!remote) usageError(cmd, 'missing --addr: the server to back up (or BUFFDB_ADDR)');
+      await (await import('./backup-command.js')).backup(remote, out);
+    });
+  addRemoteOptions(backup, false);
+  program
+    .command('restore')
+    .description(
+      'turn a backup into store files at --kv-store and --blob-store (which must not exist), for the\n' +
+        'backend it was made with. A damaged or truncated backup is refused and nothing is written.',
+    )
+    .argument('<BACKUP>', 'a file made by buffdb backup')
+    .option('--kv-store <PATH>', 'KV store file to create', DEFAULT_KV_STORE)
+    .option('--blob-store <PATH>', 'BLOB store file to create', DEFAULT_BLOB_STORE)
+    .addHelpText('after', example('buffdb restore nightly.buffdb --kv-store kv_store.db --blob-store blob_store.db'))
+    .action(async (archive, opts) => {
+      await (await import('./backup-command.js')).restore(archive, opts.kvStore, opts.blobStore);
+    });
+}
+
+/** pino's levels (named here so the CLI does not load pino before `run`). */
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export function buildRun(program: CommandUnknownOpts): void {
+  const run = program
+    .command('run')
+    .alias('serve')
+    .description(
+      'start the gRPC server (Kv, Blob, Query, Admin, health, reflection); stops cleanly on SIGINT/SIGTERM, ' +
+        'reloads TLS certificates and the auth file on SIGHUP',
+    )
+    .addHelpText(
+      'after',
+      '\nEvery flag can also come from the environment (BUFFDB_ + the flag in upper snake case, shown\n' +
+        'above) or a TOML config file (--config; keys named after the flags). A flag beats the environment,\n' +
+        'which beats the file.',
+    )
+    .argument('[ADDR]', `address to listen on (default: ${DEFAULT_ADDR})`)
+    .option('--addr <ADDR>', 'address to listen on', DEFAULT_ADDR)
+    .option('--kv-store <PATH>', 'KV store file', DEFAULT_KV_STORE)
+    .option('--blob-store <PATH>', 'BLOB store file', DEFAULT_BLOB_STORE)
+    .addOption(backendOption())
+    .option('--max-message-size <SIZE>', 'largest gRPC message accepted or sent', parseSize, DEFAULT_MAX_MESSAGE_SIZE)
+    .addOption(
+      new Option(
+        '--durability <MODE>',
+        'full: fsync every commit (survives power loss); normal: survives a process crash',
+      )
+        .choices(['full', 'normal'] as const)
+        .default('full' as const),
+    )
+    .option('--read-only', 'serve reads only; writes fail with FAILED_PRECONDITION', false)
+    .option(
+      '--transaction-timeout <MS>',
+      'roll back a transaction left open this long (BeginTransaction timeout_ms overrides)',
+      parseMilliseconds,
+      30_000,
+    )
+    .option('--tls-cert <FILE>', 'serve TLS only, with this PEM certificate chain (needs --tls-key)')
+    .option('--tls-key <FILE>', 'PEM private key of --tls-cert')
+    .option('--tls-client-ca <FILE>', 'mutual TLS: require client certificates signed by this PEM CA bundle')
+    .option('--auth-file <FILE>', 'require a token (or a known client certificate) on every call; see buffdb auth')
+    .option('--metrics-addr <HOST:PORT>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
+    .option('--slow-ms <MS>', 'log requests slower than this many milliseconds (0: never)', parseWholeNumber, 1000)
+    .addOption(
+      new Option('--log-level <LEVEL>', 'log verbosity (JSON lines on stderr)').choices(LOG_LEVELS).default('info'),
+    )
+    .option(
+      '--config <FILE>',
+      'read run settings from this TOML file (flat keys named after the flags) [env BUFFDB_CONFIG]',
+    )
+    .addHelpText(
+      'after',
+      example(
+        'buffdb run [::1]:50051 --kv-store kv_store.db --blob-store blob_store.db',
+        'buffdb run 0.0.0.0:50051 --tls-cert server.crt --tls-key server.key',
+        'BUFFDB_ADDR=127.0.0.1:50051 buffdb run --config buffdb.toml',
+      ),
+    );
+  describeEnv(run, ['config']);
+  run.action(async (addrArg, _opts, cmd) => {
+    // `buffdb -b NAME run`: a -b given before the command is a flag too, so it beats the environment.
+    const parent = cmd.parent;
+    if (parent?.getOptionValueSource('backend') === 'cli' && cmd.getOptionValueSource('backend') !== 'cli') {
+      cmd.setOptionValueWithSource('backend', parent.opts().backend, 'cli');
+    }
+    const configPath = (cmd.opts().config as string | undefined) ?? process.env.BUFFDB_CONFIG;
+    const config = configPath === undefined ? undefined : await readConfigFile(configPath);
+    applyEnvAndConfig(cmd, config, configPath, ['config']);
+    const opts = cmd.opts() as RunFlags;
+    const { runServer } = await import('./run-command.js');
+    await runServer({
+      // A positional ADDR is a flag: it beats --addr from the environment or the file.
+      addr: addrArg ?? opts.addr,
+      kvStore: opts.kvStore,
+      blobStore: opts.blobStore,
+      backend: opts.backend ?? DEFAULT_BACKEND,
+      maxMessageSize: opts.maxMessageSize,
+      durability: opts.durability,
+      readOnly: opts.readOnly,
+      transactionTimeoutMs: opts.transactionTimeout,
+      tlsCert: opts.tlsCert,
+      tlsKey: opts.tlsKey,
+      tlsClientCa: opts.tlsClientCa,
+      authFile: opts.authFile,
+      metricsAddr: opts.metricsAddr,
+      slowMs: opts.slowMs,
+      logLevel: opts.logLevel,
+    });
+  });
+}
+
+/** The values of `run`'s flags once the environment and the config file have filled them in. */
+interface RunFlags {
+  addr: string;
+  kvStore: string;
+  blobStore: string;
+  backend?: string;
+  maxMessageSize: number;
+  durability: 'full' | 'normal';
+  readOnly: boolean;
+  transactionTimeout: number;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientCa?: string;
+  authFile?: string;
+  metricsAddr?: string;
+  slowMs: number;
+  logLevel: (typeof LOG_LEVELS)[number];
+}
