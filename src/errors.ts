@@ -72,6 +72,7 @@ export const permissionDenied = (message: string): StoreError => new StoreError(
 export const resourceExhausted = (message: string): StoreError => new StoreError(status.RESOURCE_EXHAUSTED, message);
 export const unavailable = (message: string): StoreError => new StoreError(status.UNAVAILABLE, message);
 export const outOfRange = (message: string): StoreError => new StoreError(status.OUT_OF_RANGE, message);
+export const deadlineExceeded = (message: string): StoreError => new StoreError(status.DEADLINE_EXCEEDED, message);
 export const dataLoss = (message: string): StoreError => new StoreError(status.DATA_LOSS, message);
 export const internal = (message: string): StoreError => new StoreError(status.INTERNAL, message);
 

@@ -119,7 +119,8 @@ export interface StoreEngine<Ops> {
   /**
    * Runs `work` as one atomic unit and resolves only once it is committed with the engine's
    * durability setting. The store never runs two batches of one engine at once. Errors thrown by
-   * the engine inside `work` abandon the batch (nothing of it is applied).
+   * the engine inside `work` abandon the batch (nothing of it is applied). An engine may run
+   * `work` again after abandoning an attempt (a serialization failure): `work` starts afresh.
    */
   batch<T>(work: (ops: Ops) => Promise<T>): Promise<T>;
   /** Present iff the backend declares a SQL dialect. Execute runs inside `batch`; query may not. */
@@ -147,6 +148,12 @@ export interface BackendCapabilities {
   multiProcess: boolean;
   /** `:memory:` works as a store path. */
   inMemory: boolean;
+  /**
+   * What a store location is: a file path (default), or a connection URL of a database server
+   * (postgres://…): then the KV and BLOB stores may name the same database, nothing is kept in
+   * files beside the store (see test/helpers/locations.ts for fresh locations in tests).
+   */
+  storeLocation?: 'file' | 'url';
 }
 
 export type Durability = 'full' | 'normal';
@@ -155,7 +162,16 @@ export interface OpenOptions {
   /** `full`: fsync on every commit (survives power loss). `normal`: survives a process crash. */
   durability?: Durability;
   readOnly?: boolean;
+  /** Network stores: wait (retrying) while the database is unreachable at open, instead of failing. */
+  waitForStore?: boolean;
+  /** Raw SQL statements running longer than this are cancelled (engines that can; default 30 000). */
+  sqlTimeoutMs?: number;
+  /** PostgreSQL-compatible servers whose behaviour differs (postgres backend only; default `postgres`). */
+  pgDialect?: PgDialect;
 }
+
+export const PG_DIALECTS = ['postgres', 'cockroach', 'yugabyte'] as const;
+export type PgDialect = (typeof PG_DIALECTS)[number];
 
 export interface Backend {
   readonly name: string;

@@ -108,6 +108,8 @@ export class GroupCommitter<Ops> {
     let errors: (StoreError | undefined)[] | undefined;
     try {
       await this.engine.batch(async (ops) => {
+        // An engine may run this again (a serialization failure): start each attempt afresh.
+        errors = undefined;
         // Sequences that fail inside this batch; applied to the Sequence only once it commits.
         let failedHere: Set<Sequence> | undefined;
         for (let i = 0; i < jobs.length; i++) {

@@ -1,0 +1,182 @@
+/**
+ * One engine batch on PostgreSQL: one transaction on one connection. Statements that answer
+ * nothing (puts, deletes, inserts) are sent at once and not waited for — the driver pipelines
+ * them — so a batch of a thousand writes costs a few round trips, not a thousand. Their errors
+ * surface at commit (and then abandon the batch, as the contract asks). Reads queue behind the
+ * writes on the same connection, so a batch always reads its own writes.
+ *
+ * Every batch first locks the store's `_buffdb_lock` row (SELECT … FOR UPDATE): batches of all
+ * servers on one store run one at a time, so commit order is revision order, blob ids follow
+ * answer order, and a buffdb transaction validated in a batch stays valid until it commits.
+ */
+import type postgres from 'postgres';
+import type { KvRecord, MapName, MapOps, RangeQuery } from '../backend.js';
+import type { Sql } from './client.js';
+import type { Tables } from './schema.js';
+
+export type Reserved = postgres.ReservedSql<{ bigint: bigint }>;
+type Params = postgres.ParameterOrJSON<never>[];
+
+/** A raw SQL transaction on the sandbox connection that commits with this batch. */
+export interface SandboxTx {
+  commit(): Promise<void>;
+  rollback(): Promise<void>;
+}
+
+/** Raised when raw SQL must run alone in a batch: the group committer then re-runs every job on its own. */
+export class RunAloneError extends Error {
+  override readonly name = 'RunAloneError';
+}
+
+const id = (key: Buffer): string => key.toString('latin1');
+
+export class Batch {
+  private readonly pending: Promise<unknown>[] = [];
+  /** Records read or written in this batch (undefined: absent); valid while the lock is held. */
+  private readonly kvCache = new Map<string, KvRecord | undefined>();
+  private readonly mapCache = new Map<MapName, Map<string, Buffer | undefined>>();
+  /** Maps read whole into the cache: a key missing there is absent. */
+  private readonly complete = new Set<MapName>();
+  /** Something was written: commit notifies listeners (KV) and raw SQL may no longer join. */
+  dirty = false;
+  sandbox: SandboxTx | undefined;
+  /** Runs on this batch's connection once raw SQL's transaction has committed. */
+  afterSandbox: (() => Promise<void>) | undefined;
+
+  constructor(
+    readonly conn: Reserved,
+    readonly t: Tables,
+  ) {}
+
+  private writing(): void {
+    if (this.sandbox) throw new RunAloneError('raw SQL ran in this batch: later writes go to a batch of their own');
+    this.dirty = true;
+  }
+
+  /** Sends a statement now; its outcome is checked at commit. */
+  send(text: string, params: Params = []): void {
+    this.writing();
+    const q = this.conn.unsafe(text, params).execute();
+    // Checked (and rethrown) at commit; never an unhandled rejection meanwhile.
+    q.catch(() => {});
+    this.pending.push(q);
+  }
+
+  /** A statement whose rows are needed now. */
+  async rows(text: string, params: Params = []): Promise<postgres.Row[]> {
+    const rows = await this.conn.unsafe(text, params);
+    // A failed pipelined write aborts the transaction; say that, not "transaction is aborted".
+    await this.checkPending();
+    return rows as unknown as postgres.Row[];
+  }
+
+  async rawRows(text: string, params: Params = []): Promise<unknown[][]> {
+    const rows = (await this.conn.unsafe(text, params).values()) as unknown as unknown[][];
+    await this.checkPending();
+    return rows;
+  }
+
+  /** A write whose row count is needed now. */
+  async count(text: string, params: Params = []): Promise<number> {
+    this.writing();
+    const result = await this.conn.unsafe(text, params);
+    await this.checkPending();
+    return result.count;
+  }
+
+  private async checkPending(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const done = this.pending.splice(0);
+    await Promise.all(done);
+  }
+
+  /** Waits for every write sent, then commits (raw SQL's transaction first, see sql.ts). */
+  async commit(notify: Params | undefined): Promise<void> {
+    // NOTIFY is delivered at commit, so listeners never hear of a batch that rolled back.
+    if (notify && this.dirty) this.pending.push(this.conn.unsafe('SELECT pg_notify($1, $2)', notify).execute());
+    await this.checkPending();
+    if (this.sandbox) {
+      await this.sandbox.commit();
+      await this.afterSandbox?.();
+    }
+    await this.conn.unsafe('COMMIT');
+  }
+
+  async rollback(): Promise<void> {
+    await Promise.allSettled(this.pending.splice(0));
+    await this.sandbox?.rollback().catch(() => {});
+    await this.conn.unsafe('ROLLBACK').catch(() => {});
+  }
+
+  // ---------------------------------------------------------------- KV records
+
+  cachedKv(key: Buffer): KvRecord | undefined | null {
+    const k = id(key);
+    return this.kvCache.has(k) ? this.kvCache.get(k) : null;
+  }
+
+  rememberKv(key: Buffer, record: KvRecord | undefined): void {
+    this.kvCache.set(id(key), record);
+  }
+
+  // ---------------------------------------------------------------- maps
+
+  private cacheOf(map: MapName): Map<string, Buffer | undefined> {
+    let c = this.mapCache.get(map);
+    if (!c) {
+      c = new Map();
+      this.mapCache.set(map, c);
+    }
+    return c;
+  }
+
+  mapOps(): MapOps {
+    const t = this.t;
+    return {
+      get: (map, key) => {
+        const c = this.cacheOf(map);
+        const k = id(key);
+        if (c.has(k) || this.complete.has(map)) return c.get(k);
+        return this.rawRows(`SELECT v FROM ${t.map(map)} WHERE k = $1`, [key]).then((rows) => {
+          const v = rows[0]?.[0] as Buffer | undefined;
+          c.set(k, v);
+          return v;
+        });
+      },
+      put: (map, key, value) => {
+        this.cacheOf(map).set(id(key), value);
+        this.send(`INSERT INTO ${t.map(map)} (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v`, [
+          key,
+          value,
+        ]);
+      },
+      delete: (map, key) => {
+        this.cacheOf(map).set(id(key), undefined);
+        this.send(`DELETE FROM ${t.map(map)} WHERE k = $1`, [key]);
+      },
+      range: (map, q) =>
+        this.rawRows(rangeSql(t.map(map), 'k', 'k, v', q), rangeParams(q)) as Promise<[Buffer, Buffer][]>,
+    };
+  }
+
+  /** Loads a whole (small) map into the cache: the meta map, read by every batch. */
+  async preload(map: MapName): Promise<void> {
+    const c = this.cacheOf(map);
+    for (const [k, v] of await this.rawRows(`SELECT k, v FROM ${this.t.map(map)}`)) c.set(id(k as Buffer), v as Buffer);
+    this.complete.add(map);
+  }
+}
+
+/** SELECT of a key range in byte order (bytea compares as memcmp). */
+export function rangeSql(table: string, key: string, columns: string, q: RangeQuery): string {
+  const end = q.end !== undefined ? ` AND ${key} < $2` : '';
+  const limit = q.end !== undefined ? '$3' : '$2';
+  return `SELECT ${columns} FROM ${table} WHERE ${key} >= $1${end} ORDER BY ${key} ${q.reverse ? 'DESC' : 'ASC'} LIMIT ${limit}`;
+}
+
+export function rangeParams(q: RangeQuery): Params {
+  const limit = Math.min(q.limit, Number.MAX_SAFE_INTEGER);
+  return (q.end !== undefined ? [q.start, q.end, limit] : [q.start, limit]) as Params;
+}
+
+export type { Sql };
