@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
  * it needs when it runs, so `buffdb kv get` never loads gRPC, the server or another backend.
  */
 import { Command, type CommandUnknownOpts, InvalidArgumentError, Option } from '@commander-js/extra-typings';
+import { PG_DIALECTS } from '../backends/backend.js';
 import { BACKEND_NAMES, DEFAULT_BACKEND } from '../backends/index.js';
 import { DEFAULT_ADDR, DEFAULT_BLOB_STORE, DEFAULT_KV_STORE, DEFAULT_MAX_MESSAGE_SIZE } from '../defaults.js';
 import { CliError, describeError, EXIT, EXIT_CODES_HELP, exitCodeFor } from './exit-codes.js';
@@ -307,8 +308,8 @@ function buildRun(program: CommandUnknownOpts): void {
     .description('start the gRPC server (Kv, Blob and Query services); stops cleanly on SIGINT/SIGTERM')
     .argument('[ADDR]', `address to listen on (default: ${DEFAULT_ADDR})`)
     .option('--addr <ADDR>', 'address to listen on', DEFAULT_ADDR)
-    .option('--kv-store <PATH>', 'KV store file', DEFAULT_KV_STORE)
-    .option('--blob-store <PATH>', 'BLOB store file', DEFAULT_BLOB_STORE)
+    .option('--kv-store <PATH>', 'KV store file (postgres: a postgres://… URL)', DEFAULT_KV_STORE)
+    .option('--blob-store <PATH>', 'BLOB store file (postgres: a postgres://… URL)', DEFAULT_BLOB_STORE)
     .addOption(backendOption())
     .option('--max-message-size <SIZE>', 'largest gRPC message accepted or sent', parseSize, DEFAULT_MAX_MESSAGE_SIZE)
     .addOption(
@@ -326,7 +327,20 @@ function buildRun(program: CommandUnknownOpts): void {
       parseMilliseconds,
       30_000,
     )
-    .addHelpText('after', example('buffdb run [::1]:50051 --kv-store kv_store.db --blob-store blob_store.db'))
+    .option('--wait-for-db', 'stores on a database server (postgres): wait for it at start instead of exiting', false)
+    .option('--sql-timeout <MS>', 'cancel raw SQL statements running longer (postgres)', parseMilliseconds, 30_000)
+    .addOption(
+      new Option('--pg-dialect <NAME>', 'the PostgreSQL-compatible server behind a postgres:// store')
+        .choices(PG_DIALECTS)
+        .default('postgres' as const),
+    )
+    .addHelpText(
+      'after',
+      example(
+        'buffdb run [::1]:50051 --kv-store kv_store.db --blob-store blob_store.db',
+        'buffdb -b postgres run --kv-store postgres://buffdb@db:5432/app --blob-store postgres://buffdb@db:5432/app',
+      ),
+    )
     .action(async (addrArg, opts, cmd) => {
       const { runServer } = await import('./run-command.js');
       await runServer({
@@ -338,6 +352,9 @@ function buildRun(program: CommandUnknownOpts): void {
         durability: opts.durability,
         readOnly: opts.readOnly,
         transactionTimeoutMs: opts.transactionTimeout,
+        waitForDb: opts.waitForDb,
+        sqlTimeoutMs: opts.sqlTimeout,
+        pgDialect: opts.pgDialect,
       });
     });
 }

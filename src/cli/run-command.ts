@@ -1,7 +1,8 @@
 /** `buffdb run`: open the stores, serve Kv, Blob and Query, stop cleanly on SIGINT/SIGTERM. */
 import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import type { Durability } from '../backends/backend.js';
+import type { Durability, PgDialect } from '../backends/backend.js';
+import { type BackendName, capabilitiesOf, loadBackend } from '../backends/index.js';
 import { startServer } from '../server/server.js';
 import { BuffDb } from '../store/buffdb.js';
 import { CliError, EXIT } from './exit-codes.js';
@@ -16,6 +17,31 @@ export interface RunOptions {
   readOnly: boolean;
   /** Default lifetime of a transaction that is neither committed nor rolled back. */
   transactionTimeoutMs?: number;
+  /** Stores on a database server: wait for it at start instead of exiting (--wait-for-db). */
+  waitForDb?: boolean;
+  /** Raw SQL statement timeout (--sql-timeout), where the engine can cancel one. */
+  sqlTimeoutMs?: number;
+  pgDialect?: PgDialect;
+}
+
+/** Stores that are URLs (postgres://…) are checked by their backend, files here. */
+async function checkStores(options: RunOptions): Promise<void> {
+  if (capabilitiesOf(options.backend as BackendName).storeLocation !== 'url') {
+    validateStorePath(options.kvStore, 'KV', options.readOnly, options.backend);
+    validateStorePath(options.blobStore, 'BLOB', options.readOnly, options.backend);
+    return;
+  }
+  const backend = await loadBackend(options.backend);
+  for (const [path, label] of [
+    [options.kvStore, 'KV'],
+    [options.blobStore, 'BLOB'],
+  ] as const) {
+    try {
+      backend.checkPath?.(path, label, options.readOnly);
+    } catch (err) {
+      throw new CliError(EXIT.USAGE, (err as Error).message);
+    }
+  }
 }
 
 /**
@@ -90,8 +116,7 @@ function writable(path: string): boolean {
 }
 
 export async function runServer(options: RunOptions): Promise<void> {
-  validateStorePath(options.kvStore, 'KV', options.readOnly, options.backend);
-  validateStorePath(options.blobStore, 'BLOB', options.readOnly, options.backend);
+  await checkStores(options);
   const db = await BuffDb.open({
     backend: options.backend,
     kvStore: options.kvStore,
@@ -99,6 +124,9 @@ export async function runServer(options: RunOptions): Promise<void> {
     durability: options.durability,
     readOnly: options.readOnly,
     transactionTimeoutMs: options.transactionTimeoutMs,
+    waitForStore: options.waitForDb,
+    sqlTimeoutMs: options.sqlTimeoutMs,
+    pgDialect: options.pgDialect,
   });
   let running: Awaited<ReturnType<typeof startServer>>;
   try {
@@ -107,6 +135,8 @@ export async function runServer(options: RunOptions): Promise<void> {
     await db.close();
     throw new Error(`cannot listen on ${options.addr}: ${(err as Error).message}`);
   }
+  // Transaction ids name this server, so a server sharing the store can say where one lives.
+  db.transactions.serverName = running.addr;
   // Logs name addresses and paths only: never request contents, keys or values.
   const log = (msg: string): void => {
     process.stderr.write(`${new Date().toISOString()} buffdb: ${msg}\n`);

