@@ -5,6 +5,7 @@ import type { Durability, PgDialect } from '../backends/backend.js';
 import { type BackendName, capabilitiesOf, loadBackend } from '../backends/index.js';
 import { startServer } from '../server/server.js';
 import { BuffDb } from '../store/buffdb.js';
+import { displayLocation } from '../store/open-store.js';
 import { CliError, EXIT } from './exit-codes.js';
 
 export interface RunOptions {
@@ -165,7 +166,8 @@ export async function runServer(options: RunOptions): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   log(
-    `listening on ${running.addr} (backend ${options.backend}, kv ${options.kvStore}, blob ${options.blobStore}` +
+    `listening on ${running.addr} (backend ${options.backend}, kv ${displayLocation(options.kvStore)}, ` +
+      `blob ${displayLocation(options.blobStore)}` +
       `${options.readOnly ? ', read-only' : ''})`,
   );
   // Machine-readable line on stdout, for scripts and tests that start the server on port 0.

@@ -132,7 +132,11 @@ export async function dropSchemas(base: string, schemas: string[]): Promise<void
 }
 
 /** Fresh store locations for `backend`: files in `dir`, or for URL backends a schema per store. */
-export async function storeLocator(backend: string): Promise<{
+export async function storeLocator(
+  backend: string,
+  /** A postgres URL to use instead of the shared server. */
+  base?: string,
+): Promise<{
   locate(name: string): { kvStore: string; blobStore: string };
   dispose(): Promise<void>;
 }> {
@@ -143,7 +147,7 @@ export async function storeLocator(backend: string): Promise<{
       dispose: async () => rmSync(dir, { recursive: true, force: true }),
     };
   }
-  const { url } = await sharedPostgres();
+  const url = base ?? (await sharedPostgres()).url;
   const made = new Map<string, string>();
   const schemaOf = (name: string): string => {
     let s = made.get(name);

@@ -109,7 +109,13 @@ export interface ServerProcess {
 }
 
 /** Starts `buffdb run ARGS` as a child process (give it an address such as 127.0.0.1:0) and waits until it listens. */
-export function spawnServer(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
+export function spawnServer(
+  args: string[],
+  cwd: string,
+  env: NodeJS.ProcessEnv = {},
+  /** Sees stderr as it comes, before the server listens (e.g. "waiting for PostgreSQL"). */
+  onStderr?: (text: string) => void,
+): Promise<ServerProcess> {
   const child = spawn(process.execPath, [CLI, 'run', ...args], {
     cwd,
     env: { ...process.env, ...env },
@@ -119,6 +125,7 @@ export function spawnServer(args: string[], cwd: string, env: NodeJS.ProcessEnv 
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {
     stderr += d.toString();
+    onStderr?.(stderr);
   });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) =>
     child.on('exit', (code, signal) => res({ code, signal })),

@@ -11,7 +11,8 @@
  */
 import type postgres from 'postgres';
 import type { KvRecord, MapName, MapOps, RangeQuery } from '../backend.js';
-import type { Sql } from './client.js';
+import type { ConnectionWatch, Sql } from './client.js';
+import { isConnectionError } from './errors.js';
 import type { Tables } from './schema.js';
 
 export type Reserved = postgres.ReservedSql<{ bigint: bigint }>;
@@ -43,20 +44,63 @@ export class Batch {
   /** Runs on this batch's connection once raw SQL's transaction has committed. */
   afterSandbox: (() => Promise<void>) | undefined;
 
+  /**
+   * The connection failed: nothing more is sent on it (the driver would write to a closed socket).
+   * Set by the first query that fails with a connection error.
+   */
+  private lost: unknown;
+
+  /** Stops following the connection's close (see ConnectionWatch). */
+  unwatch: (() => void) | undefined;
+
   constructor(
     readonly conn: Reserved,
     readonly t: Tables,
   ) {}
+
+  /** Sends `text` unless the connection is lost; notes a lost connection from the outcome. */
+  private run<T>(make: () => Promise<T>): Promise<T> {
+    if (this.lost !== undefined) return Promise.reject(this.lost);
+    const q = make();
+    q.catch((err: unknown) => {
+      if (isConnectionError(err)) this.lost ??= err;
+    });
+    return q;
+  }
 
   private writing(): void {
     if (this.sandbox) throw new RunAloneError('raw SQL ran in this batch: later writes go to a batch of their own');
     this.dirty = true;
   }
 
+  /**
+   * Whether the connection may go back to the pool: not once it closed (the driver reconnects a
+   * closed connection by itself; releasing it would put it among the open ones).
+   */
+  get reusable(): boolean {
+    return this.lost === undefined;
+  }
+
+  /** The connection closed under this batch: nothing more may be sent on it. */
+  connectionClosed(): void {
+    this.lost ??= Object.assign(new Error('the connection to the database closed'), { code: 'CONNECTION_CLOSED' });
+  }
+
+  /** BEGIN, the lock row (unless read-only) and the meta map, in one round trip. */
+  async start(begin: string, lockTable: string | undefined, watch: ConnectionWatch): Promise<void> {
+    watch.capture = (id) => {
+      this.unwatch = watch.watch(id, () => this.connectionClosed());
+    };
+    const sent = [this.run(() => this.conn.unsafe(begin).execute())];
+    if (lockTable)
+      sent.push(this.run(() => this.conn.unsafe(`SELECT n FROM ${lockTable} WHERE id = 1 FOR UPDATE`).execute()));
+    await Promise.all([...sent, this.preload('meta')]);
+  }
+
   /** Sends a statement now; its outcome is checked at commit. */
   send(text: string, params: Params = []): void {
     this.writing();
-    const q = this.conn.unsafe(text, params).execute();
+    const q = this.run(() => this.conn.unsafe(text, params).execute());
     // Checked (and rethrown) at commit; never an unhandled rejection meanwhile.
     q.catch(() => {});
     this.pending.push(q);
@@ -64,14 +108,14 @@ export class Batch {
 
   /** A statement whose rows are needed now. */
   async rows(text: string, params: Params = []): Promise<postgres.Row[]> {
-    const rows = await this.conn.unsafe(text, params);
+    const rows = await this.run(() => this.conn.unsafe(text, params));
     // A failed pipelined write aborts the transaction; say that, not "transaction is aborted".
     await this.checkPending();
     return rows as unknown as postgres.Row[];
   }
 
   async rawRows(text: string, params: Params = []): Promise<unknown[][]> {
-    const rows = (await this.conn.unsafe(text, params).values()) as unknown as unknown[][];
+    const rows = (await this.run(() => this.conn.unsafe(text, params).values())) as unknown as unknown[][];
     await this.checkPending();
     return rows;
   }
@@ -79,7 +123,7 @@ export class Batch {
   /** A write whose row count is needed now. */
   async count(text: string, params: Params = []): Promise<number> {
     this.writing();
-    const result = await this.conn.unsafe(text, params);
+    const result = await this.run(() => this.conn.unsafe(text, params));
     await this.checkPending();
     return result.count;
   }
@@ -93,19 +137,25 @@ export class Batch {
   /** Waits for every write sent, then commits (raw SQL's transaction first, see sql.ts). */
   async commit(notify: Params | undefined): Promise<void> {
     // NOTIFY is delivered at commit, so listeners never hear of a batch that rolled back.
-    if (notify && this.dirty) this.pending.push(this.conn.unsafe('SELECT pg_notify($1, $2)', notify).execute());
+    if (notify && this.dirty)
+      this.pending.push(this.run(() => this.conn.unsafe('SELECT pg_notify($1, $2)', notify).execute()));
     await this.checkPending();
     if (this.sandbox) {
       await this.sandbox.commit();
       await this.afterSandbox?.();
     }
-    await this.conn.unsafe('COMMIT');
+    await this.run(() => this.conn.unsafe('COMMIT'));
   }
 
+  /**
+   * Abandons the transaction. After a lost connection there is nothing to roll back (the database
+   * ended the session), and a statement sent on it would wait for a reconnect: none is sent.
+   */
   async rollback(): Promise<void> {
     await Promise.allSettled(this.pending.splice(0));
+    if (this.lost !== undefined) return;
     await this.sandbox?.rollback().catch(() => {});
-    await this.conn.unsafe('ROLLBACK').catch(() => {});
+    await this.run(() => this.conn.unsafe('ROLLBACK')).catch(() => {});
   }
 
   // ---------------------------------------------------------------- KV records

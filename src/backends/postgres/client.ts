@@ -27,6 +27,36 @@ export interface ClientOptions {
   password?: string;
   /** Extra type parsers (raw SQL reads more types than buffdb's own statements). */
   types?: Record<string, postgres.PostgresType>;
+  /** Told which connection (by the driver's id) each statement goes to, and when a connection closes. */
+  connections?: ConnectionWatch;
+}
+
+/**
+ * The driver sends a statement given to a reserved connection even after that connection closed,
+ * and then fails outside any promise (a write to a closed socket). So the engine follows which
+ * connection it holds and stops using it once it closes.
+ */
+export class ConnectionWatch {
+  /** Set just before a statement is handed to the driver: it learns its connection id. */
+  capture: ((id: number) => void) | undefined;
+  private readonly closedListeners = new Map<number, () => void>();
+
+  onStatement = (id: number): void => {
+    this.capture?.(id);
+    this.capture = undefined;
+  };
+
+  onClose = (id: number): void => {
+    this.closedListeners.get(id)?.();
+  };
+
+  /** Calls `listener` if connection `id` closes; returns a function that stops watching. */
+  watch(id: number, listener: () => void): () => void {
+    this.closedListeners.set(id, listener);
+    return () => {
+      if (this.closedListeners.get(id) === listener) this.closedListeners.delete(id);
+    };
+  }
 }
 
 export function createClient(loc: PgLocation, options: ClientOptions): Sql {
@@ -40,6 +70,9 @@ export function createClient(loc: PgLocation, options: ClientOptions): Sql {
     ...(options.password !== undefined ? { password: options.password } : {}),
     connection: { application_name: 'buffdb', ...options.connection },
     types: { bigint: BIGINT, ...options.types },
+    ...(options.connections
+      ? { debug: options.connections.onStatement as never, onclose: options.connections.onClose }
+      : {}),
   }) as unknown as Sql;
 }
 

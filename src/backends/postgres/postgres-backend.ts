@@ -12,8 +12,8 @@ import { randomBytes } from 'node:crypto';
 import type { BlobEngineOps, KvEngineOps, OpenOptions, PgDialect, SqlOps, StoreEngine } from '../backend.js';
 import type { BackendImpl } from '../index.js';
 import { Batch, type Reserved } from './batch.js';
-import { checkReachable, createClient, ownerSettings, type Sql } from './client.js';
-import { isRetryable, mapPgError } from './errors.js';
+import { ConnectionWatch, checkReachable, createClient, ownerSettings, type Sql } from './client.js';
+import { isConnectionError, isRetryable, mapPgError } from './errors.js';
 import { type PgLocation, parseLocation, type StoreKind } from './location.js';
 import { blobOps, kvOps } from './ops.js';
 import { migrate, type SandboxLogin, Tables } from './schema.js';
@@ -33,7 +33,10 @@ class PgEngine<Ops> implements StoreEngine<Ops> {
   private readonly channel: string;
 
   constructor(
-    private readonly client: Sql,
+    private client: Sql,
+    private readonly watch: ConnectionWatch,
+    /** A fresh pool (see renew). */
+    private readonly newClient: () => Sql,
     private readonly sandbox: Sql | undefined,
     sandboxUnavailable: string,
     private readonly t: Tables,
@@ -52,29 +55,43 @@ class PgEngine<Ops> implements StoreEngine<Ops> {
 
   async batch<T>(work: (ops: Ops) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      const conn = (await this.client.reserve()) as unknown as Reserved;
+      let conn: Reserved;
+      try {
+        conn = (await this.client.reserve()) as unknown as Reserved;
+      } catch (err) {
+        if (isConnectionError(err)) this.renew();
+        throw err;
+      }
       const b = new Batch(conn, this.t);
       if (this.kind === 'blob') b.afterSandbox = () => repairBlobSequence(conn, this.t);
       this.current = b;
       try {
-        const begin = conn.unsafe(this.readOnly ? 'BEGIN READ ONLY' : 'BEGIN').execute();
         // The store lock first: every batch of every server on this store runs one at a time.
-        const lock = this.readOnly
-          ? undefined
-          : conn.unsafe(`SELECT n FROM ${this.t.lock} WHERE id = 1 FOR UPDATE`).execute();
-        await Promise.all([begin, lock, b.preload('meta')]);
+        await b.start(this.readOnly ? 'BEGIN READ ONLY' : 'BEGIN', this.readOnly ? undefined : this.t.lock, this.watch);
         const result = await work(this.makeOps(b));
         await b.commit(this.notifies() ? [this.channel, this.serverId] : undefined);
         return result;
       } catch (err) {
         await b.rollback();
+        if (!b.reusable || isConnectionError(err)) this.renew();
         if (!isRetryable(err) || attempt >= MAX_ATTEMPTS) throw err;
         await sleep(Math.random() * Math.min(5 * 2 ** attempt, 200));
       } finally {
         this.current = undefined;
-        conn.release();
+        b.unwatch?.();
+        if (b.reusable) conn.release();
       }
     }
+  }
+
+  /**
+   * After a lost connection the driver's pool can be left holding connections it never hands out
+   * again (seen with PostgreSQL restarting); a new pool is cheap, and reconnects within a second.
+   */
+  private renew(): void {
+    const old = this.client;
+    this.client = this.newClient();
+    void old.end({ timeout: 0 }).catch(() => {});
   }
 
   /** LISTEN/NOTIFY is a hint only (the store polls too); CockroachDB and YugabyteDB lack it. */
@@ -117,10 +134,14 @@ async function open<Ops>(
   const loc = parseLocation(path, kind);
   const readOnly = options.readOnly ?? false;
   const dialect = options.pgDialect ?? 'postgres';
-  const client = createClient(loc, {
-    max: 3,
-    connection: ownerSettings(loc.schema, options.durability ?? 'full', readOnly),
-  });
+  const watch = new ConnectionWatch();
+  const newClient = (): Sql =>
+    createClient(loc, {
+      max: 3,
+      connections: watch,
+      connection: ownerSettings(loc.schema, options.durability ?? 'full', readOnly),
+    });
+  const client = newClient();
   let sandbox: Sql | undefined;
   try {
     await checkReachable(client, loc, options.waitForStore ?? false);
@@ -143,6 +164,8 @@ async function open<Ops>(
     }
     return new PgEngine(
       client,
+      watch,
+      newClient,
       sandbox,
       'unavailable' in login ? login.unavailable : '',
       t,
