@@ -113,6 +113,31 @@ describe('several servers on one PostgreSQL store', () => {
     assert.deepEqual((await getKv(b, 'tx-key')).out, [{ value: winner }]);
   });
 
+  it('group commit: a thousand Sets on one stream share a few database transactions', async () => {
+    const database = new URL(kvStore);
+    database.search = '';
+    const admin = (await import('postgres')).default(database.toString(), { max: 1, onnotice: () => {} });
+    try {
+      const schema = new URL(kvStore).searchParams.get('schema')!;
+      const historyRows = async (): Promise<number> =>
+        Number((await admin.unsafe(`SELECT count(*)::int AS n FROM "${schema}"._buffdb_history`))[0]!.n);
+      // Every write transaction takes a transaction id: the ids used count the transactions.
+      const xid = async (): Promise<number> => Number((await admin.unsafe('SELECT txid_current()::bigint AS n'))[0]!.n);
+      const before = { history: await historyRows(), xid: await xid() };
+      const res = await bidi(
+        a.kv.set(),
+        Array.from({ length: 1000 }, (_, i) => ({ key: `gc-${i}`, value: 'v' })),
+      );
+      assert.equal(res.err, undefined);
+      assert.equal(res.out.length, 1000);
+      assert.equal((await historyRows()) - before.history, 1000, 'one revision per Set');
+      const used = (await xid()) - before.xid - 1;
+      assert.ok(used < 200, `${used} database commits for 1000 Sets`);
+    } finally {
+      await admin.end({ timeout: 1 });
+    }
+  });
+
   it('a transaction id used on the other server fails naming the server that owns it', async () => {
     const ta = await begin(a.kv);
     const res = await setKv(b, 'x', 'y', ta);
