@@ -89,8 +89,13 @@ export interface BlobOps {
    * without storing a blob, and durably marks it used so it is never handed out again.
    */
   reserveId(): MaybePromise<number>;
-  /** Stores a blob under an id from `reserveId`, replacing any blob there. */
+  /**
+   * Stores a blob under an id from `reserveId` (or copied from another store), replacing any blob
+   * there; later ids handed out are larger.
+   */
   insertWithId(id: number, data: Uint8Array, metadata: string | null): MaybePromise<void>;
+  /** Optional (for `buffdb migrate`): the ids after `after`, ascending, at most `limit`. */
+  ids?(after: number, limit: number): MaybePromise<number[]>;
 }
 
 export type KvEngineOps = KvOps & { readonly maps: MapOps };

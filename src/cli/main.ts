@@ -359,6 +359,28 @@ function buildRun(program: CommandUnknownOpts): void {
     });
 }
 
+function buildMigrate(program: CommandUnknownOpts): void {
+  program
+    .command('migrate')
+    .description(
+      'copy a KV and a BLOB store to another backend: keys with their revisions, history and leases, blobs with their ids.\n' +
+        'The destination must be empty; stop writers of the source first.',
+    )
+    .requiredOption('--from <SPEC>', 'BACKEND:KV_STORE,BLOB_STORE (sqlite:kv.db,blob.db), or a postgres:// URL')
+    .requiredOption('--to <SPEC>', 'the same form; a postgres:// URL holds both stores (a schema each)')
+    .addHelpText(
+      'after',
+      example(
+        'buffdb migrate --from sqlite:kv_store.db,blob_store.db --to postgres://buffdb@db:5432/app',
+        'buffdb migrate --from postgres://buffdb@db:5432/app --to sqlite:kv.db,blob.db',
+      ),
+    )
+    .action(async (opts) => {
+      const { migrate } = await import('./migrate-command.js');
+      await migrate(opts.from, opts.to, (line) => process.stderr.write(`buffdb: ${line}\n`));
+    });
+}
+
 function parseMilliseconds(value: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n <= 0)
@@ -398,6 +420,7 @@ export function buildProgram(): CommandUnknownOpts {
       )}\n${EXIT_CODES_HELP}`,
     ) as unknown as CommandUnknownOpts;
   buildRun(program);
+  buildMigrate(program);
   buildKv(program);
   buildBlob(program);
   program

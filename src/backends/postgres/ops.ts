@@ -121,7 +121,16 @@ export function blobOps(b: Batch): BlobEngineOps {
       return (await b.count(`DELETE FROM ${t.blob} WHERE id = $1`, [id])) > 0;
     },
     reserveId: () => ids.next(),
-    insertWithId: (id, data, metadata) => insert(id, data, metadata),
+    insertWithId: (id, data, metadata) => {
+      insert(id, data, metadata);
+      // An id copied from another store (buffdb migrate, a commit log) is never handed out again.
+      const seq = t.blobSeq.replaceAll("'", "''");
+      b.send(`SELECT setval('${seq}', $1) WHERE $1 > (SELECT last_value FROM ${t.blobSeq})`, [id]);
+    },
+    ids: async (after, limit) =>
+      (await b.rawRows(`SELECT id FROM ${t.blob} WHERE id > $1 ORDER BY id LIMIT $2`, [after, limit])).map((r) =>
+        Number(r[0]),
+      ),
     maps: b.mapOps(),
   };
 }

@@ -274,6 +274,7 @@ function blobOps(db: Db): BlobEngineOps {
   );
   const bump = db.prepare<[number]>("UPDATE sqlite_sequence SET seq = ? WHERE name = 'blob'");
   const first = db.prepare<[number]>("INSERT INTO sqlite_sequence (name, seq) VALUES ('blob', ?)");
+  const ids = db.prepare<[number, number], number>('SELECT id FROM blob WHERE id > ? ORDER BY id LIMIT ?').pluck();
   const insertWithId = db.prepare<[number, Uint8Array, string | null]>(
     'INSERT OR REPLACE INTO blob (id, data, metadata) VALUES (?, ?, ?)',
   );
@@ -302,6 +303,7 @@ function blobOps(db: Db): BlobEngineOps {
     insertWithId: (id, data, metadata) => {
       insertWithId.run(id, data, metadata);
     },
+    ids: (after, limit) => ids.all(after, limit).map(Number),
     maps:
       db.readonly && !tableExists(db, mapTable('meta'))
         ? READ_ONLY_MAPS
