@@ -4,25 +4,13 @@ import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { rangeArgs } from '../src/conformance/mvcc-suite.js';
 import { BuffDb } from '../src/store/buffdb.js';
 import { singleKey } from '../src/store/kv/key-span.js';
-import type { RangeArgs } from '../src/store/kv/kv-api.js';
 import { storeLocator } from './helpers/postgres.js';
 import { CLI, tempDir } from './helpers/server.js';
 
-const rangeOf = (key: string, revision = 0): RangeArgs => ({
-  span: singleKey(Buffer.from(key)),
-  limit: 0,
-  revision,
-  sortOrder: 'none',
-  sortTarget: 'key',
-  keysOnly: false,
-  countOnly: false,
-  minModRev: 0,
-  maxModRev: 0,
-  minCreateRev: 0,
-  maxCreateRev: 0,
-});
+const rangeOf = (key: string, revision = 0) => rangeArgs(singleKey(Buffer.from(key)), { revision });
 
 function migrate(from: string, to: string): { status: number | null; stderr: string } {
   const res = spawnSync(process.execPath, [CLI, 'migrate', '--from', from, '--to', to], { encoding: 'utf8' });

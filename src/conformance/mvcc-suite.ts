@@ -14,7 +14,7 @@ import type { PutArgs, RangeArgs, TxnArgs } from '../store/kv/kv-api.js';
 const b = (s: string | number[]): Buffer => (typeof s === 'string' ? Buffer.from(s) : Buffer.from(s));
 const text = (kvs: KvRecord[]): string[] => kvs.map((kv) => kv.key.toString());
 
-function rangeArgs(span: KeySpan, extra: Partial<RangeArgs> = {}): RangeArgs {
+export function rangeArgs(span: KeySpan, extra: Partial<RangeArgs> = {}): RangeArgs {
   return {
     span,
     limit: 0,
