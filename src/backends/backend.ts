@@ -126,8 +126,9 @@ export interface StoreEngine<Ops> {
    * durability setting. The store never runs two batches of one engine at once. Errors thrown by
    * the engine inside `work` abandon the batch (nothing of it is applied). An engine may run
    * `work` again after abandoning an attempt (a serialization failure): `work` starts afresh.
+   * `keys`: keys (UTF-8) the batch will read (KV stores), a hint an engine may use to fetch them at once.
    */
-  batch<T>(work: (ops: Ops) => Promise<T>): Promise<T>;
+  batch<T>(work: (ops: Ops) => Promise<T>, keys?: readonly string[]): Promise<T>;
   /** Present iff the backend declares a SQL dialect. Execute runs inside `batch`; query may not. */
   readonly sql?: SqlOps;
   /** The engine's own errors as a status a client can act on (disk full, busy, damaged, …). */

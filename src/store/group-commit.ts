@@ -27,6 +27,8 @@ interface Job<Ops> {
   resolve: ((value: unknown) => void) | undefined;
   reject: ((err: StoreError) => void) | undefined;
   seq: Sequence | undefined;
+  /** A key the job reads (a hint for engines that fetch a batch's keys at once). */
+  key: string | undefined;
 }
 
 function answer<Ops>(job: Job<Ops>, err: StoreError | null, result?: unknown): void {
@@ -48,22 +50,22 @@ export class GroupCommitter<Ops> {
   constructor(readonly engine: StoreEngine<Ops>) {}
 
   /** Queues `run`; `done` is called after the batch holding it has committed (or failed). */
-  submit<R>(run: (ops: Ops) => R | Promise<R>, done: Done<R>, seq?: Sequence): void {
+  submit<R>(run: (ops: Ops) => R | Promise<R>, done: Done<R>, seq?: Sequence, key?: string): void {
     if (this.closed) {
       done(shuttingDown());
       return;
     }
-    this.enqueue({ run, done: done as Done<unknown>, resolve: undefined, reject: undefined, seq });
+    this.enqueue({ run, done: done as Done<unknown>, resolve: undefined, reject: undefined, seq, key });
   }
 
   /** Promise form of submit, for callers that do one thing at a time (CLI, library). */
-  run<R>(run: (ops: Ops) => R | Promise<R>, seq?: Sequence): Promise<R> {
+  run<R>(run: (ops: Ops) => R | Promise<R>, seq?: Sequence, key?: string): Promise<R> {
     return new Promise((resolve, reject) => {
       if (this.closed) {
         reject(shuttingDown());
         return;
       }
-      this.enqueue({ run, done: undefined, resolve: resolve as (value: unknown) => void, reject, seq });
+      this.enqueue({ run, done: undefined, resolve: resolve as (value: unknown) => void, reject, seq, key });
     });
   }
 
@@ -106,6 +108,8 @@ export class GroupCommitter<Ops> {
     const results: unknown[] = new Array(jobs.length);
     // Allocated only when something fails (the common batch has no errors).
     let errors: (StoreError | undefined)[] | undefined;
+    let keys: string[] | undefined;
+    for (const job of jobs) if (job.key) (keys ??= []).push(job.key);
     try {
       await this.engine.batch(async (ops) => {
         // An engine may run this again (a serialization failure): start each attempt afresh.
@@ -133,7 +137,7 @@ export class GroupCommitter<Ops> {
             }
           }
         }
-      });
+      }, keys);
     } catch (err) {
       // The batch did not commit. Run each job on its own so one bad operation costs only itself
       // (and the rest of its own stream), never its neighbours.

@@ -13,6 +13,7 @@ import type postgres from 'postgres';
 import type { KvRecord, MapName, MapOps, RangeQuery } from '../backend.js';
 import type { ConnectionWatch, Sql } from './client.js';
 import { isConnectionError } from './errors.js';
+import { toRecord } from './records.js';
 import type { Tables } from './schema.js';
 
 export type Reserved = postgres.ReservedSql<{ bigint: bigint }>;
@@ -36,6 +37,12 @@ export class Batch {
   /** Records read or written in this batch (undefined: absent); valid while the lock is held. */
   private readonly kvCache = new Map<string, KvRecord | undefined>();
   private readonly mapCache = new Map<MapName, Map<string, Buffer | undefined>>();
+  /**
+   * KV records and map entries written and not yet sent (null: deleted): sent in bulk — one
+   * statement per table — before the batch reads a range and at commit.
+   */
+  private readonly kvPending = new Map<string, KvRecord | null>();
+  private readonly mapPending = new Map<MapName, Map<string, [Buffer, Buffer | null]>>();
   /** Maps read whole into the cache: a key missing there is absent. */
   private readonly complete = new Set<MapName>();
   /** Something was written: commit notifies listeners (KV) and raw SQL may no longer join. */
@@ -86,15 +93,20 @@ export class Batch {
     this.lost ??= Object.assign(new Error('the connection to the database closed'), { code: 'CONNECTION_CLOSED' });
   }
 
-  /** BEGIN, the lock row (unless read-only) and the meta map, in one round trip. */
-  async start(begin: string, lockTable: string | undefined, watch: ConnectionWatch): Promise<void> {
+  /** BEGIN, the lock row (unless read-only), the meta map and the hinted keys, in one round trip. */
+  async start(
+    begin: string,
+    lockTable: string | undefined,
+    watch: ConnectionWatch,
+    keys: readonly string[] | undefined,
+  ): Promise<void> {
     watch.capture = (id) => {
       this.unwatch = watch.watch(id, () => this.connectionClosed());
     };
     const sent = [this.run(() => this.conn.unsafe(begin).execute())];
     if (lockTable)
       sent.push(this.run(() => this.conn.unsafe(`SELECT n FROM ${lockTable} WHERE id = 1 FOR UPDATE`).execute()));
-    await Promise.all([...sent, this.preload('meta')]);
+    await Promise.all([...sent, this.preload('meta'), ...(keys?.length ? [this.prefetchKv(keys)] : [])]);
   }
 
   /** Sends a statement now; its outcome is checked at commit. */
@@ -136,6 +148,7 @@ export class Batch {
 
   /** Waits for every write sent, then commits (raw SQL's transaction first, see sql.ts). */
   async commit(notify: Params | undefined): Promise<void> {
+    this.flush();
     // NOTIFY is delivered at commit, so listeners never hear of a batch that rolled back.
     if (notify && this.dirty)
       this.pending.push(this.run(() => this.conn.unsafe('SELECT pg_notify($1, $2)', notify).execute()));
@@ -193,20 +206,95 @@ export class Batch {
           return v;
         });
       },
-      put: (map, key, value) => {
-        this.cacheOf(map).set(id(key), value);
-        this.send(`INSERT INTO ${t.map(map)} (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v`, [
-          key,
-          value,
-        ]);
+      put: (map, key, value) => this.writeMap(map, key, value),
+      delete: (map, key) => this.writeMap(map, key, null),
+      range: (map, q) => {
+        this.flush();
+        return this.rawRows(rangeSql(t.map(map), 'k', 'k, v', q), rangeParams(q)) as Promise<[Buffer, Buffer][]>;
       },
-      delete: (map, key) => {
-        this.cacheOf(map).set(id(key), undefined);
-        this.send(`DELETE FROM ${t.map(map)} WHERE k = $1`, [key]);
-      },
-      range: (map, q) =>
-        this.rawRows(rangeSql(t.map(map), 'k', 'k, v', q), rangeParams(q)) as Promise<[Buffer, Buffer][]>,
     };
+  }
+
+  private writeMap(map: MapName, key: Buffer, value: Buffer | null): void {
+    this.writing();
+    const k = id(key);
+    this.cacheOf(map).set(k, value ?? undefined);
+    let pending = this.mapPending.get(map);
+    if (!pending) {
+      pending = new Map();
+      this.mapPending.set(map, pending);
+    }
+    pending.set(k, [key, value]);
+  }
+
+  writeKv(key: Buffer, record: KvRecord | null): void {
+    this.writing();
+    const k = id(key);
+    this.kvCache.set(k, record ?? undefined);
+    this.kvPending.set(k, record);
+  }
+
+  /** Sends the pending writes: per table one upsert of every row written and one delete. */
+  flush(): void {
+    const bytes = (xs: Buffer[]) => this.conn.array(xs, 17) as never;
+    const ints = (xs: (number | bigint)[]) => this.conn.array(xs.map(String), 20) as never;
+    if (this.kvPending.size > 0) {
+      const puts: KvRecord[] = [];
+      const dels: Buffer[] = [];
+      for (const [k, r] of this.kvPending) {
+        if (r) puts.push(r);
+        else dels.push(Buffer.from(k, 'latin1'));
+      }
+      this.kvPending.clear();
+      if (dels.length > 0) this.send(`DELETE FROM ${this.t.kvState} WHERE key = ANY($1)`, [bytes(dels)]);
+      if (puts.length > 0) {
+        this.send(
+          `INSERT INTO ${this.t.kvState} (key, value, create_rev, mod_rev, version, lease)
+            SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::int8[], $4::int8[], $5::int8[], $6::int8[])
+            ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, create_rev = EXCLUDED.create_rev,
+              mod_rev = EXCLUDED.mod_rev, version = EXCLUDED.version, lease = EXCLUDED.lease`,
+          [
+            bytes(puts.map((r) => r.key)),
+            bytes(puts.map((r) => r.value)),
+            ints(puts.map((r) => r.createRev)),
+            ints(puts.map((r) => r.modRev)),
+            ints(puts.map((r) => r.version)),
+            ints(puts.map((r) => r.lease)),
+          ],
+        );
+      }
+    }
+    for (const [map, pending] of this.mapPending) {
+      const puts: [Buffer, Buffer][] = [];
+      const dels: Buffer[] = [];
+      for (const [key, value] of pending.values()) {
+        if (value) puts.push([key, value]);
+        else dels.push(key);
+      }
+      const table = this.t.map(map);
+      if (dels.length > 0) this.send(`DELETE FROM ${table} WHERE k = ANY($1)`, [bytes(dels)]);
+      if (puts.length > 0) {
+        this.send(
+          `INSERT INTO ${table} (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[])
+            ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v`,
+          [bytes(puts.map((p) => p[0])), bytes(puts.map((p) => p[1]))],
+        );
+      }
+    }
+    this.mapPending.clear();
+  }
+
+  /** Reads the current records of `keys` into the cache in one query (the batch's hint). */
+  prefetchKv(keys: readonly string[]): Promise<void> {
+    const unique = [...new Set(keys)].map((k) => Buffer.from(k, 'utf8'));
+    const q = this.rawRows(
+      `SELECT key, value, create_rev, mod_rev, version, lease FROM ${this.t.kvState} WHERE key = ANY($1)`,
+      [this.conn.array(unique, 17) as never],
+    );
+    return q.then((rows) => {
+      for (const key of unique) this.kvCache.set(id(key), undefined);
+      for (const row of rows) this.kvCache.set(id(row[0] as Buffer), toRecord(row));
+    });
   }
 
   /** Loads a whole (small) map into the cache: the meta map, read by every batch. */

@@ -1,20 +1,10 @@
 /** KvOps and BlobOps over one batch (see batch.ts): reads are queries, writes are pipelined. */
-import type { BlobEngineOps, BlobRecord, KvEngineOps, KvRecord } from '../backend.js';
+import type { BlobEngineOps, BlobRecord, KvEngineOps } from '../backend.js';
 import { type Batch, rangeParams, rangeSql } from './batch.js';
+import { toRecord } from './records.js';
 
 const KV_COLUMNS = 'key, value, create_rev, mod_rev, version, lease';
 const KV_KEY_COLUMNS = "key, '\\x'::bytea, create_rev, mod_rev, version, lease";
-
-function toRecord(row: unknown[]): KvRecord {
-  return {
-    key: row[0] as Buffer,
-    value: row[1] as Buffer,
-    createRev: Number(row[2]),
-    modRev: Number(row[3]),
-    version: Number(row[4]),
-    lease: BigInt(row[5] as bigint),
-  };
-}
 
 export function kvOps(b: Batch): KvEngineOps {
   const t = b.t;
@@ -28,24 +18,18 @@ export function kvOps(b: Batch): KvEngineOps {
         return record;
       });
     },
-    put: (r) => {
-      b.rememberKv(r.key, r);
-      b.send(
-        `INSERT INTO ${t.kvState} (${KV_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key) DO UPDATE SET
-          value = EXCLUDED.value, create_rev = EXCLUDED.create_rev, mod_rev = EXCLUDED.mod_rev,
-          version = EXCLUDED.version, lease = EXCLUDED.lease`,
-        [r.key, r.value, r.createRev, r.modRev, r.version, r.lease.toString()],
+    put: (r) => b.writeKv(r.key, r),
+    delete: (key) => b.writeKv(key, null),
+    range: async (q, keysOnly) => {
+      b.flush();
+      const rows = await b.rawRows(
+        rangeSql(t.kvState, 'key', keysOnly ? KV_KEY_COLUMNS : KV_COLUMNS, q),
+        rangeParams(q),
       );
+      return rows.map(toRecord);
     },
-    delete: (key) => {
-      b.rememberKv(key, undefined);
-      b.send(`DELETE FROM ${t.kvState} WHERE key = $1`, [key]);
-    },
-    range: async (q, keysOnly) =>
-      (await b.rawRows(rangeSql(t.kvState, 'key', keysOnly ? KV_KEY_COLUMNS : KV_COLUMNS, q), rangeParams(q))).map(
-        toRecord,
-      ),
     count: async (start, end) => {
+      b.flush();
       const rows = await b.rawRows(
         `SELECT count(*) FROM ${t.kvState} WHERE key >= $1${end === undefined ? '' : ' AND key < $2'}`,
         end === undefined ? [start] : [start, end],

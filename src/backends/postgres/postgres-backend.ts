@@ -53,7 +53,7 @@ class PgEngine<Ops> implements StoreEngine<Ops> {
 
   mapError = mapPgError;
 
-  async batch<T>(work: (ops: Ops) => Promise<T>): Promise<T> {
+  async batch<T>(work: (ops: Ops) => Promise<T>, keys?: readonly string[]): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       let conn: Reserved;
       try {
@@ -67,7 +67,12 @@ class PgEngine<Ops> implements StoreEngine<Ops> {
       this.current = b;
       try {
         // The store lock first: every batch of every server on this store runs one at a time.
-        await b.start(this.readOnly ? 'BEGIN READ ONLY' : 'BEGIN', this.readOnly ? undefined : this.t.lock, this.watch);
+        await b.start(
+          this.readOnly ? 'BEGIN READ ONLY' : 'BEGIN',
+          this.readOnly ? undefined : this.t.lock,
+          this.watch,
+          this.kind === 'kv' ? keys : undefined,
+        );
         const result = await work(this.makeOps(b));
         await b.commit(this.notifies() ? [this.channel, this.serverId] : undefined);
         return result;
