@@ -43,6 +43,17 @@ export class StoreError extends Error {
   }
 }
 
+/**
+ * UNAVAILABLE after the engine was asked to commit and the answer was lost (a database server that
+ * went away mid-COMMIT): the batch may or may not be committed, so it must not be run again.
+ */
+export class OutcomeUnknownError extends StoreError {
+  constructor(message: string) {
+    super(status.UNAVAILABLE, message);
+    this.name = 'OutcomeUnknownError';
+  }
+}
+
 export class NotFoundError extends StoreError {
   constructor(message: string) {
     super(status.NOT_FOUND, message);

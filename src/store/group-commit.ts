@@ -5,7 +5,7 @@
  * cost one commit instead of a thousand.
  */
 import type { StoreEngine } from '../backends/backend.js';
-import { StoreError, shuttingDown } from '../errors.js';
+import { OutcomeUnknownError, StoreError, shuttingDown } from '../errors.js';
 
 /**
  * The ordered sequence of operations of one request stream. Once one of its operations fails,
@@ -139,6 +139,16 @@ export class GroupCommitter<Ops> {
         }
       }, keys);
     } catch (err) {
+      // Committed or not, nobody knows (the database went away mid-COMMIT): running the jobs
+      // again could apply them twice, so each gets the error.
+      if (err instanceof OutcomeUnknownError) {
+        for (const job of jobs) {
+          if (job.seq?.failed) continue;
+          if (job.seq) job.seq.failed = true;
+          answer(job, err);
+        }
+        return;
+      }
       // The batch did not commit. Run each job on its own so one bad operation costs only itself
       // (and the rest of its own stream), never its neighbours.
       if (jobs.length > 1) {

@@ -10,6 +10,7 @@
  * answer order, and a buffdb transaction validated in a batch stays valid until it commits.
  */
 import type postgres from 'postgres';
+import { OutcomeUnknownError } from '../../errors.js';
 import type { KvRecord, MapName, MapOps, RangeQuery } from '../backend.js';
 import type { ConnectionWatch, Sql } from './client.js';
 import { isConnectionError } from './errors.js';
@@ -157,7 +158,14 @@ export class Batch {
       await this.sandbox.commit();
       await this.afterSandbox?.();
     }
-    await this.run(() => this.conn.unsafe('COMMIT'));
+    try {
+      await this.run(() => this.conn.unsafe('COMMIT'));
+    } catch (err) {
+      if (!isConnectionError(err)) throw err;
+      throw new OutcomeUnknownError(
+        `the connection to the database was lost during COMMIT: the writes may or may not be committed (${String((err as Error).message)})`,
+      );
+    }
   }
 
   /**

@@ -13,11 +13,13 @@ import { hostname } from 'node:os';
 import type { BlobRecord, KvRecord } from '../../backends/backend.js';
 import { DEFAULT_DISCONNECT_GRACE_MS, DEFAULT_TRANSACTION_TIMEOUT_MS } from '../../defaults.js';
 import {
+  aborted,
   asStoreError,
   failedPrecondition,
   idNotFound,
   invalidArgument,
   keyNotFound,
+  OutcomeUnknownError,
   resourceExhausted,
   shuttingDown,
   status,
@@ -165,7 +167,12 @@ export class TransactionManager {
     try {
       await this.committer.apply(tx);
     } catch (err) {
-      const e = asStoreError(err);
+      let e = asStoreError(err);
+      // The store could not be reached (a database restarting) and nothing was committed: the
+      // transaction is over, as after a conflict — retry it.
+      if (e.code === status.UNAVAILABLE && !(e instanceof OutcomeUnknownError)) {
+        e = aborted(`transaction ${JSON.stringify(txId)} aborted: ${e.message}; nothing of it was applied — retry it`);
+      }
       this.end(tx, e.code === status.ABORTED ? 'aborted' : 'failed');
       throw e;
     }
