@@ -109,7 +109,11 @@ export class GroupCommitter<Ops> {
     // Allocated only when something fails (the common batch has no errors).
     let errors: (StoreError | undefined)[] | undefined;
     let keys: string[] | undefined;
-    for (const job of jobs) if (job.key) (keys ??= []).push(job.key);
+    for (const job of jobs) {
+      if (job.key === undefined) continue;
+      keys ??= [];
+      keys.push(job.key);
+    }
     try {
       await this.engine.batch(async (ops) => {
         // An engine may run this again (a serialization failure): start each attempt afresh.
