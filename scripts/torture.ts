@@ -31,6 +31,8 @@ export interface TortureOptions {
   /** Longest time a loop writes before the kill (ms). */
   maxRunMs?: number;
   log?: (line: string) => void;
+  /** Where the stores are (default: kv.db and blob.db in a temporary directory); e.g. postgres URLs. */
+  stores?: { kvStore: string; blobStore: string };
 }
 
 export interface TortureResult {
@@ -67,7 +69,12 @@ interface Server {
   exited: Promise<void>;
 }
 
-function startServer(dir: string, backend: string, durability: string): Promise<Server> {
+function startServer(
+  dir: string,
+  backend: string,
+  durability: string,
+  stores = { kvStore: join(dir, 'kv.db'), blobStore: join(dir, 'blob.db') },
+): Promise<Server> {
   const child = spawn(
     process.execPath,
     [
@@ -79,9 +86,9 @@ function startServer(dir: string, backend: string, durability: string): Promise<
       '--durability',
       durability,
       '--kv-store',
-      join(dir, 'kv.db'),
+      stores.kvStore,
       '--blob-store',
-      join(dir, 'blob.db'),
+      stores.blobStore,
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -351,7 +358,7 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
 
   try {
     for (let loop = 1; loop <= options.loops; loop++) {
-      const server = await startServer(dir, options.backend, durability);
+      const server = await startServer(dir, options.backend, durability, options.stores);
       const c = connect(server.addr);
       try {
         await verify(c, loop);
@@ -381,7 +388,7 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
       }
     }
     // Final restart and check.
-    const server = await startServer(dir, options.backend, durability);
+    const server = await startServer(dir, options.backend, durability, options.stores);
     const c = connect(server.addr);
     try {
       await verify(c, options.loops + 1);

@@ -15,6 +15,7 @@ import type { SqlOps, SqlValue } from '../backend.js';
 import { assertSqlAllowed, SqlRefusedError, tokenize } from '../sql-guard.js';
 import { type Batch, RunAloneError } from './batch.js';
 import type { Sql } from './client.js';
+import { isConnectionError } from './errors.js';
 import type { StoreKind } from './location.js';
 
 /** Raw SQL's view of values: integers as bigint, numeric as a double, dates and JSON as text. */
@@ -169,6 +170,9 @@ export class PgSql implements SqlOps {
     }
     const c = await this.client().reserve();
     let open = false;
+    // A closed connection takes no more statements (the driver would write to a closed socket)
+    // and goes back to the pool by itself.
+    let lost = false;
     try {
       // The database's statement timeout would count the time a slow client takes to read the
       // rows; here only the time spent waiting for the database counts.
@@ -193,9 +197,14 @@ export class PgSql implements SqlOps {
       }
       await c.unsafe('COMMIT');
       open = false;
+    } catch (err) {
+      lost = isConnectionError(err);
+      throw err;
     } finally {
-      if (open) await c.unsafe('ROLLBACK').catch(() => {});
-      c.release();
+      if (!lost) {
+        if (open) await c.unsafe('ROLLBACK').catch(() => {});
+        c.release();
+      }
     }
   }
 
@@ -215,18 +224,24 @@ export class PgSql implements SqlOps {
     if (b.dirty || b.sandbox) throw new RunAloneError('a writing raw SQL statement runs in a batch of its own');
     const c = await this.client().reserve();
     let released = false;
+    let lost = false;
+    const noteLost = (err: unknown): never => {
+      lost ||= isConnectionError(err);
+      throw err;
+    };
     const end = async (how: 'COMMIT' | 'ROLLBACK'): Promise<void> => {
       if (released) return;
       released = true;
+      if (lost) return;
       try {
-        await c.unsafe(how);
+        await c.unsafe(how).catch(noteLost);
       } finally {
-        c.release();
+        if (!lost) c.release();
       }
     };
     b.sandbox = { commit: () => end('COMMIT'), rollback: () => end('ROLLBACK') };
-    await c.unsafe('BEGIN');
-    return run(c as unknown as postgres.ReservedSql<{ bigint: bigint }>);
+    await c.unsafe('BEGIN').catch(noteLost);
+    return run(c as unknown as postgres.ReservedSql<{ bigint: bigint }>).catch(noteLost);
   }
 }
 
