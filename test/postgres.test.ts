@@ -206,28 +206,26 @@ describe('the database restarts under load', () => {
     await pg?.stop();
   });
 
-  it('in-flight calls fail UNAVAILABLE quickly, the server serves again once the database is back, nothing acknowledged is lost', async () => {
+  /**
+   * Writes through the server while `disrupt` runs, then until 50 more are acknowledged: every
+   * failure is UNAVAILABLE and quick, and every acknowledged write is there at the end.
+   */
+  async function underLoad(prefix: string, disrupt: () => Promise<void>): Promise<void> {
     const acked: string[] = [];
     const failures: { code?: number; ms: number }[] = [];
     let stop = false;
     const writer = (async () => {
       for (let i = 0; !stop; i++) {
         const t0 = Date.now();
-        const res = await setKv(c, `r${i}`, `v${i}`);
+        const res = await setKv(c, `${prefix}${i}`, `v${i}`);
         if (res.err) failures.push({ code: res.err.code, ms: Date.now() - t0 });
-        else acked.push(`r${i}`);
+        else acked.push(`${prefix}${i}`);
       }
     })();
-    await eventually(() => acked.length >= 50, 20_000, 'writes before the restart');
-    await pg.restart!(async () => {
-      // While the database is down, calls fail (not hang).
-      const t0 = Date.now();
-      const res = await setKv(c, 'while-down', 'x');
-      assert.equal(res.err?.code, status.UNAVAILABLE, res.err?.details);
-      assert.ok(Date.now() - t0 < 30_000);
-    });
+    await eventually(() => acked.length >= 50, 20_000, 'writes before the disruption');
+    await disrupt();
     const before = acked.length;
-    await eventually(() => acked.length >= before + 50, 30_000, 'writes after the restart');
+    await eventually(() => acked.length >= before + 50, 30_000, 'writes after the disruption');
     stop = true;
     await writer;
     for (const f of failures) {
@@ -242,8 +240,34 @@ describe('the database restarts under load', () => {
     assert.equal(res.err, undefined);
     assert.deepEqual(
       res.out.map((o) => o.value),
-      acked.map((k) => `v${k.slice(1)}`),
+      acked.map((k) => `v${k.slice(prefix.length)}`),
     );
+  }
+
+  it('PostgreSQL restarted: in-flight calls fail UNAVAILABLE quickly, the server serves again once it is back, nothing acknowledged is lost', async () => {
+    await underLoad('r', () =>
+      pg.restart!(async () => {
+        // While the database is down, calls fail (not hang).
+        const t0 = Date.now();
+        const res = await setKv(c, 'while-down', 'x');
+        assert.equal(res.err?.code, status.UNAVAILABLE, res.err?.details);
+        assert.ok(Date.now() - t0 < 30_000);
+      }),
+    );
+  });
+
+  it("buffdb's connections killed (pg_terminate_backend): the same", async () => {
+    const admin = (await import('postgres')).default(pg.url, { max: 1, onnotice: () => {} });
+    try {
+      await underLoad('t', async () => {
+        const killed = await admin.unsafe(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'buffdb%'",
+        );
+        assert.ok(killed.length > 0, 'no buffdb connection to kill');
+      });
+    } finally {
+      await admin.end({ timeout: 1 });
+    }
   });
 });
 
