@@ -33,7 +33,7 @@ const REGISTRY = {
   postgres: {
     capabilities: {
       sqlDialect: 'postgres',
-      sqlKvWrites: false,
+      sqlKvWrites: true,
       multiProcess: true,
       inMemory: false,
       storeLocation: 'url',

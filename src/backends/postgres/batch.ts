@@ -24,6 +24,8 @@ type Params = postgres.ParameterOrJSON<never>[];
 export interface SandboxTx {
   commit(): Promise<void>;
   rollback(): Promise<void>;
+  /** Raw SQL's staged writes to the `kv` view, taken (deleted) inside its transaction. */
+  takeKvWrites(): Promise<unknown[][]>;
 }
 
 /** Raised when raw SQL must run alone in a batch: the group committer then re-runs every job on its own. */
@@ -76,8 +78,17 @@ export class Batch {
     return q;
   }
 
+  /**
+   * KV stores: buffdb writes after raw SQL in the same batch (the revision of raw SQL's kv writes);
+   * raw SQL there locks nothing buffdb writes. BLOB stores: raw SQL may hold blob rows, so later
+   * writes go to a batch of their own.
+   */
+  writesAfterSandbox = false;
+
   private writing(): void {
-    if (this.sandbox) throw new RunAloneError('raw SQL ran in this batch: later writes go to a batch of their own');
+    if (this.sandbox && !this.writesAfterSandbox) {
+      throw new RunAloneError('raw SQL ran in this batch: later writes go to a batch of their own');
+    }
     this.dirty = true;
   }
 
@@ -156,7 +167,16 @@ export class Batch {
     await this.checkPending();
     if (this.sandbox) {
       await this.sandbox.commit();
-      await this.afterSandbox?.();
+      try {
+        await this.afterSandbox?.();
+        await this.run(() => this.conn.unsafe('COMMIT'));
+      } catch (err) {
+        // Raw SQL's part is committed: the batch must not run again.
+        throw new OutcomeUnknownError(
+          `raw SQL committed but buffdb's part of the batch failed: ${String((err as Error).message)}`,
+        );
+      }
+      return;
     }
     try {
       await this.run(() => this.conn.unsafe('COMMIT'));

@@ -48,7 +48,15 @@ class PgEngine<Ops> implements StoreEngine<Ops> {
     sqlTimeoutMs: number,
   ) {
     this.channel = `buffdb_${loc.schema}`;
-    this.sql = new PgSql(sandbox, sandboxUnavailable, kind, () => this.current, sqlTimeoutMs, readOnly);
+    this.sql = new PgSql(
+      sandbox,
+      sandboxUnavailable,
+      kind,
+      () => this.current,
+      sqlTimeoutMs,
+      readOnly,
+      t.t('_buffdb_take_kv_writes'),
+    );
   }
 
   mapError = mapPgError;
@@ -64,6 +72,7 @@ class PgEngine<Ops> implements StoreEngine<Ops> {
       }
       const b = new Batch(conn, this.t);
       if (this.kind === 'blob') b.afterSandbox = () => repairBlobSequence(conn, this.t);
+      b.writesAfterSandbox = this.kind === 'kv';
       this.current = b;
       try {
         // The store lock first: every batch of every server on this store runs one at a time.

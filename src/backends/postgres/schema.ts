@@ -69,6 +69,7 @@ function steps(kind: StoreKind, t: Tables): string[][] {
           'BEGIN RETURN convert_from(b, ''UTF8''); EXCEPTION WHEN others THEN RETURN NULL; END'`,
         `CREATE OR REPLACE VIEW ${t.t('kv')} AS
           SELECT ${t.t('_buffdb_text')}(key) AS key, ${t.t('_buffdb_text')}(value) AS value FROM ${t.kvState}`,
+        ...kvWriteStaging(t),
       ],
     ];
   }
@@ -83,7 +84,45 @@ function steps(kind: StoreKind, t: Tables): string[][] {
   ];
 }
 
-/** What raw SQL may touch: read everything of the store, write only `blob` (and tables it creates). */
+/**
+ * Raw SQL writes to the `kv` view are staged (INSTEAD OF triggers running as buffdb's role) in
+ * `_buffdb_kv_writes`, inside raw SQL's own transaction; buffdb takes them from there in the same
+ * transaction (`_buffdb_take_kv_writes()`) and writes them as one revision, so watchers see them.
+ * Raw SQL can neither read nor write the staging table itself.
+ */
+function kvWriteStaging(t: Tables): string[] {
+  const staging = t.t('_buffdb_kv_writes');
+  const fn = (name: string, body: string): string =>
+    `CREATE OR REPLACE FUNCTION ${t.t(name)}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+      SET search_path = ${t.schema}, pg_temp AS $fn$ BEGIN ${body} END $fn$`;
+  const keyCheck = "IF NEW.key IS NULL THEN RAISE EXCEPTION 'kv.key must not be NULL' USING ERRCODE = '23502'; END IF;";
+  return [
+    `CREATE TABLE IF NOT EXISTS ${staging} (seq bigserial PRIMARY KEY, key bytea NOT NULL, value bytea, old_key bytea)`,
+    fn(
+      '_buffdb_kv_insert',
+      `${keyCheck} INSERT INTO ${staging} (key, value) VALUES (convert_to(NEW.key, 'UTF8'), convert_to(coalesce(NEW.value, ''), 'UTF8')); RETURN NEW;`,
+    ),
+    fn(
+      '_buffdb_kv_update',
+      `${keyCheck} INSERT INTO ${staging} (key, value, old_key) VALUES (convert_to(NEW.key, 'UTF8'), convert_to(coalesce(NEW.value, ''), 'UTF8'), convert_to(OLD.key, 'UTF8')); RETURN NEW;`,
+    ),
+    fn(
+      '_buffdb_kv_delete',
+      `INSERT INTO ${staging} (key, value) VALUES (convert_to(OLD.key, 'UTF8'), NULL); RETURN OLD;`,
+    ),
+    `CREATE OR REPLACE TRIGGER _buffdb_kv_insert INSTEAD OF INSERT ON ${t.t('kv')} FOR EACH ROW EXECUTE FUNCTION ${t.t('_buffdb_kv_insert')}()`,
+    `CREATE OR REPLACE TRIGGER _buffdb_kv_update INSTEAD OF UPDATE ON ${t.t('kv')} FOR EACH ROW EXECUTE FUNCTION ${t.t('_buffdb_kv_update')}()`,
+    `CREATE OR REPLACE TRIGGER _buffdb_kv_delete INSTEAD OF DELETE ON ${t.t('kv')} FOR EACH ROW EXECUTE FUNCTION ${t.t('_buffdb_kv_delete')}()`,
+    `CREATE OR REPLACE FUNCTION ${t.t('_buffdb_take_kv_writes')}() RETURNS TABLE (key bytea, value bytea, old_key bytea)
+      LANGUAGE sql SECURITY DEFINER SET search_path = ${t.schema}, pg_temp AS
+      $fn$ WITH taken AS (DELETE FROM ${staging} RETURNING seq, key, value, old_key)
+        SELECT key, value, old_key FROM taken ORDER BY seq $fn$`,
+    `REVOKE ALL ON ${staging} FROM PUBLIC`,
+    `REVOKE ALL ON FUNCTION ${t.t('_buffdb_take_kv_writes')}() FROM PUBLIC`,
+  ];
+}
+
+/** What raw SQL may touch: read everything of the store, write `blob`, `kv` (staged) and tables it creates. */
 function grants(kind: StoreKind, t: Tables, role: string): string[] {
   const r = ident(role);
   const maps = (kind === 'kv' ? KV_MAPS : BLOB_MAPS).map((m) => t.map(m));
@@ -94,7 +133,10 @@ function grants(kind: StoreKind, t: Tables, role: string): string[] {
     `GRANT SELECT ON ${readable.join(', ')} TO ${r}`,
     ...(kind === 'blob'
       ? [`GRANT INSERT, UPDATE, DELETE ON ${t.blob} TO ${r}`, `GRANT USAGE, SELECT ON SEQUENCE ${t.blobSeq} TO ${r}`]
-      : []),
+      : [
+          `GRANT INSERT, UPDATE, DELETE ON ${t.t('kv')} TO ${r}`,
+          `GRANT EXECUTE ON FUNCTION ${t.t('_buffdb_take_kv_writes')}() TO ${r}`,
+        ]),
   ];
 }
 

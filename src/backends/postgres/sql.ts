@@ -78,12 +78,8 @@ const PG_REFUSED_FUNCTIONS = new Set([
   'pg_file_unlink',
 ]);
 
-const KV_WRITE_REFUSAL =
-  'raw SQL writes to the kv view are refused on the postgres backend: every KV write must become a ' +
-  'revision that watchers see; use Kv Set/Delete or etcd Put/DeleteRange';
-
 /** The guard's checks plus PostgreSQL's own ways out of a store. */
-export function assertPgSqlAllowed(sql: string, kind: StoreKind): void {
+export function assertPgSqlAllowed(sql: string): void {
   assertSqlAllowed(sql);
   const tokens = tokenize(sql);
   const words = tokens.filter((t) => t.kind === 'word' && !t.quoted).map((t) => t.text.toLowerCase());
@@ -100,17 +96,6 @@ export function assertPgSqlAllowed(sql: string, kind: StoreKind): void {
     const word = t.text.toLowerCase();
     if (t.kind === 'word' && PG_REFUSED_FUNCTIONS.has(word) && tokens[i + 1]?.text === '(') {
       throw new SqlRefusedError(`${word}() refused: it reaches outside the store`);
-    }
-    if (kind === 'kv' && t.kind === 'word' && !t.quoted && /^(into|update)$/i.test(word)) {
-      const target = tokens[i + 1]?.text.toLowerCase();
-      const qualified = tokens[i + 2]?.text === '.' ? tokens[i + 3]?.text.toLowerCase() : undefined;
-      if (target === 'kv' || qualified === 'kv') throw new SqlRefusedError(KV_WRITE_REFUSAL);
-    }
-    if (kind === 'kv' && word === 'delete' && tokens[i + 1]?.text.toLowerCase() === 'from') {
-      const target = tokens[i + 2]?.text.toLowerCase();
-      if (target === 'kv' || (tokens[i + 3]?.text === '.' && tokens[i + 4]?.text.toLowerCase() === 'kv')) {
-        throw new SqlRefusedError(KV_WRITE_REFUSAL);
-      }
     }
   }
 }
@@ -149,7 +134,21 @@ export class PgSql implements SqlOps {
     private readonly timeoutMs: number,
     /** --read-only: writing statements are refused as every other write is. */
     private readonly readOnly: boolean,
+    /** `schema._buffdb_take_kv_writes`, quoted. */
+    private readonly takeFunction: string,
   ) {}
+
+  /** What raw SQL wrote to `kv` in the current batch (staged by triggers): a changed key also deletes the old one. */
+  async takeKvWrites(): Promise<{ key: Buffer; value: Buffer | null }[]> {
+    const tx = this.kind === 'kv' ? this.currentBatch()?.sandbox : undefined;
+    if (!tx) return [];
+    const out: { key: Buffer; value: Buffer | null }[] = [];
+    for (const [key, value, oldKey] of (await tx.takeKvWrites()) as [Buffer, Buffer | null, Buffer | null][]) {
+      if (oldKey !== null && !oldKey.equals(key)) out.push({ key: oldKey, value: null });
+      out.push({ key, value });
+    }
+    return out;
+  }
 
   private client(): Sql {
     if (!this.sandbox) throw failedPrecondition(`raw SQL is not available on this store: ${this.unavailableReason}`);
@@ -159,7 +158,7 @@ export class PgSql implements SqlOps {
   isReadOnly(sql: string): boolean {
     const readOnly = pgIsReadOnly(sql);
     if (this.readOnly && !readOnly) throw readOnlyStore();
-    assertPgSqlAllowed(sql, this.kind);
+    assertPgSqlAllowed(sql);
     return readOnly;
   }
 
@@ -210,7 +209,7 @@ export class PgSql implements SqlOps {
 
   execute(sql: string): Promise<number> {
     if (this.readOnly && !pgIsReadOnly(sql)) throw readOnlyStore();
-    assertPgSqlAllowed(sql, this.kind);
+    assertPgSqlAllowed(sql);
     return this.inBatch(async (c) => {
       const result = await c.unsafe(sql);
       return /^(INSERT|UPDATE|DELETE|MERGE)/.test(result.command ?? '') ? result.count : 0;
@@ -239,7 +238,15 @@ export class PgSql implements SqlOps {
         if (!lost) c.release();
       }
     };
-    b.sandbox = { commit: () => end('COMMIT'), rollback: () => end('ROLLBACK') };
+    b.sandbox = {
+      commit: () => end('COMMIT'),
+      rollback: () => end('ROLLBACK'),
+      takeKvWrites: async () =>
+        (await c
+          .unsafe(`SELECT key, value, old_key FROM ${this.takeFunction}()`)
+          .values()
+          .catch(noteLost)) as unknown as unknown[][],
+    };
     await c.unsafe('BEGIN').catch(noteLost);
     return run(c as unknown as postgres.ReservedSql<{ bigint: bigint }>).catch(noteLost);
   }
