@@ -105,7 +105,9 @@ class PgEngine<Ops> implements StoreEngine<Ops> {
   private renew(): void {
     const old = this.client;
     this.client = this.newClient();
+    this.unlisten = undefined;
     void old.end({ timeout: 0 }).catch(() => {});
+    if (this.foreignListeners.size > 0) this.listen();
   }
 
   /** LISTEN/NOTIFY is a hint only (the store polls too); CockroachDB and YugabyteDB lack it. */
@@ -113,25 +115,37 @@ class PgEngine<Ops> implements StoreEngine<Ops> {
     return this.kind === 'kv' && this.dialect === 'postgres';
   }
 
+  /** Who wants to hear of other servers' commits; LISTEN is set up again on every new pool. */
+  private readonly foreignListeners = new Set<() => void>();
+  private unlisten: (() => Promise<void>) | undefined;
+
   onForeignCommit(listener: () => void): () => void {
     if (!this.notifies()) return () => {};
-    let unlisten: (() => Promise<void>) | undefined;
-    let stopped = false;
-    this.client
+    this.foreignListeners.add(listener);
+    if (this.foreignListeners.size === 1) this.listen();
+    return () => {
+      this.foreignListeners.delete(listener);
+      if (this.foreignListeners.size === 0) {
+        void this.unlisten?.().catch(() => {});
+        this.unlisten = undefined;
+      }
+    };
+  }
+
+  private listen(): void {
+    const client = this.client;
+    client
       .listen(this.channel, (payload) => {
-        if (payload !== this.serverId) listener();
+        if (payload === this.serverId) return;
+        for (const l of this.foreignListeners) l();
       })
       .then(
         (l) => {
-          unlisten = l.unlisten;
-          if (stopped) void unlisten().catch(() => {});
+          if (client === this.client && this.foreignListeners.size > 0) this.unlisten = l.unlisten;
+          else void l.unlisten().catch(() => {});
         },
         () => {},
       );
-    return () => {
-      stopped = true;
-      void unlisten?.().catch(() => {});
-    };
   }
 
   async close(): Promise<void> {
