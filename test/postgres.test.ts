@@ -329,3 +329,64 @@ describe('an unreachable database at start', () => {
     }
   });
 });
+
+describe('raw SQL runs as a role that can reach only its store', () => {
+  let stores: Awaited<ReturnType<typeof storeLocator>>;
+  let db: BuffDb;
+  let kvSchema: string;
+  let blobSchema: string;
+  const rows = async (sql: string, target: 'kv' | 'blob' = 'kv'): Promise<unknown[][]> => {
+    const out: unknown[][] = [];
+    for await (const r of db.query.query(sql, target)) out.push(r);
+    return out;
+  };
+  const refused = async (sql: string, target: 'kv' | 'blob' = 'kv'): Promise<string> => {
+    try {
+      await rows(sql, target);
+    } catch (err) {
+      const e = err as { code?: number; message: string };
+      assert.equal(e.code, status.PERMISSION_DENIED, `${sql}: ${e.message}`);
+      return e.message;
+    }
+    assert.fail(`${sql} was not refused`);
+  };
+
+  before(async () => {
+    stores = await storeLocator('postgres');
+    const loc = stores.locate('sandbox');
+    kvSchema = new URL(loc.kvStore).searchParams.get('schema')!;
+    blobSchema = new URL(loc.blobStore).searchParams.get('schema')!;
+    db = await BuffDb.open({ backend: 'postgres', ...loc });
+  });
+  after(async () => {
+    await db?.close();
+    await stores.dispose();
+  });
+
+  it('is logged in as an unprivileged role, not as buffdb', async () => {
+    const [row] = (await rows(
+      'SELECT current_user::text, session_user::text, rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user',
+    )) as [string, string, boolean, boolean][];
+    const [current, session, superuser, createrole] = row!;
+    assert.match(current, /^buffdb_sql_/);
+    assert.equal(session, current, 'the session user is the sandbox role: no SET ROLE back');
+    assert.equal(superuser, false);
+    assert.equal(createrole, false);
+  });
+
+  it('the database itself refuses what the guard lets through: the other store, buffdb secrets, catalogs of passwords', async () => {
+    // Each statement passes the token guard; the role is the wall.
+    assert.match(await refused(`SELECT count(*) FROM "${blobSchema}".blob`), /permission denied/);
+    assert.match(await refused(`SELECT * FROM "${kvSchema}"._buffdb_secret`), /permission denied/);
+    assert.match(await refused('SELECT rolpassword FROM pg_authid'), /permission denied/);
+    assert.match(await refused(`SELECT * FROM "${kvSchema}"._buffdb_kv_writes`), /permission denied/);
+    // Writes to buffdb's own tables, by a name the guard does not know (quoted, schema-qualified).
+    await assert.rejects(db.query.execute(`UPDATE "${kvSchema}"."_buffdb_lock" SET n = 0`, 'kv'));
+  });
+
+  it('creating tables in the store stays allowed, and they are its own', async () => {
+    assert.equal(await db.query.execute('CREATE TABLE notes (n text)', 'kv'), 0);
+    assert.equal(await db.query.execute("INSERT INTO notes VALUES ('a')", 'kv'), 1);
+    assert.deepEqual(await rows('SELECT n FROM notes'), [['a']]);
+  });
+});

@@ -33,7 +33,7 @@ export const SANDBOX_TYPES: Record<string, postgres.PostgresType> = {
 
 /** Statements and objects only an administrator should touch, refused before the database sees them. */
 const ADMIN_OBJECTS =
-  /^(role|user|group|database|extension|tablespace|server|foreign|subscription|publication|event|language|function|procedure|trigger|rule|schema|cast|operator|aggregate|conversion|access|system|policy|transform|collation|text)$/i;
+  /^(role|user|group|database|extension|tablespace|server|foreign|subscription|publication|event|language|function|procedure|trigger|rule|schema|cast|operator|aggregate|conversion|access|system|policy|transform|collation)$/i;
 const REFUSED_FIRST =
   /^(do|listen|notify|unlisten|lock|discard|prepare|execute|deallocate|grant|revoke|security|reindex|cluster|load|import|comment)$/i;
 const PG_REFUSED_FUNCTIONS = new Set([
@@ -86,7 +86,13 @@ export function assertPgSqlAllowed(sql: string): void {
   const first = words[0] ?? '';
   if (REFUSED_FIRST.test(first)) throw new SqlRefusedError(`${first.toUpperCase()} refused: not allowed in raw SQL`);
   if (/^(create|alter|drop)$/.test(first)) {
-    const object = words.slice(1, 6).find((w) => ADMIN_OBJECTS.test(w));
+    // The object kind: the first word after modifiers (CREATE OR REPLACE TRUSTED PROCEDURAL LANGUAGE …).
+    let i = 1;
+    while (
+      /^(or|replace|temp|temporary|unlogged|trusted|procedural|default|global|local|constraint)$/.test(words[i] ?? '')
+    )
+      i++;
+    const object = words[i] !== undefined && ADMIN_OBJECTS.test(words[i]!) ? words[i] : undefined;
     if (object) {
       throw new SqlRefusedError(`${first.toUpperCase()} ${object.toUpperCase()} refused: not allowed in raw SQL`);
     }
