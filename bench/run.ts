@@ -5,7 +5,7 @@
  *   npm run bench                 full run (100k messages per stream test, 5 rounds)
  *   npm run bench -- --quick      under a minute (fewer messages and rounds)
  *   npm run bench -- --json       the results as one JSON object on stdout (progress on stderr)
- *   npm run bench -- --only=kv,blob,etcd,etcd-api,library,backends,cold,rss   just those sections
+ *   npm run bench -- --only=kv,blob,etcd,etcd-api,library,backends,postgres,cold,rss   just those sections
  *   npm run bench -- --profile[=set|get|blob]
  *                                 `buffdb run` under Kv Set (or Get, or Blob Store+Get) load with
  *                                 --cpu-prof; prints self time by area and the top functions
@@ -21,7 +21,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
-import { BACKEND_NAMES } from '../src/backends/index.js';
+import { BACKEND_NAMES, capabilitiesOf } from '../src/backends/index.js';
 import { connect } from '../src/client/network.js';
 import { openTransitive } from '../src/client/transitive.js';
 import * as blobPb from '../src/generated/blob.js';
@@ -42,6 +42,7 @@ import {
   VALUE_100,
   wallTime,
 } from './lib.js';
+import { postgresLibrary, postgresServer } from './postgres.js';
 import { summarizeProfile } from './profile-summary.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -75,6 +76,8 @@ const cfg = QUICK
       rssStreams: 64,
       rssPer: 300,
       etcdN: 2_000,
+      pgN: 5_000,
+      pgRounds: 2,
     }
   : {
       n: 100_000,
@@ -90,6 +93,8 @@ const cfg = QUICK
       rssStreams: 64,
       rssPer: 2_000,
       etcdN: 5_000,
+      pgN: 20_000,
+      pgRounds: 3,
     };
 
 const MiB = 1024 * 1024;
@@ -691,7 +696,9 @@ async function main(): Promise<void> {
     }
     await buff.stop();
     if (want('library')) await library(dir);
-    for (const backend of BACKEND_NAMES.filter((b) => b !== 'sqlite' && want('backends'))) {
+    // Backends whose stores are files; postgres has its own section (a database server).
+    const fileBackends = BACKEND_NAMES.filter((b) => capabilitiesOf(b).storeLocation !== 'url');
+    for (const backend of fileBackends.filter((b) => b !== 'sqlite' && want('backends'))) {
       try {
         const server = await startBuffdb(dir, backend);
         children.push(server);
@@ -714,6 +721,25 @@ async function main(): Promise<void> {
       } catch (err) {
         notes.push(`backend ${backend}: not measured — ${(err as Error).message.split('\n')[0]}`);
         log(`backend ${backend} failed: ${(err as Error).message}`);
+      }
+    }
+    if (want('postgres')) {
+      try {
+        const start = async (backend: string, kv: string, blob: string): Promise<Child> => {
+          const c = await startChild(
+            process.execPath,
+            [CLI, 'run', '127.0.0.1:0', '--backend', backend, '--kv-store', kv, '--blob-store', blob],
+            dir,
+          );
+          children.push(c);
+          return c;
+        };
+        log(`postgres: ${cfg.pgN} msgs, ${cfg.pgRounds} rounds`);
+        await postgresServer(start, echo.addr, cfg.pgN, cfg.pgRounds, addRatioRow);
+        await postgresLibrary(cfg.pgN, cfg.pgRounds, addRatioRow);
+      } catch (err) {
+        notes.push(`postgres: not measured — ${(err as Error).message.split('\n')[0]}`);
+        log(`postgres failed: ${(err as Error).message}`);
       }
     }
     await echo.stop();

@@ -35,6 +35,8 @@ export interface TortureOptions {
   /** Longest time a loop writes before the kill (ms). */
   maxRunMs?: number;
   log?: (line: string) => void;
+  /** Where the stores are (default: kv.db and blob.db in a temporary directory); e.g. postgres URLs. */
+  stores?: { kvStore: string; blobStore: string };
 }
 
 export interface TortureResult {
@@ -66,7 +68,12 @@ interface Server {
   exited: Promise<void>;
 }
 
-function startServer(dir: string, backend: string, durability: string): Promise<Server> {
+function startServer(
+  dir: string,
+  backend: string,
+  durability: string,
+  stores = { kvStore: join(dir, 'kv.db'), blobStore: join(dir, 'blob.db') },
+): Promise<Server> {
   const child = spawn(
     process.execPath,
     [
@@ -78,9 +85,9 @@ function startServer(dir: string, backend: string, durability: string): Promise<
       '--durability',
       durability,
       '--kv-store',
-      join(dir, 'kv.db'),
+      stores.kvStore,
       '--blob-store',
-      join(dir, 'blob.db'),
+      stores.blobStore,
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -352,7 +359,7 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
 
   try {
     for (let loop = 1; loop <= options.loops; loop++) {
-      const server = await startServer(dir, options.backend, durability);
+      const server = await startServer(dir, options.backend, durability, options.stores);
       const c = connect(server.addr);
       const e = connectEtcd(server.addr);
       try {
@@ -385,7 +392,7 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
       }
     }
     // Final restart and check.
-    const server = await startServer(dir, options.backend, durability);
+    const server = await startServer(dir, options.backend, durability, options.stores);
     const c = connect(server.addr);
     const e = connectEtcd(server.addr);
     try {

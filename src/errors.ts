@@ -43,6 +43,17 @@ export class StoreError extends Error {
   }
 }
 
+/**
+ * UNAVAILABLE after the engine was asked to commit and the answer was lost (a database server that
+ * went away mid-COMMIT): the batch may or may not be committed, so it must not be run again.
+ */
+export class OutcomeUnknownError extends StoreError {
+  constructor(message: string) {
+    super(status.UNAVAILABLE, message);
+    this.name = 'OutcomeUnknownError';
+  }
+}
+
 export class NotFoundError extends StoreError {
   constructor(message: string) {
     super(status.NOT_FOUND, message);
@@ -72,6 +83,7 @@ export const permissionDenied = (message: string): StoreError => new StoreError(
 export const resourceExhausted = (message: string): StoreError => new StoreError(status.RESOURCE_EXHAUSTED, message);
 export const unavailable = (message: string): StoreError => new StoreError(status.UNAVAILABLE, message);
 export const outOfRange = (message: string): StoreError => new StoreError(status.OUT_OF_RANGE, message);
+export const deadlineExceeded = (message: string): StoreError => new StoreError(status.DEADLINE_EXCEEDED, message);
 export const dataLoss = (message: string): StoreError => new StoreError(status.DATA_LOSS, message);
 export const internal = (message: string): StoreError => new StoreError(status.INTERNAL, message);
 

@@ -1,11 +1,13 @@
 /** The conformance suite (test/conformance/suite.ts) on stores restored from an online backup, per backend. */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
+import { type BackendName, capabilitiesOf } from '../src/backends/index.js';
 import { conformance } from '../src/conformance/suite.js';
 import { cliSync as cli, cliAsync } from './helpers/ops.js';
 import { startTestServer, TEST_BACKENDS, tempDir } from './helpers/server.js';
 
-for (const backend of TEST_BACKENDS) {
+// Backends without online backup prove that they refuse it (backup.test.ts).
+for (const backend of TEST_BACKENDS.filter((b) => capabilitiesOf(b as BackendName).snapshot)) {
   conformance(backend, {
     label: 'on stores restored from a backup',
     prepare: async (kvStore, blobStore) => {

@@ -11,6 +11,7 @@ import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { ServiceError } from '@grpc/grpc-js';
+import { type BackendName, capabilitiesOf } from '../src/backends/index.js';
 import { BuffDb } from '../src/store/buffdb.js';
 import { cliSync as cli, cliAsync } from './helpers/ops.js';
 import { bidi, startTestServer, TEST_BACKENDS, type TestServer, tempDir } from './helpers/server.js';
@@ -88,7 +89,31 @@ async function has<T>(p: Promise<T>): Promise<boolean> {
   );
 }
 
-for (const backend of TEST_BACKENDS) {
+/** Backends that can copy themselves online (capability `snapshot`); the others say so. */
+const withSnapshots = TEST_BACKENDS.filter((b) => capabilitiesOf(b as BackendName).snapshot);
+
+for (const backend of TEST_BACKENDS.filter((b) => !withSnapshots.includes(b))) {
+  test(`backup of a ${backend} server is refused with one line naming the backend; no file is written`, async () => {
+    const dir = tempDir(`buffdb-backup-${backend}-`);
+    const server = await startTestServer({ backend, dir });
+    try {
+      const r = await cliAsync(dir, ['backup', '--addr', server.addr, 'x.buffdb']);
+      assert.equal(r.status, 4, r.stderr);
+      assert.match(r.stderr, new RegExp(`^buffdb: the ${backend} backend cannot make online backups[^\\n]*\\n$`));
+      assert.deepEqual(
+        readdirSync(dir).filter((n) => n.startsWith('x.buffdb')),
+        [],
+      );
+      // The server goes on serving.
+      await server.db.kv.setValue('after', 'ok');
+      assert.equal(await server.db.kv.getValue('after'), 'ok');
+    } finally {
+      await server.dispose();
+    }
+  });
+}
+
+for (const backend of withSnapshots) {
   describe(`backup and restore [${backend}]`, () => {
     let dir: string;
     before(() => {

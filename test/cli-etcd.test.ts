@@ -7,12 +7,12 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { capabilitiesOf, isBackendName } from '../src/backends/index.js';
 import { BuffDb } from '../src/store/buffdb.js';
 import { assertOneLineError, ok, run } from './cli/cases.js';
 import { Inbox } from './helpers/inbox.js';
+import { storeLocator } from './helpers/postgres.js';
 import { CLI, TEST_BACKENDS, tempDir } from './helpers/server.js';
 
 /** `buffdb kv watch …` as a child process; its stdout lines arrive in an inbox. */
@@ -40,11 +40,19 @@ function startWatch(
 for (const backend of TEST_BACKENDS) {
   describe(`kv list / watch / set --ttl on a store file [${backend}]`, () => {
     let dir: string;
-    const kv = (...args: string[]) => run(dir, ['kv', ...args, '-b', backend]);
-    before(() => {
+    let locator: Awaited<ReturnType<typeof storeLocator>>;
+    /** The stores: files in their own directory, or (URL backends) a schema each. */
+    let stores: { kvStore: string; blobStore: string };
+    const kv = (...args: string[]) => run(dir, ['kv', ...args, '-b', backend, '-s', stores.kvStore]);
+    before(async () => {
       dir = tempDir('buffdb-cli-etcd-');
+      locator = await storeLocator(backend);
+      stores = locator.locate('cli');
     });
-    after(() => rmSync(dir, { recursive: true, force: true }));
+    after(async () => {
+      await locator.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    });
 
     it('kv list: KEY<tab>VALUE in byte order, a prefix, --keys-only, --limit, --json', async () => {
       for (const [k, v] of [
@@ -72,11 +80,7 @@ for (const backend of TEST_BACKENDS) {
       );
       assert.ok((json[0]!.mod_revision as number) > 1);
       // A key that is not UTF-8 (written through the etcd API) is listed in base64.
-      const db = await BuffDb.open({
-        backend,
-        kvStore: join(dir, 'kv_store.db'),
-        blobStore: join(dir, 'blob_store.db'),
-      });
+      const db = await BuffDb.open({ backend, ...stores });
       await db.kv.put({
         key: Buffer.from([0x62, 0xff]),
         value: Buffer.from('v'),
@@ -113,13 +117,13 @@ for (const backend of TEST_BACKENDS) {
       ok(kv('delete', 'w/a'));
       const first = JSON.parse(ok(kv('list', 'w/', '--json')).out || '{}') as unknown;
       assert.deepEqual(first, {});
-      const w = startWatch(dir, ['w/', '--rev', '1', '-b', backend]);
+      const w = startWatch(dir, ['w/', '--rev', '1', '-b', backend, '-s', stores.kvStore]);
       const lines = await w.lines.count(3, 'the replayed events');
       assert.deepEqual(lines.slice(0, 3), ['PUT\tw/a\t1', 'PUT\tw/a\t2', 'DELETE\tw/a']);
       w.child.kill('SIGINT');
       assert.equal(await w.exit, 0, w.stderr());
       assert.equal(w.stderr(), '');
-      const j = startWatch(dir, ['w/', '--rev', '1', '--json', '-b', backend]);
+      const j = startWatch(dir, ['w/', '--rev', '1', '--json', '-b', backend, '-s', stores.kvStore]);
       const [put] = await j.lines.count(1, 'a JSON line');
       j.child.kill('SIGTERM');
       assert.equal(await j.exit, 0);
@@ -132,7 +136,7 @@ for (const backend of TEST_BACKENDS) {
       if (!isBackendName(backend) || !capabilitiesOf(backend).multiProcess) {
         return t.skip(`${backend} lets one process open a store at a time`);
       }
-      const w = startWatch(dir, ['live/', '-b', backend, '--interval', '50']);
+      const w = startWatch(dir, ['live/', '-b', backend, '--interval', '50', '-s', stores.kvStore]);
       // The watcher is up once it has opened the store: wait for a write it must see to show up.
       const deadline = Date.now() + 15_000;
       let n = 0;
@@ -152,17 +156,13 @@ for (const backend of TEST_BACKENDS) {
     });
 
     it('kv watch from a compacted revision: one line naming the compaction, exit 4', async () => {
-      const db = await BuffDb.open({
-        backend,
-        kvStore: join(dir, 'kv_store.db'),
-        blobStore: join(dir, 'blob_store.db'),
-      });
+      const db = await BuffDb.open({ backend, ...stores });
       await db.kv.setValue('c/k', '1');
       await db.kv.setValue('c/k', '2');
       const rev = db.kv.status().rev;
       await db.kv.compact(rev, true);
       await db.close();
-      const w = startWatch(dir, ['c/', '--rev', '1', '-b', backend]);
+      const w = startWatch(dir, ['c/', '--rev', '1', '-b', backend, '-s', stores.kvStore]);
       assert.equal(await w.exit, 4);
       assert.equal(
         w.stderr(),

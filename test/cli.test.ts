@@ -8,7 +8,9 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { type BackendName, capabilitiesOf } from '../src/backends/index.js';
 import { ALL_BYTES, assertOneLineError, blobCases, kvCases, MODES, ok, run, runAll } from './cli/cases.js';
+import { storeLocator } from './helpers/postgres.js';
 import { bidi, CLI, ROOT, startTestServer, TEST_BACKENDS, tempDir } from './helpers/server.js';
 
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
@@ -160,17 +162,23 @@ describe('the CLI and the gRPC server share the store and its rules', () => {
 
 describe('the CLI on every backend under test', () => {
   for (const backend of TEST_BACKENDS) {
-    test(`${backend}: kv and blob round-trips with -b ${backend}`, () => {
+    test(`${backend}: kv and blob round-trips with -b ${backend}`, async () => {
       const dir = tempDir(`buffdb-cli-${backend}-`);
+      // File backends use the default file names; a database backend gets a URL (-s) per store.
+      const stores = await storeLocator(backend);
+      const urls = capabilitiesOf(backend as BackendName).storeLocation === 'url';
+      const kv = urls ? ['-s', stores.locate('cli').kvStore] : [];
+      const blob = urls ? ['-s', stores.locate('cli').blobStore] : [];
       try {
-        ok(run(dir, ['-b', backend, 'kv', 'set', 'ключ', 'значение 🦁']));
-        assert.equal(ok(run(dir, ['kv', 'get', 'ключ', '-b', backend])).out, 'значение 🦁');
-        assertOneLineError(run(dir, ['kv', 'get', 'missing', '-b', backend]), 3, '"missing"');
-        const id = ok(run(dir, ['blob', '-b', backend, 'store', '-', 'm'], ALL_BYTES)).out.trim();
-        assert.deepEqual(ok(run(dir, ['blob', 'get', id, '--backend', backend])).stdout, ALL_BYTES);
-        ok(run(dir, ['blob', 'update', id, 'metadata', '-b', backend]));
-        assert.equal(ok(run(dir, ['blob', 'get', id, 'metadata', '-b', backend])).stdout.length, 0);
+        ok(run(dir, ['-b', backend, 'kv', 'set', 'ключ', 'значение 🦁', ...kv]));
+        assert.equal(ok(run(dir, ['kv', 'get', 'ключ', '-b', backend, ...kv])).out, 'значение 🦁');
+        assertOneLineError(run(dir, ['kv', 'get', 'missing', '-b', backend, ...kv]), 3, '"missing"');
+        const id = ok(run(dir, ['blob', '-b', backend, 'store', '-', 'm', ...blob], ALL_BYTES)).out.trim();
+        assert.deepEqual(ok(run(dir, ['blob', 'get', id, '--backend', backend, ...blob])).stdout, ALL_BYTES);
+        ok(run(dir, ['blob', 'update', id, 'metadata', '-b', backend, ...blob]));
+        assert.equal(ok(run(dir, ['blob', 'get', id, 'metadata', '-b', backend, ...blob])).stdout.length, 0);
       } finally {
+        await stores.dispose();
         rmSync(dir, { recursive: true, force: true });
       }
     });

@@ -6,14 +6,20 @@
  */
 
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { connectEtcd, type EtcdClients } from '../src/client/etcd.js';
 import { connect } from '../src/client/network.js';
 import * as pb from '../src/generated/etcd/etcdserverpb/rpc.js';
 import { Event_EventType } from '../src/generated/etcd/mvccpb/kv.js';
 import { Inbox } from './helpers/inbox.js';
-import { bidi, serverArgs, spawnServer, startTestServer, TEST_BACKENDS, tempDir } from './helpers/server.js';
+import {
+  bidi,
+  type ServerStores,
+  serverStores,
+  spawnServer,
+  startTestServer,
+  TEST_BACKENDS,
+} from './helpers/server.js';
 
 const b = (s: string): Buffer => Buffer.from(s);
 const WRITERS = 6;
@@ -169,14 +175,14 @@ async function scenario(addr: string): Promise<void> {
 
 for (const backend of TEST_BACKENDS) {
   describe(`etcd writers and watchers at once [${backend}]`, () => {
-    let dir: string;
-    before(() => {
-      dir = tempDir('buffdb-etcd-concurrency-');
+    let stores: ServerStores;
+    before(async () => {
+      stores = await serverStores(backend, 'buffdb-etcd-concurrency-');
     });
-    after(() => rmSync(dir, { recursive: true, force: true }));
+    after(() => stores.dispose());
 
     it('against a buffdb run process: every watcher sees every event once, in order', async () => {
-      const server = await spawnServer(serverArgs(dir, backend), dir);
+      const server = await spawnServer(stores.args(), stores.dir);
       try {
         await scenario(server.addr);
       } finally {

@@ -4,12 +4,11 @@
  */
 
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { parseAutoCompact, parseDuration } from '../src/cli/etcd-options.js';
 import { connectEtcd, type EtcdClients } from '../src/client/etcd.js';
 import * as pb from '../src/generated/etcd/etcdserverpb/rpc.js';
-import { type ServerProcess, serverArgs, spawnServer, TEST_BACKENDS, tempDir } from './helpers/server.js';
+import { type ServerProcess, type ServerStores, serverStores, spawnServer, TEST_BACKENDS } from './helpers/server.js';
 
 const b = (s: string): Buffer => Buffer.from(s);
 
@@ -49,11 +48,11 @@ describe('--auto-compact values', () => {
 
 for (const backend of TEST_BACKENDS) {
   describe(`buffdb run as an etcd server across restarts [${backend}]`, () => {
-    let dir: string;
+    let stores: ServerStores;
     let server: ServerProcess | undefined;
     let c: EtcdClients | undefined;
     const start = async (...extra: string[]): Promise<EtcdClients> => {
-      server = await spawnServer(serverArgs(dir, backend, ...extra), dir);
+      server = await spawnServer(stores.args(...extra), stores.dir);
       c = connectEtcd(server.addr);
       return c;
     };
@@ -62,12 +61,12 @@ for (const backend of TEST_BACKENDS) {
       server?.child.kill('SIGTERM');
       await server?.exited;
     };
-    before(() => {
-      dir = tempDir('buffdb-etcd-run-');
+    before(async () => {
+      stores = await serverStores(backend, 'buffdb-etcd-run-');
     });
     after(async () => {
       await stop();
-      rmSync(dir, { recursive: true, force: true });
+      await stores.dispose();
     });
 
     it('--auto-compact 5 compacts history older than the last 5 revisions by itself', async () => {

@@ -8,10 +8,9 @@
  */
 
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { etcdctl, etcdMissing, findEtcdctl, type RunningEtcd, startEtcd } from './helpers/etcd.js';
-import { type ServerProcess, serverArgs, spawnServer, TEST_BACKENDS, tempDir } from './helpers/server.js';
+import { type ServerProcess, type ServerStores, serverStores, spawnServer, TEST_BACKENDS } from './helpers/server.js';
 
 interface Step {
   args: string[];
@@ -173,18 +172,18 @@ describe('etcdctl against buffdb', { skip: noCtl }, () => {
 
   for (const backend of TEST_BACKENDS) {
     describe(`[${backend}]`, () => {
-      let dir: string;
+      let stores: ServerStores;
       let server: ServerProcess;
       let ours: Transcript[];
       before(async () => {
-        dir = tempDir('buffdb-etcdctl-');
-        server = await spawnServer(serverArgs(dir, backend, '--etcd-listen', '127.0.0.1:0'), dir);
+        stores = await serverStores(backend, 'buffdb-etcdctl-');
+        server = await spawnServer(stores.args('--etcd-listen', '127.0.0.1:0'), stores.dir);
         ours = await runScript(server.addr);
       });
       after(async () => {
         server.child.kill('SIGTERM');
         await server.exited;
-        rmSync(dir, { recursive: true, force: true });
+        await stores.dispose();
       });
 
       it('prints exactly what it prints against etcd 3.4 for every command of the script', (t) => {

@@ -20,6 +20,7 @@ import {
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
+import { type BackendName, capabilitiesOf } from '../src/backends/index.js';
 import { EXIT } from '../src/cli/exit-codes.js';
 import { connect } from '../src/client/network.js';
 import { BuffDb } from '../src/store/buffdb.js';
@@ -251,7 +252,8 @@ describe('a full disk', () => {
 });
 
 describe('the store changes under a running server', () => {
-  for (const backend of TEST_BACKENDS)
+  // Stores that are files; a database server's faults are in test/postgres.test.ts.
+  for (const backend of TEST_BACKENDS.filter((b) => capabilitiesOf(b as BackendName).storeLocation !== 'url'))
     it(`store file deleted [${backend}]: requests on it fail FAILED_PRECONDITION, the rest carries on`, async () => {
       const dir = tempDir('buffdb-deleted-');
       const proc = await spawnServer(

@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { Client, credentials, status } from '@grpc/grpc-js';
 import { healthy, loadCorpus, rssOf, runFuzz, type ServerProc, sendRaw, startFuzzServer } from '../scripts/fuzz.js';
 import { loadBackend } from '../src/backends/index.js';
+import { storeLocator } from './helpers/postgres.js';
 import { ROOT, TEST_BACKENDS, tempDir } from './helpers/server.js';
 
 for (const backend of TEST_BACKENDS)
@@ -18,13 +19,17 @@ for (const backend of TEST_BACKENDS)
     const { capabilities } = await loadBackend(backend);
     let dir: string;
     let server: ServerProc;
+    let stores: Awaited<ReturnType<typeof storeLocator>>;
     before(async () => {
       dir = tempDir('buffdb-fuzz-');
-      server = await startFuzzServer(dir, ['--backend', backend]);
+      stores = await storeLocator(backend);
+      const { kvStore, blobStore } = stores.locate('fuzz');
+      server = await startFuzzServer(dir, ['--backend', backend, '--kv-store', kvStore, '--blob-store', blobStore]);
     });
     after(async () => {
       if (server.child.exitCode === null) server.child.kill('SIGKILL');
       await server.exited;
+      await stores.dispose();
       rmSync(dir, { recursive: true, force: true });
     });
 

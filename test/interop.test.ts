@@ -4,6 +4,7 @@
  */
 
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -25,6 +26,16 @@ function callRaw(client: grpc.Client, m: Method, requests: object[]): Promise<Ra
   const ser = m.requestSerialize;
   const de = m.responseDeserialize;
   if (m.requestStream && m.responseStream) return bidi(client.makeBidiStreamRequest(m.path, ser, de), requests);
+  if (m.responseStream) {
+    assert.equal(requests.length, 1, `${m.path} takes one request`);
+    const call = client.makeServerStreamRequest(m.path, ser, de, requests[0]!);
+    return new Promise((resolve) => {
+      const out: unknown[] = [];
+      call.on('data', (d: unknown) => out.push(d));
+      call.on('error', (err: grpc.ServiceError) => resolve({ out, err }));
+      call.on('end', () => resolve({ out }));
+    });
+  }
   return new Promise((resolve) => {
     const done = (err: grpc.ServiceError | null, value?: object): void =>
       resolve(err ? { out: [], err } : { out: [value] });
@@ -152,6 +163,40 @@ describe('interop with clients generated from the .proto files', () => {
       ]);
       assert.deepEqual(ok(await call('/buffdb.blob.Blob/Delete', [{ id: first }])), [{ id: first }]);
       assert.equal((await bidi(srv.clients.blob.get(), [{ id: BigInt(first!) }])).err?.code, grpc.status.NOT_FOUND);
+
+      // Large blobs (blob-streams.md): a resumable upload in two calls, its status, a ranged download.
+      const data = Buffer.from('0123456789abcdef');
+      const sha256 = createHash('sha256').update(data).digest();
+      const partial = await call('/buffdb.blob.Blob/Upload', [
+        { header: { upload_id: 'rpc-up', size: data.length, sha256, metadata: 'big' } },
+        { chunk: data.subarray(0, 6) },
+      ]);
+      assert.equal(partial.err?.code, grpc.status.FAILED_PRECONDITION, 'ended short of its size: kept, not complete');
+      assert.match(partial.err!.details, /offset 6/);
+      const [st] = ok(await call('/buffdb.blob.Blob/UploadStatus', [{ upload_id: 'rpc-up' }])) as {
+        received: string;
+        exists: boolean;
+      }[];
+      assert.deepEqual(st, { received: '6', exists: true });
+      const [done] = ok(
+        await call('/buffdb.blob.Blob/Upload', [
+          { header: { upload_id: 'rpc-up', size: data.length, sha256, offset: 6, metadata: 'big' } },
+          { chunk: data.subarray(6) },
+        ]),
+      ) as { id: string; size: string; sha256: Buffer }[];
+      assert.equal(done!.size, String(data.length));
+      assert.deepEqual(done!.sha256, sha256);
+      const parts = ok(
+        await call('/buffdb.blob.Blob/Download', [{ id: done!.id, offset: 2, length: 5, chunk_size: 2 }]),
+      ) as { header?: { size: string; offset: string; length: string; metadata: string }; chunk?: Buffer }[];
+      assert.deepEqual(
+        { size: parts[0]!.header!.size, offset: parts[0]!.header!.offset, length: parts[0]!.header!.length },
+        { size: '16', offset: '2', length: '5' },
+      );
+      assert.deepEqual(Buffer.concat(parts.slice(1).map((p) => p.chunk!)), data.subarray(2, 7));
+
+      const archive = ok(await call('/buffdb.admin.Admin/Backup', [{}])) as { data: Buffer }[];
+      assert.ok(archive.length > 0 && archive.every((c) => c.data.length > 0), 'Backup streams the archive');
 
       assert.deepEqual(
         ok(

@@ -8,6 +8,13 @@ import { TargetStore } from '../src/generated/query.js';
 import { unpackValue } from '../src/server/any-values.js';
 import { bidi, startTestServer, TEST_BACKENDS, type TestServer } from './helpers/server.js';
 
+/** A two-byte value 0x00 0xFF in each dialect. */
+const BYTES_LITERAL: Record<string, string> = {
+  sqlite: "x'00ff'",
+  duckdb: "'\\x00\\xFF'::BLOB",
+  postgres: "'\\x00ff'::bytea",
+};
+
 for (const backend of TEST_BACKENDS) {
   describe(`Query service [${backend}]`, async () => {
     const { capabilities } = await loadBackend(backend);
@@ -39,8 +46,8 @@ for (const backend of TEST_BACKENDS) {
       ]);
       const res = await bidi(q().query(), [
         {
-          // Raw SQL is the engine's dialect: DuckDB has no x'..' literal.
-          query: `SELECT key, value, 42, 2.5, NULL, ${backend === 'duckdb' ? "'\\x00\\xFF'::BLOB" : "x'00ff'"}, 9223372036854775807 FROM kv WHERE key IN ('k1','k2') ORDER BY key`,
+          // Raw SQL is the engine's dialect: DuckDB and PostgreSQL have no x'..' bytes literal.
+          query: `SELECT key, value, 42, 2.5, NULL, ${BYTES_LITERAL[capabilities.sqlDialect ?? 'sqlite']}, 9223372036854775807 FROM kv WHERE key IN ('k1','k2') ORDER BY key`,
           target: TargetStore.KV,
         },
       ]);

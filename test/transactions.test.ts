@@ -2,18 +2,19 @@
 
 import assert from 'node:assert/strict';
 import { readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type ServiceError, status } from '@grpc/grpc-js';
+import { type BackendName, capabilitiesOf } from '../src/backends/index.js';
 import { type BuffDbClients, connect } from '../src/client/network.js';
 import { openTransitive } from '../src/client/transitive.js';
 import { StoreError } from '../src/errors.js';
 import type { KvClient } from '../src/generated/kv.js';
 import { BuffDb } from '../src/store/buffdb.js';
+import { pgCommitLogs, storeLocator } from './helpers/postgres.js';
 import {
   bidi,
   eventually,
-  serverArgs,
   spawnServer,
   startTestServer,
   TEST_BACKENDS,
@@ -432,8 +433,24 @@ for (const backend of TEST_BACKENDS) {
 
   describe(`transactions survive kill -9 exactly as acknowledged [${backend}]`, () => {
     const dir = tempDir('buffdb-tx-crash-');
-    const args = serverArgs(dir, backend);
-    after(() => rmSync(dir, { recursive: true, force: true }));
+    let args: string[] = [];
+    let stores: Awaited<ReturnType<typeof storeLocator>>;
+    let blobStore = '';
+    before(async () => {
+      stores = await storeLocator(backend);
+      const { kvStore, blobStore: b } = stores.locate('crash');
+      blobStore = b;
+      args = ['127.0.0.1:0', '--backend', backend, '--kv-store', kvStore, '--blob-store', blobStore];
+    });
+    after(async () => {
+      await stores.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    /** Commit logs left behind: files beside the KV store, or (postgres) rows in the BLOB store. */
+    const logsLeft = async (): Promise<string[]> =>
+      capabilitiesOf(backend as BackendName).storeLocation === 'url'
+        ? pgCommitLogs(blobStore)
+        : readdirSync(dirname(blobStore)).filter((n) => n.includes('.txlog-'));
 
     async function withServer<T>(env: NodeJS.ProcessEnv, f: (cl: BuffDbClients) => Promise<T>): Promise<T> {
       const proc = await spawnServer(args, dir, env);
@@ -484,29 +501,25 @@ for (const backend of TEST_BACKENDS) {
         assert.ok(r.err, 'the server died during the commit');
         return blobId;
       });
-      assert.equal(readdirSync(dir).filter((n) => n.includes('.txlog-')).length, 1, 'the commit log is left behind');
+      assert.equal((await logsLeft()).length, 1, 'the commit log is left behind');
       await withServer({}, async (cl) => {
         assert.deepEqual(await getValue(cl, 'crash-mid'), { value: 'tx-value' });
         assert.deepEqual(await getBlob(cl, id), { data: 'mid-blob', metadata: undefined });
       });
-      assert.deepEqual(
-        readdirSync(dir).filter((n) => n.includes('.txlog-')),
-        [],
-        'the log is removed once replayed',
-      );
+      assert.deepEqual(await logsLeft(), [], 'the log is removed once replayed');
     });
   });
 
   describe(`transactions in the library API [${backend}]`, () => {
-    let dir: string;
+    let stores: Awaited<ReturnType<typeof storeLocator>>;
     let db: BuffDb;
     before(async () => {
-      dir = tempDir('buffdb-tx-lib-');
-      db = await BuffDb.open({ backend, kvStore: join(dir, 'kv.db'), blobStore: join(dir, 'blob.db') });
+      stores = await storeLocator(backend);
+      db = await BuffDb.open({ backend, ...stores.locate('lib') });
     });
     after(async () => {
       await db.close();
-      rmSync(dir, { recursive: true, force: true });
+      await stores.dispose();
     });
 
     it('transaction() commits when the callback resolves', async () => {
@@ -559,8 +572,7 @@ for (const backend of TEST_BACKENDS) {
     });
 
     it('the in-process (transitive) clients serve transactions too', async () => {
-      const dir2 = tempDir('buffdb-tx-transitive-');
-      const t = await openTransitive({ backend, kvStore: join(dir2, 'kv.db'), blobStore: join(dir2, 'blob.db') });
+      const t = await openTransitive({ backend, ...stores.locate('transitive') });
       try {
         const tx = await begin(t.kv);
         const clients = { ...t, close: () => {} } as unknown as BuffDbClients;
@@ -570,7 +582,6 @@ for (const backend of TEST_BACKENDS) {
         assert.deepEqual(await getValue(clients, 'tr-k'), { value: 'v' });
       } finally {
         await t.close();
-        rmSync(dir2, { recursive: true, force: true });
       }
     });
   });

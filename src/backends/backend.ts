@@ -90,8 +90,13 @@ export interface BlobOps {
    * without storing a blob, and durably marks it used so it is never handed out again.
    */
   reserveId(): MaybePromise<number>;
-  /** Stores a blob under an id from `reserveId`, replacing any blob there. */
+  /**
+   * Stores a blob under an id from `reserveId` (or copied from another store), replacing any blob
+   * there; later ids handed out are larger.
+   */
   insertWithId(id: number, data: Uint8Array, metadata: string | null): MaybePromise<void>;
+  /** Optional (for `buffdb migrate`): the ids after `after`, ascending, at most `limit`. */
+  ids?(after: number, limit: number): MaybePromise<number[]>;
 }
 
 export type KvEngineOps = KvOps & { readonly maps: MapOps };
@@ -120,9 +125,11 @@ export interface StoreEngine<Ops> {
   /**
    * Runs `work` as one atomic unit and resolves only once it is committed with the engine's
    * durability setting. The store never runs two batches of one engine at once. Errors thrown by
-   * the engine inside `work` abandon the batch (nothing of it is applied).
+   * the engine inside `work` abandon the batch (nothing of it is applied). An engine may run
+   * `work` again after abandoning an attempt (a serialization failure): `work` starts afresh.
+   * `keys`: keys (UTF-8) the batch will read (KV stores), a hint an engine may use to fetch them at once.
    */
-  batch<T>(work: (ops: Ops) => Promise<T>): Promise<T>;
+  batch<T>(work: (ops: Ops) => Promise<T>, keys?: readonly string[]): Promise<T>;
   /** Present iff the backend declares a SQL dialect. Execute runs inside `batch`; query may not. */
   readonly sql?: SqlOps;
   /** The engine's own errors as a status a client can act on (disk full, busy, damaged, …). */
@@ -150,6 +157,12 @@ export interface BackendCapabilities {
   inMemory: boolean;
   /** Online backup: how the engine's snapshot() copies (./snapshot.ts); absent: no backup. */
   snapshot?: SnapshotMode;
+  /**
+   * What a store location is: a file path (default), or a connection URL of a database server
+   * (postgres://…): then the KV and BLOB stores may name the same database, nothing is kept in
+   * files beside the store (see test/helpers/locations.ts for fresh locations in tests).
+   */
+  storeLocation?: 'file' | 'url';
 }
 
 export type Durability = 'full' | 'normal';
@@ -158,7 +171,16 @@ export interface OpenOptions {
   /** `full`: fsync on every commit (survives power loss). `normal`: survives a process crash. */
   durability?: Durability;
   readOnly?: boolean;
+  /** Network stores: wait (retrying) while the database is unreachable at open, instead of failing. */
+  waitForStore?: boolean;
+  /** Raw SQL statements running longer than this are cancelled (engines that can; default 30 000). */
+  sqlTimeoutMs?: number;
+  /** PostgreSQL-compatible servers whose behaviour differs (postgres backend only; default `postgres`). */
+  pgDialect?: PgDialect;
 }
+
+export const PG_DIALECTS = ['postgres', 'cockroach', 'yugabyte'] as const;
+export type PgDialect = (typeof PG_DIALECTS)[number];
 
 export interface Backend {
   readonly name: string;

@@ -30,6 +30,16 @@ const REGISTRY = {
     capabilities: { sqlDialect: null, sqlKvWrites: false, multiProcess: true, inMemory: false, snapshot: 'held' },
     load: async () => (await import('./lmdb/lmdb-backend.js')).lmdbBackend,
   },
+  postgres: {
+    capabilities: {
+      sqlDialect: 'postgres',
+      sqlKvWrites: true,
+      multiProcess: true,
+      inMemory: false,
+      storeLocation: 'url',
+    },
+    load: async () => (await import('./postgres/postgres-backend.js')).postgresBackend,
+  },
 } as const satisfies Record<string, Registration>;
 
 export type BackendName = keyof typeof REGISTRY;

@@ -55,7 +55,10 @@ export async function takeSnapshot(db: BuffDb, dir: string): Promise<Snapshot> {
   const kv = snapshotsOf(db.kv.engine);
   const blob = snapshotsOf(db.blob.engine);
   if (!db.backend.capabilities.snapshot || !kv || !blob) {
-    throw new StoreError(status.UNIMPLEMENTED, `the ${db.backend.name} backend cannot make online backups`);
+    throw new StoreError(
+      status.UNIMPLEMENTED,
+      `the ${db.backend.name} backend cannot make online backups; back its stores up with the engine's own tools`,
+    );
   }
   const kvDir = join(dir, 'kv');
   const blobDir = join(dir, 'blob');

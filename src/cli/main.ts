@@ -20,7 +20,7 @@ import {
   usageError,
 } from './command-kit.js';
 import { CliError, describeError, EXIT, EXIT_CODES_HELP, exitCodeFor } from './exit-codes.js';
-import { buildAuth, buildBackup, buildRun } from './server-commands.js';
+import { buildAuth, buildBackup, buildMigrate, buildRun } from './server-commands.js';
 
 const require = createRequire(import.meta.url);
 const { version } = require('../../package.json') as { version: string };
@@ -358,6 +358,7 @@ export function buildProgram(): CommandUnknownOpts {
       )}\n${EXIT_CODES_HELP}`,
     ) as unknown as CommandUnknownOpts;
   buildRun(program);
+  buildMigrate(program);
   buildKv(program);
   buildBlob(program);
   buildAuth(program);

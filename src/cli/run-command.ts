@@ -6,7 +6,7 @@
 import { dirname, resolve } from 'node:path';
 import type { LevelWithSilent } from 'pino';
 import { AuthFileSource } from '../auth/auth-file.js';
-import type { Backend, Durability } from '../backends/backend.js';
+import type { Backend, Durability, PgDialect } from '../backends/backend.js';
 import { loadBackend } from '../backends/index.js';
 import { DEFAULT_SHUTDOWN_GRACE_MS } from '../defaults.js';
 import { StoreError, status } from '../errors.js';
@@ -15,6 +15,7 @@ import type { Metrics, MetricsServer } from '../server/metrics.js';
 import { startServer } from '../server/server.js';
 import { ReloadableTls } from '../server/tls.js';
 import { BuffDb } from '../store/buffdb.js';
+import { displayLocation } from '../store/open-store.js';
 import type { AutoCompactSetting } from './etcd-options.js';
 import { CliError, EXIT } from './exit-codes.js';
 
@@ -50,6 +51,11 @@ export interface RunOptions {
   metricsAddr?: string;
   /** Log requests slower than this (ms; 0: never). */
   slowMs?: number;
+  /** Stores on a database server: wait for it at start instead of exiting (--wait-for-db). */
+  waitForDb?: boolean;
+  /** Raw SQL statement timeout (--sql-timeout), where the engine can cancel one. */
+  sqlTimeoutMs?: number;
+  pgDialect?: PgDialect;
 }
 
 /** Checks that the TLS flags make sense together; reading the files comes later (exit 4 if bad). */
@@ -106,6 +112,9 @@ export async function runServer(options: RunOptions): Promise<void> {
     transactionTimeoutMs: options.transactionTimeoutMs,
     uploadTtlMs: options.uploadTtlMs,
     autoCompact: options.autoCompact,
+    waitForStore: options.waitForDb,
+    sqlTimeoutMs: options.sqlTimeoutMs,
+    pgDialect: options.pgDialect,
   });
   let metrics: Metrics | undefined;
   let metricsServer: MetricsServer | undefined;
@@ -145,6 +154,8 @@ export async function runServer(options: RunOptions): Promise<void> {
     'Request and response data the calls hold now (bytes; the limit is --memory-budget)',
     () => running.memoryBudget.used,
   );
+  // Transaction ids name this server, so a server sharing the store can say where one lives.
+  db.transactions.serverName = running.addr;
   // Handlers first: a supervisor may signal as soon as it reads the line below.
   const graceMs = shutdownGraceMs();
   let signals = 0;
@@ -192,8 +203,9 @@ export async function runServer(options: RunOptions): Promise<void> {
       addr: running.addr,
       etcdAddr: running.etcdAddr,
       backend: options.backend,
-      kvStore: options.kvStore,
-      blobStore: options.blobStore,
+      // A store URL's password never reaches a log.
+      kvStore: displayLocation(options.kvStore),
+      blobStore: displayLocation(options.blobStore),
       readOnly: options.readOnly,
       tls: tls ? (options.tlsClientCa ? 'mutual' : 'server') : 'off',
       auth: auth !== undefined,

@@ -2,9 +2,17 @@
  * The commands around the server: `run` (with its settings from flags, environment and config
  * file), `auth add-token`, `backup` and `restore`. Each imports its implementation when it runs.
  */
-import { type CommandUnknownOpts, Option } from '@commander-js/extra-typings';
+import { type CommandUnknownOpts, InvalidArgumentError, Option } from '@commander-js/extra-typings';
+import { PG_DIALECTS, type PgDialect } from '../backends/backend.js';
 import { DEFAULT_BACKEND } from '../backends/index.js';
-import { DEFAULT_ADDR, DEFAULT_BLOB_STORE, DEFAULT_KV_STORE, DEFAULT_MAX_MESSAGE_SIZE } from '../defaults.js';
+import {
+  DEFAULT_ADDR,
+  DEFAULT_BLOB_STORE,
+  DEFAULT_ETCD_MAX_REQUEST_BYTES,
+  DEFAULT_KV_STORE,
+  DEFAULT_MAX_MESSAGE_SIZE,
+  DEFAULT_MEMORY_BUDGET,
+} from '../defaults.js';
 import {
   addRemoteOptions,
   backendOption,
@@ -16,7 +24,33 @@ import {
   remoteTarget,
   usageError,
 } from './command-kit.js';
+import { type AutoCompactSetting, parseAutoCompact, parseDuration } from './etcd-options.js';
 import { applyEnvAndConfig, describeEnv, readConfigFile } from './run-settings.js';
+
+/** A size above zero (`--memory-budget`). */
+function parsePositiveSize(value: string): number {
+  const n = parseSize(value);
+  if (n <= 0) throw new InvalidArgumentError('expected a size above zero, such as 256MiB');
+  return n;
+}
+
+/** `--upload-ttl`: whole seconds (`3600`) or a duration (`30m`, `1h`), in milliseconds. */
+function parseUploadTtl(value: string): number {
+  const text = value.trim();
+  const ms = /^\d+$/.test(text) ? Number(text) * 1000 : parseDuration(text);
+  if (ms === undefined || !Number.isSafeInteger(ms) || ms <= 0) {
+    throw new InvalidArgumentError('expected seconds (3600) or a duration such as 30m or 1h');
+  }
+  return ms;
+}
+
+function parseAutoCompactFlag(value: string): AutoCompactSetting {
+  try {
+    return parseAutoCompact(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
 
 /** Repeatable `--kv-read [PREFIX]`: the prefixes given ('' = every key). */
 function collectPrefix(value: string, previous: string[] | undefined): string[] {
@@ -125,6 +159,12 @@ export function buildRun(program: CommandUnknownOpts): void {
     .option('--blob-store <PATH>', 'BLOB store file', DEFAULT_BLOB_STORE)
     .addOption(backendOption())
     .option('--max-message-size <SIZE>', 'largest gRPC message accepted or sent', parseSize, DEFAULT_MAX_MESSAGE_SIZE)
+    .option(
+      '--memory-budget <SIZE>',
+      'request and response data held across all calls; past it the server stops reading from clients',
+      parsePositiveSize,
+      DEFAULT_MEMORY_BUDGET,
+    )
     .addOption(
       new Option(
         '--durability <MODE>',
@@ -139,6 +179,31 @@ export function buildRun(program: CommandUnknownOpts): void {
       'roll back a transaction left open this long (BeginTransaction timeout_ms overrides)',
       parseMilliseconds,
       30_000,
+    )
+    .option(
+      '--upload-ttl <TTL>',
+      'keep an unfinished resumable upload this long after its last call: seconds or a duration (30m, 1h)',
+      parseUploadTtl,
+      3_600_000,
+    )
+    .option('--etcd-listen <ADDR>', 'also serve only the etcd API on this address (e.g. 127.0.0.1:2379)')
+    .option(
+      '--etcd-max-request-bytes <SIZE>',
+      'largest etcd write request; larger ones fail with "etcdserver: request is too large"',
+      parseSize,
+      DEFAULT_ETCD_MAX_REQUEST_BYTES,
+    )
+    .option(
+      '--auto-compact <VALUE>',
+      'history kept for old reads and watches: a number of revisions, a duration (1h, 30m, 7d) or off (default: 100000)',
+      parseAutoCompactFlag,
+    )
+    .option('--wait-for-db', 'stores on a database server (postgres): wait for it at start instead of exiting', false)
+    .option('--sql-timeout <MS>', 'cancel raw SQL statements running longer (postgres)', parseMilliseconds, 30_000)
+    .addOption(
+      new Option('--pg-dialect <NAME>', 'the PostgreSQL-compatible server behind a postgres:// store')
+        .choices(PG_DIALECTS)
+        .default('postgres' as const),
     )
     .option('--tls-cert <FILE>', 'serve TLS only, with this PEM certificate chain (needs --tls-key)')
     .option('--tls-key <FILE>', 'PEM private key of --tls-cert')
@@ -158,6 +223,8 @@ export function buildRun(program: CommandUnknownOpts): void {
       example(
         'buffdb run [::1]:50051 --kv-store kv_store.db --blob-store blob_store.db',
         'buffdb run 0.0.0.0:50051 --tls-cert server.crt --tls-key server.key',
+        'buffdb run --etcd-listen 127.0.0.1:2379 --auto-compact 1h',
+        'buffdb run -b postgres --kv-store postgres://buffdb@db:5432/app --blob-store postgres://buffdb@db:5432/app',
         'BUFFDB_ADDR=127.0.0.1:50051 buffdb run --config buffdb.toml',
       ),
     );
@@ -180,9 +247,17 @@ export function buildRun(program: CommandUnknownOpts): void {
       blobStore: opts.blobStore,
       backend: opts.backend ?? DEFAULT_BACKEND,
       maxMessageSize: opts.maxMessageSize,
+      memoryBudget: opts.memoryBudget,
       durability: opts.durability,
       readOnly: opts.readOnly,
       transactionTimeoutMs: opts.transactionTimeout,
+      uploadTtlMs: opts.uploadTtl,
+      etcdListen: opts.etcdListen,
+      etcdMaxRequestBytes: opts.etcdMaxRequestBytes,
+      autoCompact: opts.autoCompact,
+      waitForDb: opts.waitForDb,
+      sqlTimeoutMs: opts.sqlTimeout,
+      pgDialect: opts.pgDialect,
       tlsCert: opts.tlsCert,
       tlsKey: opts.tlsKey,
       tlsClientCa: opts.tlsClientCa,
@@ -201,9 +276,17 @@ interface RunFlags {
   blobStore: string;
   backend?: string;
   maxMessageSize: number;
+  memoryBudget: number;
   durability: 'full' | 'normal';
   readOnly: boolean;
   transactionTimeout: number;
+  uploadTtl: number;
+  etcdListen?: string;
+  etcdMaxRequestBytes: number;
+  autoCompact?: AutoCompactSetting;
+  waitForDb: boolean;
+  sqlTimeout: number;
+  pgDialect: PgDialect;
   tlsCert?: string;
   tlsKey?: string;
   tlsClientCa?: string;
@@ -211,4 +294,26 @@ interface RunFlags {
   metricsAddr?: string;
   slowMs: number;
   logLevel: (typeof LOG_LEVELS)[number];
+}
+
+export function buildMigrate(program: CommandUnknownOpts): void {
+  program
+    .command('migrate')
+    .description(
+      'copy a KV and a BLOB store to another backend: keys with their revisions, history and leases, blobs with their ids.\n' +
+        'The destination must be empty; stop writers of the source first.',
+    )
+    .requiredOption('--from <SPEC>', 'BACKEND:KV_STORE,BLOB_STORE (sqlite:kv.db,blob.db), or a postgres:// URL')
+    .requiredOption('--to <SPEC>', 'the same form; a postgres:// URL holds both stores (a schema each)')
+    .addHelpText(
+      'after',
+      example(
+        'buffdb migrate --from sqlite:kv_store.db,blob_store.db --to postgres://buffdb@db:5432/app',
+        'buffdb migrate --from postgres://buffdb@db:5432/app --to sqlite:kv.db,blob.db',
+      ),
+    )
+    .action(async (opts) => {
+      const { migrate } = await import('./migrate-command.js');
+      await migrate(opts.from, opts.to, (line) => process.stderr.write(`buffdb: ${line}\n`));
+    });
 }

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Backend, BlobRecord } from '../backends/backend.js';
-import { BACKEND_NAMES, SQL_BACKENDS } from '../backends/index.js';
+import { BACKEND_NAMES, capabilitiesOf, SQL_BACKENDS } from '../backends/index.js';
 import { StoreError, status } from '../errors.js';
 import { BuffDb, type BuffDbOptions } from '../store/buffdb.js';
 import { EqualityCheck } from '../store/equality.js';
@@ -34,6 +34,25 @@ export interface ConformanceOptions {
   label?: string;
   /** Creates the main stores before the suite opens them (e.g. restores them from a backup). */
   prepare?: (kvStore: string, blobStore: string) => Promise<void>;
+  /**
+   * Where the stores live. Default: files in a fresh temporary directory. Backends whose stores
+   * are URLs (capability `storeLocation: 'url'`) must give one (e.g. a fresh schema per store).
+   */
+  stores?: () => Promise<StoreLocator>;
+}
+
+/** Store locations by name: the same name gives the same stores (a reopen); `dispose` removes them all. */
+export interface StoreLocator {
+  locate(name: string): { kvStore: string; blobStore: string };
+  dispose(): Promise<void>;
+}
+
+function fileLocator(prefix: string): StoreLocator {
+  const dir = tempDir(prefix);
+  return {
+    locate: (name) => ({ kvStore: join(dir, `${name}.kv.db`), blobStore: join(dir, `${name}.blob.db`) }),
+    dispose: async () => rmSync(dir, { recursive: true, force: true }),
+  };
 }
 
 const tempDir = (prefix: string): string => mkdtempSync(join(tmpdir(), prefix));
@@ -87,19 +106,25 @@ export function conformance(backendOrName: string | Backend, options: Conformanc
   const backend = backendOrName;
   describe(`conformance [${name}]${options.label ? ` ${options.label}` : ''}`, () => {
     let dir: string;
+    let stores: StoreLocator;
+    let fileStores = true;
     let db: BuffDb;
     let n = 0;
     /** Opens a fresh pair of stores (or reopens `name`). */
     const open = (name = `s${n++}`, extra: Partial<BuffDbOptions> = {}): Promise<BuffDb> =>
-      BuffDb.open({ backend, kvStore: join(dir, `${name}.kv.db`), blobStore: join(dir, `${name}.blob.db`), ...extra });
+      BuffDb.open({ backend, ...stores.locate(name), ...extra });
 
     before(async () => {
       dir = tempDir(`buffdb-conf-${name}-`);
-      await options.prepare?.(join(dir, 'main.kv.db'), join(dir, 'main.blob.db'));
+      fileStores = (await resolveBackend(backend)).capabilities.storeLocation !== 'url';
+      stores = options.stores ? await options.stores() : fileLocator(`buffdb-conf-${name}-`);
+      const main = stores.locate('main');
+      await options.prepare?.(main.kvStore, main.blobStore);
       db = await open('main');
     });
     after(async () => {
       await db.close();
+      await stores.dispose();
       rmSync(dir, { recursive: true, force: true });
     });
 
@@ -500,9 +525,11 @@ export function conformance(backendOrName: string | Backend, options: Conformanc
         }
       });
 
-      it('an empty file is a fresh store', async () => {
-        writeFileSync(join(dir, 'empty.kv.db'), '');
-        writeFileSync(join(dir, 'empty.blob.db'), '');
+      it('an empty file is a fresh store', async (t) => {
+        if (!fileStores) return t.skip(`${name} stores are URLs, not files`);
+        const empty = stores.locate('empty');
+        writeFileSync(empty.kvStore, '');
+        writeFileSync(empty.blobStore, '');
         const fresh = await open('empty');
         await fresh.kv.setValue('k', 'v');
         assert.ok((await fresh.blob.storeBlob(bytes('b'))) > 0);
@@ -512,8 +539,9 @@ export function conformance(backendOrName: string | Backend, options: Conformanc
         await again.close();
       });
 
-      it("another backend's store file is refused with a clear error and left untouched", async () => {
-        const other = BACKEND_NAMES.find((n) => n !== name)!;
+      it("another backend's store file is refused with a clear error and left untouched", async (t) => {
+        if (!fileStores) return t.skip(`${name} stores are URLs, not files`);
+        const other = BACKEND_NAMES.find((n) => n !== name && capabilitiesOf(n).storeLocation !== 'url')!;
         const kvStore = join(dir, 'foreign.kv.db');
         const made = await BuffDb.open({ backend: other, kvStore, blobStore: join(dir, 'foreign.blob.db') });
         await made.kv.setValue('k', 'v');
@@ -527,10 +555,10 @@ export function conformance(backendOrName: string | Backend, options: Conformanc
       });
 
       it('an acknowledged write survives kill -9 of the writing process', async () => {
-        const stores = { kv: join(dir, 'killed.kv.db'), blob: join(dir, 'killed.blob.db') };
-        const acked = await writeUntilKilled(options.module ?? name, stores.kv, stores.blob);
+        const killed = stores.locate('killed');
+        const acked = await writeUntilKilled(options.module ?? name, killed.kvStore, killed.blobStore);
         assert.ok(acked.kv >= 1 && acked.blob.length >= 1, 'the child acknowledged writes before it was killed');
-        const after = await BuffDb.open({ backend, kvStore: stores.kv, blobStore: stores.blob });
+        const after = await BuffDb.open({ backend, ...killed });
         try {
           for (let i = 0; i < acked.kv; i++) assert.equal(await after.kv.getValue(`kill${i}`), `value ${i}`);
           for (const [i, id] of acked.blob.entries()) {

@@ -124,7 +124,10 @@ export function decodeStrict<T>(codec: Codec<T>, buf: Uint8Array, typeName: stri
   } catch (err) {
     message = new DecodeFailure(`malformed ${typeName} message: ${(err as Error).message}`);
   }
-  if (typeof message === 'object' && message !== null) (message as { [WIRE_SIZE]?: number })[WIRE_SIZE] = buf.length;
+  // Not enumerable: the message still equals (and prints as) the plain decoded value.
+  if (typeof message === 'object' && message !== null) {
+    Object.defineProperty(message, WIRE_SIZE, { value: buf.length, writable: true });
+  }
   return message;
 }
 

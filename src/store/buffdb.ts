@@ -1,7 +1,7 @@
 /** Opens a backend's KV and BLOB stores together: the unit the server, CLI and library share. */
 import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { Backend, Durability } from '../backends/backend.js';
+import type { Backend, Durability, PgDialect } from '../backends/backend.js';
 import { SQL_BACKENDS } from '../backends/index.js';
 import {
   DEFAULT_AUTO_COMPACT_REVISIONS,
@@ -16,7 +16,8 @@ import { openBlobStore, openKvStore, resolveBackend } from './open-store.js';
 import { QueryStore } from './query-store.js';
 import type { BlobRequests, KvRequests } from './requests.js';
 import { Committer } from './transactions/commit.js';
-import { CommitLog } from './transactions/commit-log.js';
+import { type CommitLog, FileCommitLog } from './transactions/commit-log.js';
+import { StoreCommitLog } from './transactions/commit-log-store.js';
 import { type BeginOptions, TransactionManager } from './transactions/manager.js';
 import { Transaction } from './transactions/transaction.js';
 
@@ -46,6 +47,17 @@ export interface BuffDbOptions {
   maxMessageSize?: number;
   /** How long an unfinished resumable upload is kept after its last call, in ms (default 1 h). */
   uploadTtlMs?: number;
+  /** Stores on a database server: wait while it is unreachable at open instead of failing. */
+  waitForStore?: boolean;
+  /** Raw SQL statements are cancelled after this many ms where the engine can (default 30 000). */
+  sqlTimeoutMs?: number;
+  /** PostgreSQL-compatible server (postgres backend only). */
+  pgDialect?: PgDialect;
+  /**
+   * Names this server in transaction ids, so another server given one can say where it lives
+   * (e.g. its gRPC address). Default: host name and process id.
+   */
+  serverName?: string;
 }
 
 /** Room left in a Get answer for its framing and the metadata. */
@@ -80,10 +92,18 @@ export class BuffDb {
     const backend = await resolveBackend(options.backend);
     const kvPath = options.kvStore ?? DEFAULT_KV_STORE;
     const blobPath = options.blobStore ?? DEFAULT_BLOB_STORE;
-    if (kvPath !== ':memory:' && canonicalPath(kvPath) === canonicalPath(blobPath)) {
+    const urls = backend.capabilities.storeLocation === 'url';
+    // Stores on a database server may share a database (each keeps to its own schema).
+    if (!urls && kvPath !== ':memory:' && canonicalPath(kvPath) === canonicalPath(blobPath)) {
       throw new Error(`the KV store and the BLOB store must be different files (both are ${kvPath})`);
     }
-    const openOptions = { durability: options.durability, readOnly: options.readOnly };
+    const openOptions = {
+      durability: options.durability,
+      readOnly: options.readOnly,
+      waitForStore: options.waitForStore,
+      sqlTimeoutMs: options.sqlTimeoutMs,
+      pgDialect: options.pgDialect,
+    };
     const kv = await openKvStore(backend, kvPath, {
       ...openOptions,
       autoCompact:
@@ -105,10 +125,16 @@ export class BuffDb {
       await kv.close();
       throw err;
     }
-    const committer = new Committer(kv, blob, kvPath === ':memory:' ? undefined : new CommitLog(kvPath));
+    const log: CommitLog | undefined = urls
+      ? new StoreCommitLog(kv, blob)
+      : kvPath === ':memory:'
+        ? undefined
+        : new FileCommitLog(kvPath);
+    const committer = new Committer(kv, blob, log);
     const transactions = new TransactionManager(kv, blob, committer, {
       defaultTimeoutMs: options.transactionTimeoutMs,
       disconnectGraceMs: options.transactionDisconnectGraceMs,
+      serverName: options.serverName,
     });
     const db = new BuffDb(backend, kv, blob, transactions, kvPath);
     // Finish any transaction commit a crash interrupted between the two stores (its commit log).

@@ -5,7 +5,7 @@
  * cost one commit instead of a thousand.
  */
 import type { StoreEngine } from '../backends/backend.js';
-import { StoreError, shuttingDown } from '../errors.js';
+import { OutcomeUnknownError, StoreError, shuttingDown } from '../errors.js';
 
 /**
  * The ordered sequence of operations of one request stream. Once one of its operations fails,
@@ -29,6 +29,8 @@ interface Job<Ops> {
   seq: Sequence | undefined;
   /** Set for exclusive() jobs: run alone, between batches. */
   exclusive: (() => Promise<unknown>) | undefined;
+  /** A key the job reads (a hint for engines that fetch a batch's keys at once). */
+  key: string | undefined;
 }
 
 function answer<Ops>(job: Job<Ops>, err: StoreError | null, result?: unknown): void {
@@ -54,7 +56,7 @@ export class GroupCommitter<Ops> {
   constructor(readonly engine: StoreEngine<Ops>) {}
 
   /** Queues `run`; `done` is called after the batch holding it has committed (or failed). */
-  submit<R>(run: (ops: Ops) => R | Promise<R>, done: Done<R>, seq?: Sequence): void {
+  submit<R>(run: (ops: Ops) => R | Promise<R>, done: Done<R>, seq?: Sequence, key?: string): void {
     if (this.closed) {
       done(shuttingDown());
       return;
@@ -66,11 +68,12 @@ export class GroupCommitter<Ops> {
       reject: undefined,
       seq,
       exclusive: undefined,
+      key,
     });
   }
 
   /** Promise form of submit, for callers that do one thing at a time (CLI, library). */
-  run<R>(run: (ops: Ops) => R | Promise<R>, seq?: Sequence): Promise<R> {
+  run<R>(run: (ops: Ops) => R | Promise<R>, seq?: Sequence, key?: string): Promise<R> {
     return new Promise((resolve, reject) => {
       if (this.closed) {
         reject(shuttingDown());
@@ -83,6 +86,7 @@ export class GroupCommitter<Ops> {
         reject,
         seq,
         exclusive: undefined,
+        key,
       });
     });
   }
@@ -108,6 +112,7 @@ export class GroupCommitter<Ops> {
         reject,
         seq: undefined,
         exclusive: fn,
+        key: undefined,
       });
     });
   }
@@ -171,8 +176,16 @@ export class GroupCommitter<Ops> {
     // Allocated only when something fails (the common batch has no errors).
     let errors: (StoreError | undefined)[] | undefined;
     const started = this.onBatch ? performance.now() : 0;
+    let keys: string[] | undefined;
+    for (const job of jobs) {
+      if (job.key === undefined) continue;
+      keys ??= [];
+      keys.push(job.key);
+    }
     try {
       await this.engine.batch(async (ops) => {
+        // An engine may run this again (a serialization failure): start each attempt afresh.
+        errors = undefined;
         // Sequences that fail inside this batch; applied to the Sequence only once it commits.
         let failedHere: Set<Sequence> | undefined;
         for (let i = 0; i < jobs.length; i++) {
@@ -196,8 +209,18 @@ export class GroupCommitter<Ops> {
             }
           }
         }
-      });
+      }, keys);
     } catch (err) {
+      // Committed or not, nobody knows (the database went away mid-COMMIT): running the jobs
+      // again could apply them twice, so each gets the error.
+      if (err instanceof OutcomeUnknownError) {
+        for (const job of jobs) {
+          if (job.seq?.failed) continue;
+          if (job.seq) job.seq.failed = true;
+          answer(job, err);
+        }
+        return;
+      }
       // The batch did not commit. Run each job on its own so one bad operation costs only itself
       // (and the rest of its own stream), never its neighbours.
       if (jobs.length > 1) {

@@ -14,9 +14,14 @@ export async function resolveBackend(backend: string | Backend | undefined): Pro
   return typeof backend === 'object' ? backend : loadBackend(backend ?? DEFAULT_BACKEND);
 }
 
+/** A store location for messages and logs: a URL's password is never shown. */
+export function displayLocation(path: string): string {
+  return path.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^@/]*@/i, '$1***@');
+}
+
 /** Names the store an open error came from (keeps the engine's error code for mapping). */
 function inContext(err: unknown, which: string, path: string): unknown {
-  if (err instanceof Error) err.message = `cannot open the ${which} store ${path}: ${err.message}`;
+  if (err instanceof Error) err.message = `cannot open the ${which} store ${displayLocation(path)}: ${err.message}`;
   return err;
 }
 

@@ -24,11 +24,11 @@ export function guardStoreFile<Ops>(engine: StoreEngine<Ops>, path: string): Sto
     }
   };
   const batch = engine.batch.bind(engine);
-  engine.batch = <T>(work: (ops: Ops) => Promise<T>): Promise<T> =>
+  engine.batch = <T>(work: (ops: Ops) => Promise<T>, keys?: readonly string[]): Promise<T> =>
     batch(async (ops) => {
       const result = await work(ops);
       assertUnmoved();
       return result;
-    });
+    }, keys);
   return engine;
 }

@@ -7,10 +7,11 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClientDuplexStream, ClientWritableStream, ServiceError } from '@grpc/grpc-js';
-import { BACKEND_NAMES, isBackendName } from '../../src/backends/index.js';
+import { BACKEND_NAMES, type BackendName, capabilitiesOf, isBackendName } from '../../src/backends/index.js';
 import { type BuffDbClients, connect } from '../../src/client/network.js';
 import { type RunningServer, type StartOptions, startServer } from '../../src/server/server.js';
 import { BuffDb, type BuffDbOptions } from '../../src/store/buffdb.js';
+import { storeLocator } from './postgres.js';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 /** The built executable (npm test builds first), run as users run it. */
@@ -89,9 +90,12 @@ export async function startTestServer(
 ): Promise<TestServer> {
   const { serve, ...dbOptions } = options;
   const dir = options.dir ?? tempDir();
+  // Stores that are URLs (postgres) get a fresh schema each, dropped by dispose().
+  const urls =
+    typeof options.backend === 'string' && capabilitiesOf(options.backend as BackendName).storeLocation === 'url';
+  const stores = urls ? await storeLocator(options.backend as string) : undefined;
   const db = await BuffDb.open({
-    kvStore: join(dir, 'kv_store.db'),
-    blobStore: join(dir, 'blob_store.db'),
+    ...(stores ? stores.locate('srv') : { kvStore: join(dir, 'kv_store.db'), blobStore: join(dir, 'blob_store.db') }),
     ...dbOptions,
   });
   const running = await startServer(db, { ...serve, addr: '127.0.0.1:0' });
@@ -112,6 +116,7 @@ export async function startTestServer(
     stop,
     dispose: async () => {
       await stop();
+      await stores?.dispose();
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -160,22 +165,50 @@ export interface ServerProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** `buffdb run` arguments for a loopback server on a free port with its stores in `dir`. */
-export function serverArgs(dir: string, backend: string, ...extra: string[]): string[] {
-  return [
-    '127.0.0.1:0',
-    '--backend',
-    backend,
-    '--kv-store',
-    join(dir, 'kv.db'),
-    '--blob-store',
-    join(dir, 'blob.db'),
-    ...extra,
-  ];
+export interface ServerStores {
+  /** A temporary directory for the server process (its working directory). */
+  dir: string;
+  /** `buffdb run` arguments: a loopback address on a free port, the backend and its stores. */
+  args(...extra: string[]): string[];
+  /** Removes the directory and (URL backends) the stores' schemas. */
+  dispose(): Promise<void>;
+}
+
+/** Stores for a `buffdb run` process: files in a fresh directory, or (URL backends) fresh schemas. */
+export async function serverStores(backend: string, prefix = 'buffdb-srv-'): Promise<ServerStores> {
+  const dir = tempDir(prefix);
+  const urls = capabilitiesOf(backend as BackendName).storeLocation === 'url';
+  const stores = urls ? await storeLocator(backend) : undefined;
+  const { kvStore, blobStore } = stores
+    ? stores.locate('srv')
+    : { kvStore: join(dir, 'kv.db'), blobStore: join(dir, 'blob.db') };
+  return {
+    dir,
+    args: (...extra) => [
+      '127.0.0.1:0',
+      '--backend',
+      backend,
+      '--kv-store',
+      kvStore,
+      '--blob-store',
+      blobStore,
+      ...extra,
+    ],
+    dispose: async () => {
+      await stores?.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 /** Starts `buffdb run ARGS` as a child process (give it an address such as 127.0.0.1:0) and waits until it listens. */
-export function spawnServer(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
+export function spawnServer(
+  args: string[],
+  cwd: string,
+  env: NodeJS.ProcessEnv = {},
+  /** Sees stderr as it comes, before the server listens (e.g. "waiting for PostgreSQL"). */
+  onStderr?: (text: string) => void,
+): Promise<ServerProcess> {
   const child = spawn(process.execPath, [CLI, 'run', ...args], {
     cwd,
     env: { ...process.env, ...env },
@@ -185,6 +218,7 @@ export function spawnServer(args: string[], cwd: string, env: NodeJS.ProcessEnv 
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {
     stderr += d.toString();
+    onStderr?.(stderr);
   });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) =>
     child.on('exit', (code, signal) => res({ code, signal })),

@@ -305,6 +305,7 @@ function blobOps(db: Db, written: WriteCounter): BlobEngineOps {
   );
   const bump = db.prepare<[number]>("UPDATE sqlite_sequence SET seq = ? WHERE name = 'blob'");
   const first = db.prepare<[number]>("INSERT INTO sqlite_sequence (name, seq) VALUES ('blob', ?)");
+  const ids = db.prepare<[number, number], number>('SELECT id FROM blob WHERE id > ? ORDER BY id LIMIT ?').pluck();
   const insertWithId = db.prepare<[number, Uint8Array, string | null]>(
     'INSERT OR REPLACE INTO blob (id, data, metadata) VALUES (?, ?, ?)',
   );
@@ -341,6 +342,7 @@ function blobOps(db: Db, written: WriteCounter): BlobEngineOps {
       wrote(data);
       insertWithId.run(id, data, metadata);
     },
+    ids: (after, limit) => ids.all(after, limit).map(Number),
     maps:
       db.readonly && !tableExists(db, mapTable('meta'))
         ? READ_ONLY_MAPS

@@ -210,29 +210,31 @@ export class KvStore {
 
   // ---------------------------------------------------------------- buffdb's string API
 
+  // Each passes the key it reads, so an engine may fetch a batch's keys at once (postgres).
+
   get(key: string, done: Done<string>, seq?: Sequence): void {
-    this.committer.submit((b) => readValue(b, key), done, seq);
+    this.committer.submit((b) => readValue(b, key), done, seq, key);
   }
 
   set(key: string, value: string, done: Done<void>, seq?: Sequence): void {
-    this.committer.submit((b) => writeValue(b, key, value), done, seq);
+    this.committer.submit((b) => writeValue(b, key, value), done, seq, key);
   }
 
   delete(key: string, done: Done<void>, seq?: Sequence): void {
-    this.committer.submit((b) => deleteValue(b, key), done, seq);
+    this.committer.submit((b) => deleteValue(b, key), done, seq, key);
   }
 
   /** Promise forms, for callers that do one thing at a time (CLI, library). */
   getValue(key: string): Promise<string> {
-    return this.committer.run((b) => readValue(b, key));
+    return this.committer.run((b) => readValue(b, key), undefined, key);
   }
 
   setValue(key: string, value: string): Promise<void> {
-    return this.committer.run((b) => writeValue(b, key, value));
+    return this.committer.run((b) => writeValue(b, key, value), undefined, key);
   }
 
   deleteKey(key: string): Promise<void> {
-    return this.committer.run((b) => deleteValue(b, key));
+    return this.committer.run((b) => deleteValue(b, key), undefined, key);
   }
 
   // ---------------------------------------------------------------- etcd's API

@@ -111,10 +111,21 @@ export class Leases {
     return { id, ttl: granted, rev };
   }
 
-  /** Deletes the lease and its keys (one revision). */
-  async revoke(id: bigint): Promise<number> {
+  /**
+   * Deletes the lease and its keys (one revision). `onlyIfExpired`: only if the stored deadline has
+   * passed — another process sharing the store may have renewed it (answers undefined then).
+   */
+  async revoke(id: bigint, onlyIfExpired = false): Promise<number> {
     const rev = await this.run(async (b) => {
-      if ((await b.ops.maps.get('lease', leaseId(id))) === undefined) throw leaseNotFound();
+      const raw = await b.ops.maps.get('lease', leaseId(id));
+      if (raw === undefined) throw leaseNotFound();
+      if (onlyIfExpired) {
+        const stored = decodeLease(id, raw);
+        if (stored.deadline > this.now()) {
+          this.live.set(id, stored);
+          return undefined;
+        }
+      }
       await b.mutate(async () => {
         for (const key of await this.keysOf(b, id)) {
           const record = await b.ops.get(key);
@@ -124,13 +135,24 @@ export class Leases {
       });
       return b.rev;
     });
+    if (rev === undefined) return this.hubRev();
     this.live.delete(id);
     return rev;
   }
 
+  private hubRev(): Promise<number> {
+    return this.run((b) => b.rev);
+  }
+
   /** Renews the lease; answers its TTL, or 0 when it does not exist (as etcd's keep-alive does). */
   async keepAlive(id: bigint): Promise<{ ttl: number; rev: number }> {
-    const info = this.live.get(id);
+    // A lease granted through another process sharing the store is not in `live` yet: read it.
+    const info =
+      this.live.get(id) ??
+      (await this.run(async (b) => {
+        const raw = await b.ops.maps.get('lease', leaseId(id));
+        return raw === undefined ? undefined : decodeLease(id, raw);
+      }));
     if (!info) return { ttl: 0, rev: await this.run((b) => b.rev) };
     const renewed = { ...info, deadline: this.now() + info.grantedTtl * 1000 };
     const rev = await this.run(async (b) => {
@@ -142,7 +164,7 @@ export class Leases {
       this.live.delete(id);
       return { ttl: 0, rev: await this.run((b) => b.rev) };
     }
-    if (this.live.has(id)) this.live.set(id, renewed);
+    this.live.set(id, renewed);
     return { ttl: info.grantedTtl, rev };
   }
 
@@ -185,7 +207,7 @@ export class Leases {
       for (const info of [...this.live.values()]) {
         if (info.deadline > now) continue;
         try {
-          await this.revoke(info.id);
+          await this.revoke(info.id, true);
         } catch (err) {
           if (err instanceof NotFoundError) this.live.delete(info.id);
           else throw err;

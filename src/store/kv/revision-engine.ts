@@ -40,7 +40,7 @@ export class RevisionEngine implements StoreEngine<MvccBatch> {
     return this.engine.mapError(err);
   }
 
-  async batch<T>(work: (b: MvccBatch) => Promise<T>): Promise<T> {
+  async batch<T>(work: (b: MvccBatch) => Promise<T>, keys?: readonly string[]): Promise<T> {
     let written: Revision[] = [];
     let compactRev = 0;
     const result = await this.engine.batch(async (ops) => {
@@ -62,7 +62,7 @@ export class RevisionEngine implements StoreEngine<MvccBatch> {
       written = foreign.concat(b.written);
       compactRev = b.compactRev;
       return r;
-    });
+    }, keys);
     this.hub.compacted(compactRev);
     this.hub.publish(written);
     return result;

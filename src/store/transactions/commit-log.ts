@@ -7,7 +7,9 @@
  */
 import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import type { BlobEngineOps, MaybePromise } from '../../backends/backend.js';
 import type { StoredBlob } from '../blob/blob-store.js';
+import { META } from '../kv/meta.js';
 
 /** What a commit writes; also the commit log's content. */
 export interface WriteSet {
@@ -73,7 +75,28 @@ function syncDir(dir: string): void {
   }
 }
 
-export class CommitLog {
+/**
+ * Where commit logs live: files beside a file store (FileCommitLog), or the BLOB store itself for
+ * stores that are databases (StoreCommitLog, commit-log-store.ts).
+ */
+export interface CommitLog {
+  /** A fresh log name; one per commit, so a batch retried by the group committer rewrites the same log. */
+  nameFor(txId: string): string;
+  /** Writes the log, inside the BLOB batch that applies the transaction's BLOB writes. */
+  write(ops: BlobEngineOps, name: string, txId: string, writes: WriteSet): MaybePromise<void>;
+  /** Removes the log (and its marker) once both stores have committed. */
+  remove(name: string): MaybePromise<void>;
+  /** The BLOB part is committed but the KV part is not: keep only the KV part for the next open. */
+  keepKvPart(name: string, txId: string, writes: WriteSet): MaybePromise<void>;
+  /** Where the log is, for messages. */
+  describe(name: string): string;
+  /** The logs left behind, oldest first. */
+  pending(): MaybePromise<LogEntry[]>;
+  /** The key of the KV store's `meta` map that records "this log's KV part is applied" (value: the name). */
+  marker(name: string): Buffer;
+}
+
+export class FileCommitLog implements CommitLog {
   private readonly dir: string;
   private readonly prefix: string;
 
@@ -88,7 +111,7 @@ export class CommitLog {
   }
 
   /** Writes the log atomically (temp file, fsync, rename, fsync directory). */
-  write(name: string, txId: string, writes: WriteSet): void {
+  write(_ops: BlobEngineOps | undefined, name: string, txId: string, writes: WriteSet): void {
     const content: LogFile = {
       version: 1,
       transactionId: txId,
@@ -112,8 +135,17 @@ export class CommitLog {
     removeFile(join(this.dir, name));
   }
 
-  path(name: string): string {
+  keepKvPart(name: string, txId: string, writes: WriteSet): void {
+    this.write(undefined, name, txId, { kv: writes.kv, blob: [] });
+  }
+
+  describe(name: string): string {
     return join(this.dir, name);
+  }
+
+  /** One key for every log: commits through files run in one process, one at a time. */
+  marker(): Buffer {
+    return META.txlog;
   }
 
   /** The logs left behind, oldest first; temp files (commits that never started) are removed. */

@@ -9,7 +9,6 @@ import { asStoreError, internal, type StoreError } from '../../errors.js';
 import { type BlobStore, dropLarge, loadBlob } from '../blob/blob-store.js';
 import { discardData, largeRefOf, setLargeRef } from '../blob/large-blobs.js';
 import type { KvStore } from '../kv/kv-store.js';
-import { META } from '../kv/meta.js';
 import type { MvccBatch } from '../kv/mvcc-batch.js';
 import type { CommitLog, WriteSet } from './commit-log.js';
 import { conflict, sameBlob, type Tx } from './tx-state.js';
@@ -31,7 +30,7 @@ async function validateBlob(ops: BlobEngineOps, tx: Tx): Promise<void> {
 }
 
 /** The KV writes as one revision; `logName` marks the commit log whose KV part this is. */
-async function applyKv(b: MvccBatch, writes: WriteSet['kv'], logName: string | undefined): Promise<void> {
+async function applyKv(b: MvccBatch, writes: WriteSet['kv'], marker: [Buffer, string] | undefined): Promise<void> {
   await b.mutate(async () => {
     for (const [key, value] of writes) {
       const k = Buffer.from(key, 'utf8');
@@ -39,7 +38,7 @@ async function applyKv(b: MvccBatch, writes: WriteSet['kv'], logName: string | u
       if (value !== null) await b.put(k, Buffer.from(value, 'utf8'), 0n, prev);
       else if (prev) await b.delete(prev);
     }
-    if (logName !== undefined) await b.ops.maps.put('meta', META.txlog, Buffer.from(logName));
+    if (marker !== undefined) await b.ops.maps.put('meta', marker[0], Buffer.from(marker[1]));
   });
 }
 
@@ -104,13 +103,13 @@ export class Committer {
               await this.blob.committer.run(async (ops) => {
                 await validateBlob(ops, tx);
                 if (logName) {
-                  this.log!.write(logName, tx.id, writes);
+                  await this.log!.write(ops, logName, tx.id, writes);
                   logWritten = true;
                 }
                 discarded = await applyBlob(ops, writes.blob);
               });
             } catch (err) {
-              if (logWritten) this.log!.remove(logName!);
+              if (logWritten) await this.log!.remove(logName!);
               logWritten = false;
               // Nothing is written to KV yet: fail only this job, not the batch it shares.
               throw asStoreError(err);
@@ -122,26 +121,28 @@ export class Committer {
             }
           }
         }
-        if (writes.kv.length > 0) await applyKv(b, writes.kv, logName);
+        if (writes.kv.length > 0) {
+          await applyKv(b, writes.kv, logName ? [this.log!.marker(logName), logName] : undefined);
+        }
       });
     } catch (err) {
       if (!blobCommitted || writes.blob.length === 0) throw err;
-      throw this.keptInLog(tx, writes, logName, logWritten, this.kv.committer.engine.mapError(err));
+      throw await this.keptInLog(tx, writes, logName, logWritten, this.kv.committer.engine.mapError(err));
     }
-    if (logWritten) this.log!.remove(logName!);
+    if (logWritten) await this.log!.remove(logName!);
     if (discarded) void this.blob.large.collect();
   }
 
   /** The BLOB part is committed but the KV part could not be: it stays in the log for the next open. */
-  private keptInLog(
+  private async keptInLog(
     tx: Tx,
     writes: WriteSet,
     logName: string | undefined,
     logWritten: boolean,
     err: StoreError,
-  ): StoreError {
-    const where = logWritten ? this.log!.path(logName!) : 'nowhere (in-memory store)';
-    if (logWritten) this.log!.write(logName!, tx.id, { kv: writes.kv, blob: [] });
+  ): Promise<StoreError> {
+    const where = logWritten ? this.log!.describe(logName!) : 'nowhere (in-memory store)';
+    if (logWritten) await this.log!.keepKvPart(logName!, tx.id, writes);
     return internal(
       `transaction ${JSON.stringify(tx.id)}: its BLOB writes are committed but its KV writes could not be ` +
         `(${err.message}); they are kept in the commit log ${where} and applied when the stores are next opened`,
@@ -155,15 +156,16 @@ export class Committer {
   async recover(): Promise<number> {
     if (!this.log) return 0;
     let replayed = 0;
-    for (const { name, writes } of this.log.pending()) {
+    for (const { name, writes } of await this.log.pending()) {
       if (writes.blob.length > 0) await this.blob.committer.run((ops) => applyBlob(ops, writes.blob));
       if (writes.kv.length > 0) {
         await this.kv.committer.run(async (b) => {
-          const applied = await b.ops.maps.get('meta', META.txlog);
-          if (applied?.toString() !== name) await applyKv(b, writes.kv, name);
+          const marker = this.log!.marker(name);
+          const applied = await b.ops.maps.get('meta', marker);
+          if (applied?.toString() !== name) await applyKv(b, writes.kv, [marker, name]);
         });
       }
-      this.log.remove(name);
+      await this.log.remove(name);
       replayed++;
     }
     return replayed;

@@ -9,13 +9,16 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
 import type { KvRecord } from '../../backends/backend.js';
 import { DEFAULT_DISCONNECT_GRACE_MS, DEFAULT_TRANSACTION_TIMEOUT_MS } from '../../defaults.js';
 import {
+  aborted,
   asStoreError,
   failedPrecondition,
   invalidArgument,
   keyNotFound,
+  OutcomeUnknownError,
   resourceExhausted,
   shuttingDown,
   status,
@@ -46,6 +49,8 @@ export interface TransactionManagerOptions {
    * id is used again within this many ms (clients that open a connection per call keep working).
    */
   disconnectGraceMs?: number;
+  /** Names this server in transaction ids (default: host name, process id and a random tag). */
+  serverName?: string;
 }
 
 type Connection = EventEmitter & { closed?: boolean; destroyed?: boolean };
@@ -68,7 +73,15 @@ export class TransactionManager {
   ) {
     this.defaultTimeoutMs = options.defaultTimeoutMs ?? DEFAULT_TRANSACTION_TIMEOUT_MS;
     this.disconnectGraceMs = options.disconnectGraceMs ?? DEFAULT_DISCONNECT_GRACE_MS;
+    this.serverName = options.serverName ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 4)}`;
   }
+
+  /**
+   * Transactions live in the memory of the server that began them; their ids end with
+   * `@SERVER` so another server sharing the store (postgres) can say where to send them.
+   * The server sets this to its address once it listens.
+   */
+  serverName: string;
 
   get openCount(): number {
     return this.open.size;
@@ -89,7 +102,7 @@ export class TransactionManager {
         `too many open transactions (${MAX_OPEN_TRANSACTIONS}); commit or roll back some, or let them time out`,
       );
     }
-    const tx = new Tx(randomUUID(), options.readOnly ?? false, timeoutMs);
+    const tx = new Tx(`${randomUUID()}@${this.serverName}`, options.readOnly ?? false, timeoutMs);
     tx.timer = setTimeout(() => this.end(tx, 'expired'), timeoutMs);
     tx.timer.unref();
     this.open.set(tx.id, tx);
@@ -152,7 +165,12 @@ export class TransactionManager {
     try {
       await this.committer.apply(tx);
     } catch (err) {
-      const e = asStoreError(err);
+      let e = asStoreError(err);
+      // The store could not be reached (a database restarting) and nothing was committed: the
+      // transaction is over, as after a conflict — retry it.
+      if (e.code === status.UNAVAILABLE && !(e instanceof OutcomeUnknownError)) {
+        e = aborted(`transaction ${JSON.stringify(txId)} aborted: ${e.message}; nothing of it was applied — retry it`);
+      }
       this.end(tx, e.code === status.ABORTED ? 'aborted' : 'failed');
       throw e;
     }
@@ -189,6 +207,13 @@ export class TransactionManager {
         `transaction ${JSON.stringify(txId)} is being committed; no more operations can join it`,
       );
     const done = this.finished.get(txId);
+    const owner = txId.includes('@') ? txId.slice(txId.indexOf('@') + 1) : undefined;
+    if (!done && owner !== undefined && owner !== this.serverName) {
+      throw failedPrecondition(
+        `transaction ${JSON.stringify(txId)} belongs to the buffdb server ${owner}, not this one (${this.serverName}): ` +
+          'a transaction lives in the server that began it; send its requests and its commit there',
+      );
+    }
     throw endedError(txId, done?.ending, done?.timeoutMs ?? 0);
   }
 
