@@ -117,6 +117,10 @@ describe('the npm package, installed from its tarball into an empty folder', () 
       'proto/kv.proto',
       'proto/blob.proto',
       'proto/query.proto',
+      'proto/admin.proto',
+      'proto/etcd/etcdserverpb/rpc.proto',
+      'proto/etcd/mvccpb/kv.proto',
+      'proto/etcd/authpb/auth.proto',
       'dist/index.js',
       'dist/index.d.ts',
       'dist/cli/main.js',
@@ -126,7 +130,7 @@ describe('the npm package, installed from its tarball into an empty folder', () 
     const extra = files.filter(
       (f) =>
         !/^(package\.json|README\.md|LICENSE-MIT|LICENSE-APACHE|CHANGELOG\.md)$/.test(f) &&
-        !/^proto\/[^/]+\.proto$/.test(f) &&
+        !/^proto\/(etcd\/(authpb|etcdserverpb|mvccpb)\/)?[^/]+\.proto$/.test(f) &&
         !/^dist\//.test(f),
     );
     assert.deepEqual(extra, [], 'files a user does not need');
