@@ -24,6 +24,8 @@ export interface OpsOverhead {
   rounds: number;
   /** Configuration → { set, get }: median over rounds of (its msgs/s ÷ the default server's msgs/s). */
   ratios: Record<string, { set: number; get: number }>;
+  /** Configuration → msgs/s per round (round k of every configuration ran back to back). */
+  rates: Record<string, { set: number[]; get: number[] }>;
 }
 
 interface Config {
@@ -81,8 +83,8 @@ export async function measureOpsOverhead({ messages = 20_000, rounds = 5 } = {})
           const setMs = await pump(clients.kv.set(md), messages, (n) => ({ key: key16('k', n), value: VALUE_100 }));
           const getMs = await pump(clients.kv.get(md), messages, (n) => ({ key: key16('k', n) }));
           rates[c.name] ??= { set: [], get: [] };
-          rates[c.name]!.set.push(messages / setMs);
-          rates[c.name]!.get.push(messages / getMs);
+          rates[c.name]!.set.push((messages / setMs) * 1000);
+          rates[c.name]!.get.push((messages / getMs) * 1000);
         } finally {
           clients.close();
         }
@@ -98,7 +100,7 @@ export async function measureOpsOverhead({ messages = 20_000, rounds = 5 } = {})
         get: median(r.get.map((v, k) => v / base.get[k]!)),
       };
     }
-    return { messages, rounds, ratios };
+    return { messages, rounds, ratios, rates };
   } finally {
     for (const s of servers) await s.stop();
     rmSync(dir, { recursive: true, force: true });

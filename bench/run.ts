@@ -5,7 +5,7 @@
  *   npm run bench                 full run (100k messages per stream test, 5 rounds)
  *   npm run bench -- --quick      under a minute (fewer messages and rounds)
  *   npm run bench -- --json       the results as one JSON object on stdout (progress on stderr)
- *   npm run bench -- --only=kv,blob,etcd,etcd-api,library,backends,postgres,cold,rss   just those sections
+ *   npm run bench -- --only=kv,blob,etcd,etcd-api,library,backends,postgres,ops,cold,rss   just those sections
  *   npm run bench -- --profile[=set|get|blob]
  *                                 `buffdb run` under Kv Set (or Get, or Blob Store+Get) load with
  *                                 --cpu-prof; prints self time by area and the top functions
@@ -42,6 +42,7 @@ import {
   VALUE_100,
   wallTime,
 } from './lib.js';
+import { measureOpsOverhead } from './ops.js';
 import { postgresLibrary, postgresServer } from './postgres.js';
 import { summarizeProfile } from './profile-summary.js';
 
@@ -52,7 +53,7 @@ const ECHO = join(ROOT, 'bench', 'echo-server.mjs');
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
 const JSON_OUT = argv.includes('--json');
-/** `--only=kv,blob,etcd,etcd-api,library,backends,cold,rss`: run just those sections. */
+/** `--only=kv,blob,etcd,etcd-api,library,backends,postgres,ops,cold,rss`: run just those sections. */
 const ONLY = argv
   .find((a) => a.startsWith('--only='))
   ?.slice('--only='.length)
@@ -663,6 +664,21 @@ function table(): string {
   return out.join('\n');
 }
 
+/** What TLS, auth and observation cost: each configuration against the default server, same run. */
+async function opsCost(): Promise<void> {
+  const messages = QUICK ? 5000 : 20_000;
+  const rounds = QUICK ? 2 : 5;
+  log(`ops: TLS / auth / metrics cost, ${messages} msgs, ${rounds} rounds`);
+  const { rates } = await measureOpsOverhead({ messages, rounds });
+  const base = rates.default!;
+  const referenceName = 'the default server (plaintext, no auth), interleaved in the same run';
+  for (const [name, r] of Object.entries(rates)) {
+    if (name === 'default') continue;
+    addRatioRow({ group: 'ops', name: `Kv Set 1 stream, ${name}`, unit: 'msgs/s', referenceName }, r.set, base.set);
+    addRatioRow({ group: 'ops', name: `Kv Get 1 stream, ${name}`, unit: 'msgs/s', referenceName }, r.get, base.get);
+  }
+}
+
 async function main(): Promise<void> {
   const t0 = performance.now();
   ensureBuilt();
@@ -743,6 +759,7 @@ async function main(): Promise<void> {
       }
     }
     await echo.stop();
+    if (want('ops')) await opsCost();
     if (want('cold')) {
       log(`cold start (${cfg.cold} runs each)`);
       coldStart(dir);
