@@ -144,7 +144,7 @@ export function buildRun(program: CommandUnknownOpts): void {
     .command('run')
     .alias('serve')
     .description(
-      'start the gRPC server (Kv, Blob, Query, Admin, health, reflection); stops cleanly on SIGINT/SIGTERM, ' +
+      'start the gRPC server (Kv, Blob, Query, Admin, the etcd v3 API, health, reflection); stops cleanly on SIGINT/SIGTERM, ' +
         'reloads TLS certificates and the auth file on SIGHUP',
     )
     .addHelpText(
@@ -158,12 +158,18 @@ export function buildRun(program: CommandUnknownOpts): void {
     .option('--kv-store <PATH>', 'KV store file', DEFAULT_KV_STORE)
     .option('--blob-store <PATH>', 'BLOB store file', DEFAULT_BLOB_STORE)
     .addOption(backendOption())
-    .option('--max-message-size <SIZE>', 'largest gRPC message accepted or sent', parseSize, DEFAULT_MAX_MESSAGE_SIZE)
-    .option(
-      '--memory-budget <SIZE>',
-      'request and response data held across all calls; past it the server stops reading from clients',
-      parsePositiveSize,
-      DEFAULT_MEMORY_BUDGET,
+    .addOption(
+      new Option('--max-message-size <SIZE>', 'largest gRPC message accepted or sent')
+        .argParser(parseSize)
+        .default(DEFAULT_MAX_MESSAGE_SIZE, '64 MiB'),
+    )
+    .addOption(
+      new Option(
+        '--memory-budget <SIZE>',
+        'request and response data held across all calls; past it the server stops reading from clients',
+      )
+        .argParser(parsePositiveSize)
+        .default(DEFAULT_MEMORY_BUDGET, '256 MiB'),
     )
     .addOption(
       new Option(
@@ -180,11 +186,13 @@ export function buildRun(program: CommandUnknownOpts): void {
       parseMilliseconds,
       30_000,
     )
-    .option(
-      '--upload-ttl <TTL>',
-      'keep an unfinished resumable upload this long after its last call: seconds or a duration (30m, 1h)',
-      parseUploadTtl,
-      3_600_000,
+    .addOption(
+      new Option(
+        '--upload-ttl <TTL>',
+        'keep an unfinished resumable upload this long after its last call: seconds or a duration (30m, 1h)',
+      )
+        .argParser(parseUploadTtl)
+        .default(3_600_000, '1h'),
     )
     .option('--etcd-listen <ADDR>', 'also serve only the etcd API on this address (e.g. 127.0.0.1:2379)')
     .option(

@@ -59,7 +59,12 @@ export async function withStore<S extends { close(): Promise<void> }, T>(
   try {
     store = await open(target);
   } catch (err) {
-    throw new CliError(EXIT.FAILURE, `cannot open ${label} store ${target.store}: ${(err as Error).message}`);
+    // The store layer already names the store (open-store.ts); other failures get the name here.
+    const message = (err as Error).message;
+    const named = message.startsWith('cannot open the ')
+      ? message
+      : `cannot open the ${label} store ${target.store}: ${message}`;
+    throw new CliError(EXIT.FAILURE, named);
   }
   let result: T;
   try {

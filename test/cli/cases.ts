@@ -252,9 +252,13 @@ export function kvCases(mode: Mode): void {
       skip: mode.remote && FILE_ONLY,
     }, () => {
       writeFileSync(join(dir, 'garbage.db'), 'this is not a database, just some text that is long enough '.repeat(20));
-      assertOneLineError(run(dir, ['kv', 'get', 'k', '-s', 'garbage.db']), 4, /cannot open KV store garbage\.db/);
+      assertOneLineError(
+        run(dir, ['kv', 'get', 'k', '-s', 'garbage.db']),
+        4,
+        /^buffdb: cannot open the KV store garbage\.db: [^:]+$/,
+      );
       assertOneLineError(run(dir, ['kv', 'set', 'k', 'v', '-s', 'garbage.db']), 4, 'garbage.db');
-      assertOneLineError(run(dir, ['kv', 'get', 'k', '-s', '.']), 4, /cannot open KV store \./);
+      assertOneLineError(run(dir, ['kv', 'get', 'k', '-s', '.']), 4, /cannot open the KV store \./);
     });
   });
 }
@@ -452,7 +456,11 @@ export function blobCases(mode: Mode): void {
       assertOneLineError(run(dir, ['blob', 'update', id, 'data', 'no-such-file.bin']), 4, 'no-such-file.bin');
       assert.equal(ok(run(dir, ['blob', 'get', id])).out, 'keep', 'a failed update changes nothing');
       writeFileSync(join(dir, 'garbage.db'), Buffer.alloc(8192, 0x41));
-      assertOneLineError(run(dir, ['blob', 'get', '1', '-s', 'garbage.db']), 4, /cannot open BLOB store garbage\.db/);
+      assertOneLineError(
+        run(dir, ['blob', 'get', '1', '-s', 'garbage.db']),
+        4,
+        /^buffdb: cannot open the BLOB store garbage\.db: [^:]+$/,
+      );
     });
 
     test('a reader that stops early (| head -c 1) gets its byte and no error message', () => {

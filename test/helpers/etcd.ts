@@ -26,10 +26,21 @@ function findBinary(name: string): string | undefined {
 export const findEtcd = (): string | undefined => findBinary('etcd');
 export const findEtcdctl = (): string | undefined => findBinary('etcdctl');
 
+/**
+ * A reason to skip, outside CI. In CI (`CI` set) `.ci/run` installs the binaries, so a missing one
+ * is a failure there, never a silent skip.
+ */
+export function unlessCi(reason: string | undefined): string | undefined {
+  if (reason && process.env.CI) throw new Error(`${reason} (.ci/run installs them; in CI they must be there)`);
+  return reason;
+}
+
 /** Why etcd tests cannot run here, or undefined when both binaries are installed. */
 export function etcdMissing(): string | undefined {
   const missing = [findEtcd() ? '' : 'etcd', findEtcdctl() ? '' : 'etcdctl'].filter(Boolean);
-  return missing.length ? `${missing.join(' and ')} not installed: apt-get install etcd-server etcd-client` : undefined;
+  return unlessCi(
+    missing.length ? `${missing.join(' and ')} not installed: apt-get install etcd-server etcd-client` : undefined,
+  );
 }
 
 export interface EtcdctlResult {
