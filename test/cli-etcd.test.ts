@@ -95,14 +95,16 @@ for (const backend of TEST_BACKENDS) {
     });
 
     it('kv set --ttl: the key carries a lease and is gone once it expires', async () => {
-      ok(kv('set', 'session', 'token', '--ttl', '2'));
-      const [listed] = ok(kv('list', 'session', '--json'))
+      // Two keys: a long TTL to see the lease attached however slow the machine, a short one to expire.
+      ok(kv('set', 'lasting', 'token', '--ttl', '300'));
+      ok(kv('set', 'session', 'token', '--ttl', '1'));
+      const [listed] = ok(kv('list', 'lasting', '--json'))
         .out.trim()
         .split('\n')
         .map((l) => JSON.parse(l) as { lease?: string });
       assert.ok(listed?.lease && BigInt(listed.lease) > 0n, 'attached to a lease');
       // Expiry is observed, not slept for: the store revokes expired leases when it is next opened.
-      const deadline = Date.now() + 15_000;
+      const deadline = Date.now() + 30_000;
       while (kv('get', 'session').status === 0) {
         assert.ok(Date.now() < deadline, 'the key outlived its TTL by far');
         await new Promise((resolve) => setTimeout(resolve, 250));

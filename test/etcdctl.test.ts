@@ -149,7 +149,7 @@ async function runScript(endpoint: string): Promise<Transcript[]> {
 
 const noCtl = unlessCi(findEtcdctl() ? undefined : 'etcdctl not installed: apt-get install etcd-client');
 
-describe('etcdctl against buffdb', { skip: noCtl }, () => {
+describe('etcdctl against buffdb', { skip: noCtl, concurrency: true }, () => {
   let reference: Transcript[] | undefined;
   let etcd: RunningEtcd | undefined;
   before(async () => {

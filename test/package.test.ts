@@ -172,4 +172,14 @@ describe('the npm package, installed from its tarball into an empty folder', () 
     const r = ok(await run(process.execPath, ['--input-type=module', '-e', script], consumer), 'the import');
     assert.deepEqual(JSON.parse(r.stdout), ['works', 'bytes', 'meta']);
   });
+
+  it("a backend's author runs the shared suite from 'buffdb/conformance' (here on sqlite)", async () => {
+    const file = join(consumer, 'conformance.test.mjs');
+    writeFileSync(file, "import { conformance } from 'buffdb/conformance';\nconformance('sqlite');\n");
+    const r = await run(process.execPath, ['--test', '--test-reporter=tap', file], consumer);
+    assert.equal(r.code, 0, `the suite failed:\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-2000)}`);
+    const count = (name: string): number => Number(new RegExp(`^# ${name} (\\d+)$`, 'm').exec(r.stdout)?.[1]);
+    assert.ok(count('pass') >= 50, `tests passed: ${count('pass')}`);
+    assert.equal(count('fail'), 0);
+  });
 });
