@@ -1,6 +1,6 @@
 /**
  * The commands around the server: `run` (with its settings from flags, environment and config
- * file), `auth add-token`, `backup` and `restore`. Each imports its implementation when it runs.
+ * file), `backup` and `restore` (`auth`: auth-commands.ts). Each imports its implementation when it runs.
  */
 import { type CommandUnknownOpts, InvalidArgumentError, Option } from '@commander-js/extra-typings';
 import { PG_DIALECTS, type PgDialect } from '../backends/backend.js';
@@ -17,7 +17,6 @@ import {
   addRemoteOptions,
   backendOption,
   example,
-  groupAction,
   parseMilliseconds,
   parseSize,
   parseWholeNumber,
@@ -50,53 +49,6 @@ function parseAutoCompactFlag(value: string): AutoCompactSetting {
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message);
   }
-}
-
-/** Repeatable `--kv-read [PREFIX]`: the prefixes given ('' = every key). */
-function collectPrefix(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
-}
-
-export function buildAuth(program: CommandUnknownOpts): void {
-  const auth = program.command('auth').description('manage the tokens of an auth file (buffdb run --auth-file)');
-  auth
-    .command('add-token')
-    .description(
-      'add a token named NAME with the given permissions to the auth file (created if missing) and print it.\n' +
-        'Only its SHA-256 is stored: keep the printed token, it cannot be shown again.',
-    )
-    .argument('<NAME>', 'a name for the token (shown in logs and errors, never the token)')
-    .requiredOption('--auth-file <FILE>', 'the auth file [env BUFFDB_AUTH_FILE]', process.env.BUFFDB_AUTH_FILE)
-    .addOption(
-      new Option('--kv-read [PREFIX]', 'read keys (under PREFIX only, if given; repeatable)')
-        .preset('')
-        .argParser(collectPrefix),
-    )
-    .addOption(
-      new Option('--kv-write [PREFIX]', 'set and delete keys (under PREFIX only, if given; repeatable)')
-        .preset('')
-        .argParser(collectPrefix),
-    )
-    .option('--blob-read', 'read blobs')
-    .option('--blob-write', 'store, update and delete blobs')
-    .option('--query-read', 'run read-only SQL (Query); SQL sees the whole store, key prefixes do not apply')
-    .option('--query-write', 'run SQL that writes (Execute, and Query with writing SQL)')
-    .option('--admin', 'administration: backup')
-    .addHelpText(
-      'after',
-      example(
-        'buffdb auth add-token ci --auth-file auth.json --kv-read --kv-write app/ --blob-read',
-        'token=$(buffdb auth add-token backup --auth-file auth.json --admin)',
-      ),
-    )
-    .action(async (name, opts) => {
-      const { authAddToken } = await import('./auth-command.js');
-      await authAddToken(name, opts.authFile as string, opts);
-    });
-  auth
-    .helpCommand(true)
-    .allowExcessArguments()
-    .action((_opts, cmd) => groupAction(cmd));
 }
 
 export function buildBackup(program: CommandUnknownOpts): void {

@@ -1,0 +1,359 @@
+/**
+ * etcd's Auth service on buffdb's auth file, over a real loopback server: users and roles made
+ * with `buffdb auth add-user` and etcdctl 3.4 (`--user root:…`), a limited user held to its key
+ * range (KV, Txn, Watch, Lease) with etcd's "permission denied", wrong passwords, invalid and
+ * expired tokens (the etcd3 npm client signs in again), an admin token that gets no keys, changes
+ * that survive kill -9, a bounded Authenticate flood, and a server without an auth file. sqlite
+ * only: auth sits above the store layer.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Metadata, type ServiceError, status } from '@grpc/grpc-js';
+import { Etcd3, EtcdPermissionDeniedError } from 'etcd3';
+import { AuthFileSource } from '../src/auth/auth-file.js';
+import { connectEtcd, type EtcdClients } from '../src/client/etcd.js';
+import {
+  LeaseGrantRequest,
+  PutRequest,
+  RangeRequest,
+  TxnRequest,
+  WatchRequest,
+  type WatchResponse,
+} from '../src/generated/etcd/etcdserverpb/rpc.js';
+import { etcdctl } from './helpers/etcd.js';
+import { cliSync } from './helpers/ops.js';
+import { bidi, serverStores, spawnServer, startTestServer, type TestServer, tempDir } from './helpers/server.js';
+
+const ROOT_PW = 'root-secret';
+const ALICE_PW = 'alice-secret';
+
+interface Answer<Res> {
+  res?: Res;
+  err?: ServiceError;
+}
+
+/** Calls a unary method of a grpc-js client; answers the response or the error. */
+function call<Res>(start: (cb: (err: ServiceError | null, res?: Res) => void) => unknown): Promise<Answer<Res>> {
+  return new Promise((resolve) => {
+    start((err, res) => resolve(err ? { err } : { res }));
+  });
+}
+
+const range = (c: EtcdClients, key: string, md: Metadata) =>
+  call<{ kvs: unknown[]; header?: { revision: bigint } }>((cb) =>
+    c.kv.range(RangeRequest.fromPartial({ key: Buffer.from(key) }), md, cb),
+  );
+
+/** The error's code and text, for comparing. */
+const failure = (a: Answer<unknown>) => [a.err?.code, a.err?.details];
+const DENIED = [status.PERMISSION_DENIED, 'etcdserver: permission denied'];
+
+const withToken = (token: string): Metadata => {
+  const md = new Metadata();
+  md.set('token', token);
+  return md;
+};
+
+async function signIn(c: EtcdClients, name: string, password: string): Promise<string> {
+  const r = await call<{ token: string }>((cb) => c.auth.authenticate({ name, password }, cb));
+  assert.ifError(r.err);
+  return r.res!.token;
+}
+
+/** A fresh auth file holding the user root (role root), made by the CLI from stdin. */
+function rootAuthFile(dir: string): string {
+  const r = cliSync(
+    dir,
+    ['auth', 'add-user', 'root', '--auth-file', 'auth.json', '--role', 'root'],
+    {},
+    `${ROOT_PW}\n`,
+  );
+  assert.equal(r.status, 0, r.stderr);
+  return join(dir, 'auth.json');
+}
+
+describe('etcd Auth service (auth file)', () => {
+  let dir: string;
+  let srv: TestServer;
+  let etcd: EtcdClients;
+  let source: AuthFileSource;
+  /** Root's metadata, with a fresh token (they live 500 ms after last use here). */
+  const asRoot = async () => withToken(await signIn(etcd, 'root', ROOT_PW));
+  const ctl = (user: string, args: string[]) => etcdctl(srv.addr, [`--user=${user}`, ...args]);
+  before(async () => {
+    dir = tempDir('buffdb-etcd-auth-');
+    source = new AuthFileSource(rootAuthFile(dir), { tokenTtlMs: 500 });
+    srv = await startTestServer({ backend: 'sqlite', dir, serve: { auth: source } });
+    etcd = connectEtcd(srv.addr);
+  });
+  after(async () => {
+    etcd.close();
+    await srv.dispose();
+  });
+
+  test('add-user stores a scrypt hash, never the password; bad input is one line', () => {
+    const text = readFileSync(join(dir, 'auth.json'), 'utf8');
+    assert.ok(!text.includes(ROOT_PW));
+    const root = JSON.parse(text).users[0];
+    assert.deepEqual([root.name, root.roles, root.scrypt.N], ['root', ['root'], 16384]);
+    const again = cliSync(dir, ['auth', 'add-user', 'root', '--auth-file', 'auth.json'], {}, 'x\n');
+    assert.deepEqual(
+      [again.status, again.stderr],
+      [4, 'buffdb: auth file auth.json: etcdserver: user name already exists\n'],
+    );
+    const noRole = cliSync(dir, ['auth', 'add-user', 'x', '--auth-file', 'auth.json', '--role', 'nope'], {}, 'x');
+    assert.deepEqual(
+      [noRole.status, noRole.stderr],
+      [4, 'buffdb: auth file auth.json: etcdserver: role name not found\n'],
+    );
+    const empty = cliSync(dir, ['auth', 'add-user', 'x', '--auth-file', 'auth.json'], {}, '\n');
+    assert.equal(empty.status, 2);
+  });
+
+  test('etcdctl as root: auth enable, roles with key ranges, users; a limited user keeps to its range', async () => {
+    const root = `root:${ROOT_PW}`;
+    for (const args of [
+      ['auth', 'enable'],
+      ['role', 'add', 'app'],
+      ['role', 'grant-permission', 'app', 'readwrite', 'app/', '--prefix=true'],
+      ['role', 'grant-permission', 'app', 'read', 'shared'],
+      ['user', 'add', `alice:${ALICE_PW}`, '--interactive=false'],
+      ['user', 'grant-role', 'alice', 'app'],
+      ['put', 'other', 'root-only'],
+      ['put', 'shared', 'for-all'],
+    ]) {
+      const r = await ctl(root, args);
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    }
+    const rootMd = await asRoot();
+    const auth = await call<{ enabled: boolean; authRevision: bigint }>((cb) => etcd.auth.authStatus({}, rootMd, cb));
+    assert.deepEqual([auth.res?.enabled, auth.res?.authRevision], [true, 6n]);
+    assert.equal((await ctl(root, ['user', 'list'])).stdout, 'alice\nroot\n');
+    assert.equal((await ctl(root, ['user', 'get', 'alice'])).stdout, 'User: alice\nRoles: app\n');
+    const appRole =
+      'Role app\nKV Read:\n\t[app/, app0) (prefix app/)\n\tshared\nKV Write:\n\t[app/, app0) (prefix app/)\n';
+    assert.equal((await ctl(root, ['role', 'get', 'app'])).stdout, appRole);
+    const alice = `alice:${ALICE_PW}`;
+    assert.equal((await ctl(alice, ['put', 'app/x', '1'])).stdout, 'OK\n');
+    assert.equal((await ctl(alice, ['get', 'app/', '--prefix'])).stdout, 'app/x\n1\n');
+    assert.equal((await ctl(alice, ['get', 'shared', '--print-value-only'])).stdout, 'for-all\n');
+    // Her own user and role: allowed; anyone else's, or any change: root only.
+    assert.equal((await ctl(alice, ['user', 'get', 'alice'])).stdout, 'User: alice\nRoles: app\n');
+    assert.equal((await ctl(alice, ['role', 'get', 'app'])).stdout, appRole);
+    for (const args of [
+      ['put', 'other', 'x'],
+      ['put', 'shared', 'x'],
+      ['get', 'other'],
+      ['get', 'app', '--prefix'],
+      ['get', '', '--from-key'],
+      ['del', 'app/', '--from-key'],
+      ['compaction', '1'],
+      ['user', 'get', 'root'],
+      ['user', 'add', 'mallory:x', '--interactive=false'],
+      ['role', 'grant-permission', 'app', 'readwrite', '', '--from-key'],
+    ]) {
+      const r = await ctl(alice, args);
+      assert.equal(r.code, 1, args.join(' '));
+      assert.match(r.stderr, /^Error: etcdserver: permission denied$/m, args.join(' '));
+    }
+    assert.equal((await ctl(root, ['get', 'other', '--print-value-only'])).stdout, 'root-only\n');
+    const errorOf = async (user: string | undefined, args: string[]) =>
+      /^Error: (.*)$/m.exec((await (user ? ctl(user, args) : etcdctl(srv.addr, args))).stderr)?.[1];
+    assert.equal(
+      await errorOf('alice:wrong', ['get', 'app/x']),
+      'etcdserver: authentication failed, invalid user ID or password',
+    );
+    assert.match((await errorOf(undefined, ['get', 'app/x'])) ?? '', /code = Unauthenticated .*requires a token/);
+    assert.match((await errorOf(root, ['auth', 'disable'])) ?? '', /stays on while the server runs with --auth-file/);
+    assert.equal(await errorOf(root, ['user', 'delete', 'root']), 'etcdserver: invalid auth management');
+    assert.equal(await errorOf(root, ['user', 'get', 'bob']), 'etcdserver: user name not found');
+    assert.equal(await errorOf(root, ['role', 'get', 'nope']), 'etcdserver: role name not found');
+    assert.equal(await errorOf(root, ['role', 'add', 'app']), 'etcdserver: role name already exists');
+    assert.equal(
+      await errorOf(root, ['user', 'revoke-role', 'alice', 'root']),
+      'etcdserver: role is not granted to the user',
+    );
+    assert.equal(
+      await errorOf(root, ['user', 'add', 'alice:y', '--interactive=false']),
+      'etcdserver: user name already exists',
+    );
+    assert.equal((await ctl(root, ['role', 'revoke-permission', 'app', 'shared'])).code, 0);
+    assert.equal(await errorOf(alice, ['get', 'shared']), 'etcdserver: permission denied');
+    assert.equal(
+      await errorOf(root, ['role', 'revoke-permission', 'app', 'shared']),
+      'etcdserver: permission is not granted to the role',
+    );
+  });
+
+  test('Txn, Watch and Lease are checked against the range before any work', async () => {
+    const md = withToken(await signIn(etcd, 'alice', ALICE_PW));
+    const putOp = (key: string) => ({
+      requestPut: PutRequest.fromPartial({ key: Buffer.from(key), value: Buffer.from('t') }),
+    });
+    const txn = (key: string, compareKey = 'app/x') =>
+      call((cb) =>
+        etcd.kv.txn(
+          TxnRequest.fromPartial({ compare: [{ key: Buffer.from(compareKey) }], success: [putOp(key)] }),
+          md,
+          cb,
+        ),
+      );
+    assert.ifError((await txn('app/t')).err);
+    assert.deepEqual(failure(await txn('outside')), DENIED);
+    assert.deepEqual(failure(await txn('app/t', 'other')), DENIED);
+    // The refused Txns wrote nothing.
+    assert.equal((await range(etcd, 'outside', await asRoot())).res?.kvs.length, 0);
+
+    const create = (key: string) => WatchRequest.fromPartial({ createRequest: { key: Buffer.from(key) } });
+    const watch = etcd.watch.watch(md);
+    const got: WatchResponse[] = [];
+    watch.on('data', (r: WatchResponse) => {
+      got.push(r);
+      if (got.length === 2) watch.cancel();
+    });
+    await bidi(watch, [create('outside'), create('app/w')]);
+    assert.deepEqual(
+      got.map((r) => [r.created, r.canceled, r.watchId, r.cancelReason]),
+      [
+        [true, true, -1n, 'rpc error: code = PermissionDenied desc = etcdserver: permission denied'],
+        [true, false, 0n, ''],
+      ],
+    );
+
+    // A lease holding a key outside her range: she may not revoke it or see its keys.
+    const rootMd = await asRoot();
+    const lease = await call<{ ID: bigint }>((cb) =>
+      etcd.lease.leaseGrant(LeaseGrantRequest.fromPartial({ TTL: 60n }), md, cb),
+    );
+    assert.ifError(lease.err);
+    const ID = lease.res!.ID;
+    const put = PutRequest.fromPartial({ key: Buffer.from('leased'), value: Buffer.from('v'), lease: ID });
+    assert.ifError((await call((cb) => etcd.kv.put(put, rootMd, cb))).err);
+    assert.deepEqual(failure(await call((cb) => etcd.lease.leaseRevoke({ ID }, md, cb))), DENIED);
+    assert.deepEqual(failure(await call((cb) => etcd.lease.leaseTimeToLive({ ID, keys: true }, md, cb))), DENIED);
+    assert.equal((await range(etcd, 'leased', rootMd)).res?.kvs.length, 1);
+    assert.ifError((await call((cb) => etcd.lease.leaseRevoke({ ID }, rootMd, cb))).err);
+  });
+
+  test('tokens: unknown and expired ones are etcd\'s "invalid auth token"; etcd3 signs in again', async () => {
+    assert.deepEqual(failure(await range(etcd, 'app/x', withToken('nope'))), [
+      status.UNAUTHENTICATED,
+      'etcdserver: invalid auth token',
+    ]);
+    const token = await signIn(etcd, 'alice', ALICE_PW);
+    assert.ifError((await range(etcd, 'app/x', withToken(token))).err);
+    const client = new Etcd3({ hosts: `http://${srv.addr}`, auth: { username: 'alice', password: ALICE_PW } });
+    try {
+      assert.equal(await client.get('app/x').string(), '1');
+      await assert.rejects(client.get('other').string(), EtcdPermissionDeniedError);
+      // The server's tokens live 500 ms after their last use: waiting that out is the event.
+      await sleep(700);
+      assert.equal((await range(etcd, 'app/x', withToken(token))).err?.details, 'etcdserver: invalid auth token');
+      assert.equal(await client.get('app/x').string(), '1');
+    } finally {
+      client.close();
+    }
+  });
+
+  test('an admin-only buffdb token manages users but reads and writes no key', async () => {
+    const r = cliSync(dir, ['auth', 'add-token', 'ops', '--auth-file', 'auth.json', '--admin']);
+    assert.equal(r.status, 0, r.stderr);
+    source.reload(); // as SIGHUP does
+    const md = new Metadata();
+    md.set('authorization', `Bearer ${r.out.trim()}`);
+    const users = await call<{ users: string[] }>((cb) => etcd.auth.userList({}, md, cb));
+    assert.deepEqual(users.res?.users, ['alice', 'root']);
+    assert.deepEqual(failure(await range(etcd, 'app/x', md)), DENIED);
+    const put = PutRequest.fromPartial({ key: Buffer.from('app/y'), value: Buffer.from('v') });
+    assert.deepEqual(failure(await call((cb) => etcd.kv.put(put, md, cb))), DENIED);
+  });
+
+  test('Authenticate floods are bounded: the excess is refused at once, other calls go on', async () => {
+    const flood = connectEtcd(srv.addr);
+    const rootMd = await asRoot();
+    try {
+      const started = performance.now();
+      const attempts = Array.from({ length: 60 }, () =>
+        call((cb) => flood.auth.authenticate({ name: 'alice', password: 'guess' }, cb)).then((a) => ({
+          ...a,
+          at: performance.now() - started,
+        })),
+      );
+      const probe = range(etcd, 'app/x', rootMd).then((a) => ({ ...a, at: performance.now() - started }));
+      const answers = await Promise.all(attempts);
+      const p = await probe;
+      assert.ifError(p.err);
+      const codes = answers.map((a) => a.err?.code);
+      const refused = answers.filter((a) => a.err?.code === status.RESOURCE_EXHAUSTED);
+      assert.ok(refused.length > 0, `no attempt was refused: ${codes}`);
+      assert.ok(refused.every((a) => a.err?.details === 'etcdserver: too many requests'));
+      assert.ok(
+        answers.every((a) => a.err?.code === status.RESOURCE_EXHAUSTED || a.err?.code === status.INVALID_ARGUMENT),
+      );
+      assert.ok(p.at < Math.max(...answers.map((a) => a.at)), 'the Range waited for the password checks');
+    } finally {
+      flood.close();
+    }
+  });
+});
+
+describe('etcd Auth service: changes survive kill -9', () => {
+  test('a user added over the API signs in after the server is killed and started again', async () => {
+    const stores = await serverStores('sqlite', 'buffdb-etcd-auth-restart-');
+    try {
+      rootAuthFile(stores.dir);
+      const args = stores.args('--auth-file', 'auth.json');
+      const first = await spawnServer(args, stores.dir);
+      const root = `--user=root:${ROOT_PW}`;
+      for (const a of [
+        ['role', 'add', 'r'],
+        ['user', 'add', 'bob:bob-secret', '--interactive=false'],
+        ['user', 'grant-role', 'bob', 'r'],
+      ]) {
+        const r = await etcdctl(first.addr, [root, ...a]);
+        assert.equal(r.code, 0, r.stderr);
+      }
+      first.child.kill('SIGKILL');
+      await first.exited;
+      assert.ok(!readFileSync(join(stores.dir, 'auth.json'), 'utf8').includes('bob-secret'));
+      const second = await spawnServer(args, stores.dir);
+      try {
+        const r = await etcdctl(second.addr, ['--user=bob:bob-secret', 'user', 'get', 'bob']);
+        assert.deepEqual([r.code, r.stdout], [0, 'User: bob\nRoles: r\n'], r.stderr);
+      } finally {
+        second.child.kill('SIGTERM');
+        await second.exited;
+      }
+    } finally {
+      await stores.dispose();
+    }
+  });
+});
+
+describe('etcd Auth service without an auth file', () => {
+  let srv: TestServer;
+  let etcd: EtcdClients;
+  before(async () => {
+    srv = await startTestServer({ backend: 'sqlite' });
+    etcd = connectEtcd(srv.addr);
+  });
+  after(async () => {
+    etcd.close();
+    await srv.dispose();
+  });
+
+  test('authentication is not enabled; etcdctl --user goes on without a token', async () => {
+    const auth = await call((cb) => etcd.auth.authenticate({ name: 'root', password: 'x' }, cb));
+    assert.deepEqual(failure(auth), [status.FAILED_PRECONDITION, 'etcdserver: authentication is not enabled']);
+    const st = await call<{ enabled: boolean }>((cb) => etcd.auth.authStatus({}, cb));
+    assert.equal(st.res?.enabled, false);
+    const add = await call((cb) => etcd.auth.roleAdd({ name: 'r' }, cb));
+    assert.equal(add.err?.code, status.FAILED_PRECONDITION);
+    assert.match(add.err?.details ?? '', /^etcdserver: authentication is not enabled: .*--auth-file/);
+    const put = await etcdctl(srv.addr, ['--user=root:x', 'put', 'k', 'v']);
+    assert.deepEqual([put.code, put.stdout], [0, 'OK\n'], put.stderr);
+  });
+});
