@@ -319,11 +319,19 @@ describe('etcd Auth service: changes survive kill -9', () => {
       first.child.kill('SIGKILL');
       await first.exited;
       assert.ok(!readFileSync(join(stores.dir, 'auth.json'), 'utf8').includes('bob-secret'));
-      const second = await spawnServer(args, stores.dir);
+      const second = await spawnServer([...args, '--etcd-auth-token-ttl', '1'], stores.dir);
+      const etcd = connectEtcd(second.addr);
       try {
         const r = await etcdctl(second.addr, ['--user=bob:bob-secret', 'user', 'get', 'bob']);
         assert.deepEqual([r.code, r.stdout], [0, 'User: bob\nRoles: r\n'], r.stderr);
+        // --etcd-auth-token-ttl 1: a token unused for a second has ended (waiting it out is the event).
+        const md = withToken(await signIn(etcd, 'bob', 'bob-secret'));
+        assert.ifError((await call((cb) => etcd.auth.userGet({ name: 'bob' }, md, cb))).err);
+        await sleep(1300);
+        const late = await call((cb) => etcd.auth.userGet({ name: 'bob' }, md, cb));
+        assert.deepEqual(failure(late), [status.UNAUTHENTICATED, 'etcdserver: invalid auth token']);
       } finally {
+        etcd.close();
         second.child.kill('SIGTERM');
         await second.exited;
       }

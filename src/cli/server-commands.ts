@@ -3,6 +3,7 @@
  * file), `backup` and `restore` (`auth`: auth-commands.ts). Each imports its implementation when it runs.
  */
 import { type CommandUnknownOpts, InvalidArgumentError, Option } from '@commander-js/extra-typings';
+import { DEFAULT_ETCD_TOKEN_TTL_MS } from '../auth/simple-tokens.js';
 import { PG_DIALECTS, type PgDialect } from '../backends/backend.js';
 import { DEFAULT_BACKEND } from '../backends/index.js';
 import {
@@ -33,8 +34,8 @@ function parsePositiveSize(value: string): number {
   return n;
 }
 
-/** `--upload-ttl`: whole seconds (`3600`) or a duration (`30m`, `1h`), in milliseconds. */
-function parseUploadTtl(value: string): number {
+/** `--upload-ttl`, `--etcd-auth-token-ttl`: whole seconds (`3600`) or a duration (`30m`, `1h`), in milliseconds. */
+function parseTtl(value: string): number {
   const text = value.trim();
   const ms = /^\d+$/.test(text) ? Number(text) * 1000 : parseDuration(text);
   if (ms === undefined || !Number.isSafeInteger(ms) || ms <= 0) {
@@ -135,7 +136,7 @@ export function buildRun(program: CommandUnknownOpts): void {
     .option(
       '--upload-ttl <TTL>',
       'keep an unfinished resumable upload this long after its last call: seconds or a duration (30m, 1h)',
-      parseUploadTtl,
+      parseTtl,
       3_600_000,
     )
     .option('--etcd-listen <ADDR>', 'also serve only the etcd API on this address (e.g. 127.0.0.1:2379)')
@@ -161,6 +162,12 @@ export function buildRun(program: CommandUnknownOpts): void {
     .option('--tls-key <FILE>', 'PEM private key of --tls-cert')
     .option('--tls-client-ca <FILE>', 'mutual TLS: require client certificates signed by this PEM CA bundle')
     .option('--auth-file <FILE>', 'require a token (or a known client certificate) on every call; see buffdb auth')
+    .option(
+      '--etcd-auth-token-ttl <TTL>',
+      "an etcd user's token (Authenticate) ends this long after its last use: seconds or a duration",
+      parseTtl,
+      DEFAULT_ETCD_TOKEN_TTL_MS,
+    )
     .option('--metrics-addr <HOST:PORT>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--slow-ms <MS>', 'log requests slower than this many milliseconds (0: never)', parseWholeNumber, 1000)
     .addOption(
@@ -214,6 +221,7 @@ export function buildRun(program: CommandUnknownOpts): void {
       tlsKey: opts.tlsKey,
       tlsClientCa: opts.tlsClientCa,
       authFile: opts.authFile,
+      etcdAuthTokenTtlMs: opts.etcdAuthTokenTtl,
       metricsAddr: opts.metricsAddr,
       slowMs: opts.slowMs,
       logLevel: opts.logLevel,
@@ -233,6 +241,7 @@ interface RunFlags {
   readOnly: boolean;
   transactionTimeout: number;
   uploadTtl: number;
+  etcdAuthTokenTtl: number;
   etcdListen?: string;
   etcdMaxRequestBytes: number;
   autoCompact?: AutoCompactSetting;
