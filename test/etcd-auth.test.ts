@@ -63,14 +63,9 @@ async function signIn(c: EtcdClients, name: string, password: string): Promise<s
   return r.res!.token;
 }
 
-/** A fresh auth file holding the user root (role root), made by the CLI from stdin. */
+/** A fresh auth file holding the user root (who gets the role root unasked), made by the CLI from stdin. */
 function rootAuthFile(dir: string): string {
-  const r = cliSync(
-    dir,
-    ['auth', 'add-user', 'root', '--auth-file', 'auth.json', '--role', 'root'],
-    {},
-    `${ROOT_PW}\n`,
-  );
+  const r = cliSync(dir, ['auth', 'add-user', 'root', '--auth-file', 'auth.json'], {}, `${ROOT_PW}\n`);
   assert.equal(r.status, 0, r.stderr);
   return join(dir, 'auth.json');
 }
@@ -145,15 +140,9 @@ describe('etcd Auth service (auth file)', () => {
     assert.equal((await ctl(alice, ['role', 'get', 'app'])).stdout, appRole);
     for (const args of [
       ['put', 'other', 'x'],
-      ['put', 'shared', 'x'],
-      ['get', 'other'],
-      ['get', 'app', '--prefix'],
       ['get', '', '--from-key'],
-      ['del', 'app/', '--from-key'],
       ['compaction', '1'],
-      ['user', 'get', 'root'],
       ['user', 'add', 'mallory:x', '--interactive=false'],
-      ['role', 'grant-permission', 'app', 'readwrite', '', '--from-key'],
     ]) {
       const r = await ctl(alice, args);
       assert.equal(r.code, 1, args.join(' '));
@@ -169,23 +158,75 @@ describe('etcd Auth service (auth file)', () => {
     assert.match((await errorOf(undefined, ['get', 'app/x'])) ?? '', /code = Unauthenticated .*requires a token/);
     assert.match((await errorOf(root, ['auth', 'disable'])) ?? '', /stays on while the server runs with --auth-file/);
     assert.equal(await errorOf(root, ['user', 'delete', 'root']), 'etcdserver: invalid auth management');
-    assert.equal(await errorOf(root, ['user', 'get', 'bob']), 'etcdserver: user name not found');
-    assert.equal(await errorOf(root, ['role', 'get', 'nope']), 'etcdserver: role name not found');
     assert.equal(await errorOf(root, ['role', 'add', 'app']), 'etcdserver: role name already exists');
-    assert.equal(
-      await errorOf(root, ['user', 'revoke-role', 'alice', 'root']),
-      'etcdserver: role is not granted to the user',
+  });
+
+  test("etcd's errors and codes: other users' data and admin calls are root's; unknown names; revokes", async () => {
+    const md = withToken(await signIn(etcd, 'alice', ALICE_PW));
+    const kvPut = (key: string, prevKv = false) =>
+      call((cb) => etcd.kv.put(PutRequest.fromPartial({ key: Buffer.from(key), prevKv }), md, cb));
+    const kvRange = (key: string, end: Buffer) =>
+      call((cb) => etcd.kv.range(RangeRequest.fromPartial({ key: Buffer.from(key), rangeEnd: end }), md, cb));
+    const kvDel = (key: string, end: Buffer) =>
+      call((cb) => etcd.kv.deleteRange({ key: Buffer.from(key), rangeEnd: end, prevKv: false }, md, cb));
+    assert.deepEqual(failure(await kvPut('shared')), DENIED); // read only
+    assert.deepEqual(failure(await kvRange('other', Buffer.alloc(0))), DENIED);
+    assert.deepEqual(failure(await kvRange('app', Buffer.from('app0'))), DENIED); // wider than app/
+    assert.deepEqual(failure(await kvDel('app/', Buffer.of(0))), DENIED); // from app/ on
+    assert.ifError((await kvRange('app/', Buffer.from('app0'))).err);
+    assert.deepEqual(failure(await call((cb) => etcd.auth.userGet({ name: 'root' }, md, cb))), DENIED);
+    assert.deepEqual(failure(await call((cb) => etcd.auth.roleGet({ role: 'root' }, md, cb))), DENIED);
+    const grant = { name: 'app', perm: { permType: 2, key: Buffer.of(0), rangeEnd: Buffer.of(0) } };
+    assert.deepEqual(failure(await call((cb) => etcd.auth.roleGrantPermission(grant, md, cb))), DENIED);
+
+    const root = await asRoot();
+    const failed = (code: number, text: string) => [code, `etcdserver: ${text}`];
+    const FP = status.FAILED_PRECONDITION;
+    for (const [what, answer] of [
+      [call((cb) => etcd.auth.userGet({ name: 'bob' }, root, cb)), failed(FP, 'user name not found')],
+      [call((cb) => etcd.auth.roleGet({ role: 'nope' }, root, cb)), failed(FP, 'role name not found')],
+      [
+        call((cb) => etcd.auth.userGrantRole({ user: 'alice', role: 'nope' }, root, cb)),
+        failed(FP, 'role name not found'),
+      ],
+      [
+        call((cb) => etcd.auth.userRevokeRole({ name: 'alice', role: 'root' }, root, cb)),
+        failed(FP, 'role is not granted to the user'),
+      ],
+      [
+        call((cb) =>
+          etcd.auth.userAdd({ name: 'alice', password: 'y', hashedPassword: '', options: undefined }, root, cb),
+        ),
+        failed(FP, 'user name already exists'),
+      ],
+      [
+        call((cb) => etcd.auth.userAdd({ name: '', password: 'y', hashedPassword: '', options: undefined }, root, cb)),
+        failed(status.INVALID_ARGUMENT, 'user name is empty'),
+      ],
+      [call((cb) => etcd.auth.roleAdd({ name: '' }, root, cb)), failed(status.INVALID_ARGUMENT, 'role name is empty')],
+      [
+        call((cb) => etcd.auth.roleDelete({ role: 'root' }, root, cb)),
+        failed(status.INVALID_ARGUMENT, 'invalid auth management'),
+      ],
+    ] as const) {
+      assert.deepEqual(failure(await what), answer);
+    }
+    const revoke = { role: 'app', key: Buffer.from('shared'), rangeEnd: Buffer.alloc(0) };
+    assert.ifError((await call((cb) => etcd.auth.roleRevokePermission(revoke, root, cb))).err);
+    assert.deepEqual(
+      failure(await call((cb) => etcd.kv.range(RangeRequest.fromPartial({ key: Buffer.from('shared') }), md, cb))),
+      DENIED,
     );
-    assert.equal(
-      await errorOf(root, ['user', 'add', 'alice:y', '--interactive=false']),
-      'etcdserver: user name already exists',
+    assert.deepEqual(
+      failure(await call((cb) => etcd.auth.roleRevokePermission(revoke, root, cb))),
+      failed(FP, 'permission is not granted to the role'),
     );
-    assert.equal((await ctl(root, ['role', 'revoke-permission', 'app', 'shared'])).code, 0);
-    assert.equal(await errorOf(alice, ['get', 'shared']), 'etcdserver: permission denied');
-    assert.equal(
-      await errorOf(root, ['role', 'revoke-permission', 'app', 'shared']),
-      'etcdserver: permission is not granted to the role',
-    );
+    // A changed password ends the user's tokens.
+    const change = { name: 'alice', password: 'new-secret', hashedPassword: '' };
+    assert.ifError((await call((cb) => etcd.auth.userChangePassword(change, root, cb))).err);
+    assert.equal((await kvRange('app/', Buffer.from('app0'))).err?.details, 'etcdserver: invalid auth token');
+    const back = { name: 'alice', password: ALICE_PW, hashedPassword: '' };
+    assert.ifError((await call((cb) => etcd.auth.userChangePassword(back, root, cb))).err);
   });
 
   test('Txn, Watch and Lease are checked against the range before any work', async () => {
@@ -269,6 +310,27 @@ describe('etcd Auth service (auth file)', () => {
     assert.deepEqual(failure(await range(etcd, 'app/x', md)), DENIED);
     const put = PutRequest.fromPartial({ key: Buffer.from('app/y'), value: Buffer.from('v') });
     assert.deepEqual(failure(await call((cb) => etcd.kv.put(put, md, cb))), DENIED);
+  });
+
+  test('buffdb tokens and add-role grants share the model: prefixes show as etcd ranges', async () => {
+    const role = cliSync(dir, ['auth', 'add-role', 'readers', '--auth-file', 'auth.json', '--kv-read', 'app/']);
+    assert.equal(role.status, 0, role.stderr);
+    const token = cliSync(dir, ['auth', 'add-token', 'reader', '--auth-file', 'auth.json', '--kv-read', 'app/']);
+    assert.equal(token.status, 0, token.stderr);
+    source.reload();
+    const shown = await ctl(`root:${ROOT_PW}`, ['role', 'get', 'readers']);
+    assert.equal(shown.stdout, 'Role readers\nKV Read:\n\t[app/, app0) (prefix app/)\nKV Write:\n');
+    const md = new Metadata();
+    md.set('authorization', `Bearer ${token.out.trim()}`);
+    const prefixed = await call<{ kvs: unknown[] }>((cb) =>
+      etcd.kv.range(RangeRequest.fromPartial({ key: Buffer.from('app/'), rangeEnd: Buffer.from('app0') }), md, cb),
+    );
+    assert.ifError(prefixed.err);
+    assert.ok(prefixed.res!.kvs.length > 0);
+    const wider = await call((cb) =>
+      etcd.kv.range(RangeRequest.fromPartial({ key: Buffer.from('app/'), rangeEnd: Buffer.of(0) }), md, cb),
+    );
+    assert.deepEqual(failure(wider), DENIED);
   });
 
   test('Authenticate floods are bounded: the excess is refused at once, other calls go on', async () => {

@@ -4,9 +4,9 @@
  * `buffdb auth add-role NAME [permissions…]`: adds a role.
  */
 import { type AuthFile, addToken, parseAuthFile, readOrNewAuthFile, writeAuthFile } from '../auth/auth-file.js';
-import { addRole, addUser } from '../auth/etcd-admin.js';
+import { addRole, addUser, ROOT_USER } from '../auth/etcd-admin.js';
 import { hashPassword } from '../auth/passwords.js';
-import type { Grant } from '../auth/permissions.js';
+import { type Grant, ROOT_ROLE } from '../auth/permissions.js';
 import { StoreError } from '../errors.js';
 import { readInput, writeOutput } from './binary-io.js';
 import { CliError, EXIT } from './exit-codes.js';
@@ -110,6 +110,8 @@ async function readPassword(name: string): Promise<string> {
 
 export async function authAddUser(name: string, authFile: string, roles: string[]): Promise<void> {
   if (name === '') throw new CliError(EXIT.USAGE, 'a user needs a name');
+  // The user root is etcd's administrator only with the role root: given at once, as `etcdctl auth enable` would.
+  if (name === ROOT_USER && !roles.includes(ROOT_ROLE)) roles = [...roles, ROOT_ROLE];
   // The file is checked before the password is asked for, and again when written.
   changeAuthFile(authFile, (file) => addUser(file, name, undefined, roles), true);
   const password = await readPassword(name);

@@ -72,7 +72,8 @@ export function buildAuth(program: CommandUnknownOpts): void {
       'add an etcd user NAME (etcdctl --user NAME, etcdserverpb.Auth/Authenticate) to the auth file (created if\n' +
         'missing). The password is read from stdin (all of it, less one final newline) or, on a terminal,\n' +
         'asked for twice without echo; only its scrypt hash is stored. The role root (all rights) is\n' +
-        'created when first given; other roles must exist (add-role, or etcdctl role add).',
+        'created when first given, and the user root always gets it; other roles must exist (add-role,\n' +
+        'or etcdctl role add).',
     )
     .argument('<NAME>', 'the user name')
     .requiredOption(...AUTH_FILE, process.env.BUFFDB_AUTH_FILE)
@@ -80,7 +81,7 @@ export function buildAuth(program: CommandUnknownOpts): void {
     .addHelpText(
       'after',
       example(
-        'printf \'%s\' "$ROOT_PASSWORD" | buffdb auth add-user root --auth-file auth.json --role root',
+        'printf \'%s\' "$ROOT_PASSWORD" | buffdb auth add-user root --auth-file auth.json',
         'buffdb auth add-user alice --auth-file auth.json --role app      # asks for the password',
       ),
     )
