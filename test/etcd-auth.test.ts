@@ -7,13 +7,15 @@
  * only: auth sits above the store layer.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { Etcd3, EtcdPermissionDeniedError } from 'etcd3';
 import { AuthFileSource } from '../src/auth/auth-file.js';
+import { PasswordGate } from '../src/auth/passwords.js';
 import { connectEtcd, type EtcdClients } from '../src/client/etcd.js';
 import {
   LeaseGrantRequest,
@@ -25,7 +27,7 @@ import {
 } from '../src/generated/etcd/etcdserverpb/rpc.js';
 import { etcdctl } from './helpers/etcd.js';
 import { cliSync } from './helpers/ops.js';
-import { bidi, serverStores, spawnServer, startTestServer, type TestServer, tempDir } from './helpers/server.js';
+import { bidi, CLI, serverStores, spawnServer, startTestServer, type TestServer, tempDir } from './helpers/server.js';
 
 const ROOT_PW = 'root-secret';
 const ALICE_PW = 'alice-secret';
@@ -290,6 +292,7 @@ describe('etcd Auth service (auth file)', () => {
     try {
       assert.equal(await client.get('app/x').string(), '1');
       await assert.rejects(client.get('other').string(), EtcdPermissionDeniedError);
+      await assert.rejects(client.watch().key('other').create(), EtcdPermissionDeniedError);
       // The server's tokens live 500 ms after their last use: waiting that out is the event.
       await sleep(700);
       assert.equal((await range(etcd, 'app/x', withToken(token))).err?.details, 'etcdserver: invalid auth token');
@@ -358,6 +361,50 @@ describe('etcd Auth service (auth file)', () => {
       assert.ok(p.at < Math.max(...answers.map((a) => a.at)), 'the Range waited for the password checks');
     } finally {
       flood.close();
+    }
+  });
+});
+
+/**
+ * `buffdb auth add-user` on a terminal (a pty made by util-linux `script`): answers each prompt
+ * once it is shown; answers the exit status and everything the terminal showed.
+ */
+function addUserOnTerminal(
+  dir: string,
+  name: string,
+  answers: string[],
+): Promise<{ code: number | null; shown: string }> {
+  const cmd = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} auth add-user ${name} --auth-file auth.json`;
+  const child = spawn('script', ['-qec', cmd, '/dev/null'], { cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
+  let shown = '';
+  let prompts = 0;
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    shown += d;
+    const seen = shown.split(/Password of|again for confirmation/).length - 1;
+    for (; prompts < seen && prompts < answers.length; prompts++) child.stdin.write(`${answers[prompts]}\r`);
+  });
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, shown })));
+}
+
+describe('buffdb auth add-user on a terminal', () => {
+  test('asks twice without echo; differing answers change nothing', async () => {
+    const dir = tempDir('buffdb-etcd-auth-tty-');
+    try {
+      const ok = await addUserOnTerminal(dir, 'bob', ['tty-secret', 'tty-secret']);
+      assert.equal(ok.code, 0, ok.shown);
+      assert.match(ok.shown, /Password of bob: .*\n.*Type password of bob again for confirmation: /s);
+      assert.ok(!ok.shown.includes('tty-secret'), 'the password was echoed');
+      const bob = JSON.parse(readFileSync(join(dir, 'auth.json'), 'utf8')).users[0];
+      assert.equal(await new PasswordGate().check('tty-secret', bob.scrypt), true);
+      const differ = await addUserOnTerminal(dir, 'carol', ['one', 'two']);
+      assert.equal(differ.code, 4);
+      assert.match(differ.shown, /buffdb: the two passwords differ; nothing was changed/);
+      assert.deepEqual(
+        JSON.parse(readFileSync(join(dir, 'auth.json'), 'utf8')).users.map((u: { name: string }) => u.name),
+        ['bob'],
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
