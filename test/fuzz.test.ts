@@ -79,9 +79,13 @@ for (const backend of TEST_BACKENDS)
         const watch = await sendRaw(client, '/etcdserverpb.Watch/Watch', [Buffer.from('0a050a80808008', 'hex')]);
         assert.equal(watch.code, status.INVALID_ARGUMENT);
         assert.match(watch.details, /^malformed Watch request message: /);
-        const auth = await sendRaw(client, '/etcdserverpb.Auth/AuthStatus', [Buffer.alloc(0)]);
-        assert.equal(auth.code, status.UNIMPLEMENTED);
-        assert.match(auth.details, /etcdserverpb\.Auth\/AuthStatus is not served by buffdb/);
+        const defrag = await sendRaw(client, '/etcdserverpb.Maintenance/Defragment', [Buffer.alloc(0)]);
+        assert.equal(defrag.code, status.UNIMPLEMENTED);
+        assert.match(defrag.details, /etcdserverpb\.Maintenance\/Defragment is not served by buffdb/);
+        // Without --auth-file there are no etcd users: etcd's "authentication is not enabled".
+        const auth = await sendRaw(client, '/etcdserverpb.Auth/AuthEnable', [Buffer.alloc(0)]);
+        assert.equal(auth.code, status.FAILED_PRECONDITION);
+        assert.match(auth.details, /^etcdserver: authentication is not enabled/);
       } finally {
         client.close();
       }

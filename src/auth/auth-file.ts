@@ -1,18 +1,25 @@
 /**
  * The auth file (`buffdb run --auth-file FILE`): JSON holding tokens — only their SHA-256, never
- * the token itself — and client-certificate subjects, each with grants and/or roles
- * (permissions.ts). `buffdb auth add-token` writes it; the server reads it at start and on SIGHUP.
+ * the token itself — client-certificate subjects and etcd users — only a scrypt hash of their
+ * password — each with grants and/or roles (permissions.ts). `buffdb auth add-token`/`add-user`
+ * and the etcd Auth service write it; the server reads it at start and on SIGHUP.
  *
  * {
  *   "version": 1,
  *   "roles": { "app-reader": [{ "service": "kv", "read": true, "prefix": "app/" }] },
  *   "tokens": [{ "name": "ci", "sha256": "…64 hex…", "grants": [{ "service": "blob", "read": true }], "roles": ["app-reader"] }],
- *   "subjects": [{ "name": "edge-1", "subject": { "CN": "edge-1", "O": "Acme" }, "grants": [{ "service": "kv", "write": true }] }]
+ *   "subjects": [{ "name": "edge-1", "subject": { "CN": "edge-1", "O": "Acme" }, "grants": [{ "service": "kv", "write": true }] }],
+ *   "users": [{ "name": "alice", "scrypt": { "N": 16384, "r": 8, "p": 1, "salt": "…", "hash": "…" }, "roles": ["app-reader"] }]
  * }
+ *
+ * The role "root" (etcd's) gives every right on every service, whatever grants it lists.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { type Grant, invalidGrant, type Principal } from './permissions.js';
+import { dirname } from 'node:path';
+import { invalidPasswordHash, PasswordGate, type PasswordHash } from './passwords.js';
+import { type Grant, invalidGrant, type Principal, ROOT_GRANTS, ROOT_ROLE } from './permissions.js';
+import { SimpleTokens } from './simple-tokens.js';
 
 export interface TokenEntry {
   name: string;
@@ -31,11 +38,20 @@ export interface SubjectEntry {
   roles?: string[];
 }
 
+/** An etcd user (etcdserverpb.Auth): signs in with Authenticate, gets the grants of its roles. */
+export interface UserEntry {
+  name: string;
+  /** Absent: a user without a password (etcd's no_password), who cannot sign in with one. */
+  scrypt?: PasswordHash;
+  roles?: string[];
+}
+
 export interface AuthFile {
   version: 1;
   roles?: Record<string, Grant[]>;
   tokens: TokenEntry[];
   subjects?: SubjectEntry[];
+  users?: UserEntry[];
 }
 
 /** A new token: 32 random bytes, URL-safe base64, with a prefix that makes it recognisable in a leak scan. */
@@ -100,6 +116,17 @@ export function parseAuthFile(text: string, path: string): AuthFile {
     checkGrants(path, where, s.grants);
     checkRoles(where, s.roles);
   }
+  if (data.users !== undefined && !Array.isArray(data.users)) fail(path, '"users" must be a list');
+  const users = new Set<string>();
+  for (const u of data.users ?? []) {
+    const where = `user ${JSON.stringify(u?.name)}`;
+    if (typeof u?.name !== 'string' || u.name === '') fail(path, 'every user needs a "name"');
+    if (users.has(u.name)) fail(path, `two users are named ${JSON.stringify(u.name)}`);
+    users.add(u.name);
+    const problem = u.scrypt === undefined ? undefined : invalidPasswordHash(u.scrypt);
+    if (problem) fail(path, `${where}: ${problem}`);
+    checkRoles(where, u.roles);
+  }
   return data;
 }
 
@@ -118,12 +145,17 @@ export function readAuthFile(path: string): AuthFile {
 export class Authenticator {
   private readonly tokens: { hash: Buffer; principal: Principal }[];
   private readonly subjects: { subject: Record<string, string>; principal: Principal }[];
+  private readonly users = new Map<string, { entry: UserEntry; principal: Principal }>();
 
-  constructor(file: AuthFile) {
+  constructor(readonly file: AuthFile) {
     const grantsOf = (e: { grants?: Grant[]; roles?: string[] }): Grant[] => [
       ...(e.grants ?? []),
-      ...(e.roles ?? []).flatMap((r) => file.roles?.[r] ?? []),
+      ...(e.roles ?? []).flatMap((r) => (r === ROOT_ROLE ? ROOT_GRANTS : (file.roles?.[r] ?? []))),
     ];
+    for (const u of file.users ?? []) {
+      const principal: Principal = { name: u.name, kind: 'user', grants: grantsOf(u), roles: u.roles ?? [] };
+      this.users.set(u.name, { entry: u, principal });
+    }
     this.tokens = file.tokens.map((t) => ({
       hash: Buffer.from(t.sha256, 'hex'),
       principal: { name: t.name, kind: 'token', grants: grantsOf(t) },
@@ -140,6 +172,11 @@ export class Authenticator {
     let found: Principal | undefined;
     for (const t of this.tokens) if (timingSafeEqual(t.hash, hash)) found = t.principal;
     return found;
+  }
+
+  /** The etcd user named `name`: its entry (password hash) and principal. */
+  byUser(name: string): { entry: UserEntry; principal: Principal } | undefined {
+    return this.users.get(name);
   }
 
   /** The first subjects entry whose fields all equal the certificate subject's. */
@@ -160,17 +197,28 @@ export function writeAuthFile(path: string, file: AuthFile): void {
     closeSync(fd);
   }
   renameSync(tmp, path);
+  // The rename itself is made durable too: the new file survives a power cut, not only kill -9.
+  const dir = openSync(dirname(path), 'r');
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
+}
+
+/** The auth file at `path`, or a new empty one when there is no file yet. */
+export function readOrNewAuthFile(path: string): AuthFile {
+  try {
+    return readAuthFile(path);
+  } catch (err) {
+    if (!/no such file$/.test((err as Error).message)) throw err;
+    return { version: 1, tokens: [] };
+  }
 }
 
 /** Adds a token named `name` with `grants` to the auth file (created if missing); answers the token. */
 export function addToken(path: string, name: string, grants: Grant[]): string {
-  let file: AuthFile;
-  try {
-    file = readAuthFile(path);
-  } catch (err) {
-    if (!/no such file$/.test((err as Error).message)) throw err;
-    file = { version: 1, tokens: [] };
-  }
+  const file = readOrNewAuthFile(path);
   if (file.tokens.some((t) => t.name === name)) {
     throw new Error(`auth file ${path} already has a token named ${JSON.stringify(name)}; choose another name`);
   }
@@ -180,16 +228,41 @@ export function addToken(path: string, name: string, grants: Grant[]): string {
   return token;
 }
 
-/** The auth file as the server uses it: read at start (errors are one line), and again on reload(). */
+/**
+ * The auth file as the server uses it: read at start (errors are one line), again on reload(), and
+ * changed by the etcd Auth service (update()); with the etcd users' tokens and password checks.
+ */
 export class AuthFileSource {
   authenticator: Authenticator;
+  readonly tokens: SimpleTokens;
+  readonly passwords = new PasswordGate();
+  /** etcd's auth revision: one more for every change made through update(). */
+  revision = 1;
 
-  constructor(readonly path: string) {
+  constructor(
+    readonly path: string,
+    options: { tokenTtlMs?: number } = {},
+  ) {
     this.authenticator = new Authenticator(readAuthFile(path));
+    this.tokens = new SimpleTokens(options.tokenTtlMs);
   }
 
   /** Reads the file again; on an error the previous version stays in force. */
   reload(): void {
     this.authenticator = new Authenticator(readAuthFile(this.path));
+  }
+
+  /**
+   * Applies `change` to the file as it is on disk now (so edits made meanwhile, by hand or with the
+   * CLI, are kept), checks the result, writes it atomically and puts it in force.
+   */
+  update<T>(change: (file: AuthFile) => T): T {
+    const file = readAuthFile(this.path);
+    const result = change(file);
+    const checked = parseAuthFile(JSON.stringify(file), this.path);
+    writeAuthFile(this.path, checked);
+    this.authenticator = new Authenticator(checked);
+    this.revision++;
+    return result;
   }
 }

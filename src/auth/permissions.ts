@@ -27,9 +27,16 @@ export interface Grant {
 export interface Principal {
   /** For messages and logs (never the token). */
   name: string;
-  kind: 'token' | 'certificate';
+  /** `user`: an etcd user, signed in with Authenticate (a user name and password). */
+  kind: 'token' | 'certificate' | 'user';
   grants: readonly Grant[];
+  /** The roles the grants came from (for etcd's RoleGet of one's own roles). */
+  roles?: readonly string[];
 }
+
+/** etcd's root role: every right on every service, whatever grants the file lists for it. */
+export const ROOT_ROLE = 'root';
+export const ROOT_GRANTS: readonly Grant[] = SERVICES.map((service) => ({ service, read: true, write: true }));
 
 /** What one request needs. `key`: the kv key it touches (checked against prefixes and ranges). */
 export interface Need {
@@ -56,6 +63,52 @@ function covers(grant: Grant, need: Need): boolean {
 /** Whether `principal` may do `need`. */
 export function allows(principal: Principal, need: Need): boolean {
   return principal.grants.some((g) => covers(g, need));
+}
+
+/** [start, end) in bytes; end null = no end. */
+type Span = [start: Buffer, end: Buffer | null];
+
+/** The key after every key starting with `prefix` (null: none, the span has no end). */
+export function prefixEnd(prefix: Buffer): Buffer | null {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]!++;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return null;
+}
+
+/** etcd's [key, range_end): range_end empty = the key alone, "\0" = every key from `key` on. */
+export function etcdSpanOf(key: Buffer, rangeEnd: Buffer): Span {
+  if (rangeEnd.length === 0) return [key, Buffer.concat([key, Buffer.of(0)])];
+  return [key, rangeEnd.length === 1 && rangeEnd[0] === 0 ? null : rangeEnd];
+}
+
+function grantSpan(g: Grant): Span {
+  if (g.range) return etcdSpanOf(Buffer.from(g.range[0], 'utf8'), Buffer.from(g.range[1], 'utf8'));
+  const prefix = Buffer.from(g.prefix ?? '', 'utf8');
+  return [prefix, prefixEnd(prefix)];
+}
+
+/**
+ * Whether `principal` holds kv `right` on every key of `span` (the union of its grants covers it),
+ * comparing keys as bytes, as etcd does: etcd's check of a Range, DeleteRange or Watch.
+ */
+export function allowsSpan(principal: Principal, right: Right, [start, end]: Span): boolean {
+  const spans = principal.grants
+    .filter((g) => g.service === 'kv' && g[right] === true)
+    .map(grantSpan)
+    .sort((a, b) => Buffer.compare(a[0], b[0]));
+  let covered = start;
+  for (const [from, to] of spans) {
+    if (end !== null && Buffer.compare(covered, end) >= 0) return true;
+    if (Buffer.compare(from, covered) > 0) return false;
+    if (to === null) return true;
+    if (Buffer.compare(to, covered) > 0) covered = to;
+  }
+  return end !== null && Buffer.compare(covered, end) >= 0;
 }
 
 /** Whether the principal holds `right` on `service` for at least some keys. */

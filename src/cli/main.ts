@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { Command, type CommandUnknownOpts, InvalidArgumentError, Option } from '@commander-js/extra-typings';
 import { BACKEND_NAMES, DEFAULT_BACKEND } from '../backends/index.js';
 import { DEFAULT_BLOB_STORE, DEFAULT_KV_STORE } from '../defaults.js';
+import { buildAuth } from './auth-commands.js';
 import {
   addRemoteOptions,
   backendOption,
@@ -20,7 +21,7 @@ import {
   usageError,
 } from './command-kit.js';
 import { CliError, describeError, EXIT, EXIT_CODES_HELP, exitCodeFor } from './exit-codes.js';
-import { buildAuth, buildBackup, buildMigrate, buildRun } from './server-commands.js';
+import { buildBackup, buildMigrate, buildRun } from './server-commands.js';
 
 const require = createRequire(import.meta.url);
 const { version } = require('../../package.json') as { version: string };

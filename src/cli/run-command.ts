@@ -33,6 +33,8 @@ export interface RunOptions {
   transactionTimeoutMs?: number;
   /** How long an unfinished resumable upload is kept after its last call (`--upload-ttl`, ms). */
   uploadTtlMs?: number;
+  /** How long an etcd user's token lives after its last use (`--etcd-auth-token-ttl`, ms). */
+  etcdAuthTokenTtlMs?: number;
   /** Also serve only the etcd services here (docs/etcd.md). */
   etcdListen?: string;
   /** Largest etcd write request (etcd's --max-request-bytes). */
@@ -98,7 +100,10 @@ export async function runServer(options: RunOptions): Promise<void> {
     options.tlsCert === undefined
       ? undefined
       : new ReloadableTls({ cert: options.tlsCert, key: options.tlsKey!, clientCa: options.tlsClientCa });
-  const auth = options.authFile === undefined ? undefined : new AuthFileSource(options.authFile);
+  const auth =
+    options.authFile === undefined
+      ? undefined
+      : new AuthFileSource(options.authFile, { tokenTtlMs: options.etcdAuthTokenTtlMs });
   const backend = await loadBackend(options.backend);
   checkStorePath(backend, options.kvStore, 'KV', options.readOnly);
   checkStorePath(backend, options.blobStore, 'BLOB', options.readOnly);

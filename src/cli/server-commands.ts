@@ -1,8 +1,9 @@
 /**
  * The commands around the server: `run` (with its settings from flags, environment and config
- * file), `auth add-token`, `backup` and `restore`. Each imports its implementation when it runs.
+ * file), `backup` and `restore` (`auth`: auth-commands.ts). Each imports its implementation when it runs.
  */
 import { type CommandUnknownOpts, InvalidArgumentError, Option } from '@commander-js/extra-typings';
+import { DEFAULT_ETCD_TOKEN_TTL_MS } from '../auth/simple-tokens.js';
 import { PG_DIALECTS, type PgDialect } from '../backends/backend.js';
 import { DEFAULT_BACKEND } from '../backends/index.js';
 import {
@@ -17,7 +18,6 @@ import {
   addRemoteOptions,
   backendOption,
   example,
-  groupAction,
   parseMilliseconds,
   parseSize,
   parseWholeNumber,
@@ -34,8 +34,8 @@ function parsePositiveSize(value: string): number {
   return n;
 }
 
-/** `--upload-ttl`: whole seconds (`3600`) or a duration (`30m`, `1h`), in milliseconds. */
-function parseUploadTtl(value: string): number {
+/** `--upload-ttl`, `--etcd-auth-token-ttl`: whole seconds (`3600`) or a duration (`30m`, `1h`), in milliseconds. */
+function parseTtl(value: string): number {
   const text = value.trim();
   const ms = /^\d+$/.test(text) ? Number(text) * 1000 : parseDuration(text);
   if (ms === undefined || !Number.isSafeInteger(ms) || ms <= 0) {
@@ -50,53 +50,6 @@ function parseAutoCompactFlag(value: string): AutoCompactSetting {
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message);
   }
-}
-
-/** Repeatable `--kv-read [PREFIX]`: the prefixes given ('' = every key). */
-function collectPrefix(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
-}
-
-export function buildAuth(program: CommandUnknownOpts): void {
-  const auth = program.command('auth').description('manage the tokens of an auth file (buffdb run --auth-file)');
-  auth
-    .command('add-token')
-    .description(
-      'add a token named NAME with the given permissions to the auth file (created if missing) and print it.\n' +
-        'Only its SHA-256 is stored: keep the printed token, it cannot be shown again.',
-    )
-    .argument('<NAME>', 'a name for the token (shown in logs and errors, never the token)')
-    .requiredOption('--auth-file <FILE>', 'the auth file [env BUFFDB_AUTH_FILE]', process.env.BUFFDB_AUTH_FILE)
-    .addOption(
-      new Option('--kv-read [PREFIX]', 'read keys (under PREFIX only, if given; repeatable)')
-        .preset('')
-        .argParser(collectPrefix),
-    )
-    .addOption(
-      new Option('--kv-write [PREFIX]', 'set and delete keys (under PREFIX only, if given; repeatable)')
-        .preset('')
-        .argParser(collectPrefix),
-    )
-    .option('--blob-read', 'read blobs')
-    .option('--blob-write', 'store, update and delete blobs')
-    .option('--query-read', 'run read-only SQL (Query); SQL sees the whole store, key prefixes do not apply')
-    .option('--query-write', 'run SQL that writes (Execute, and Query with writing SQL)')
-    .option('--admin', 'administration: backup')
-    .addHelpText(
-      'after',
-      example(
-        'buffdb auth add-token ci --auth-file auth.json --kv-read --kv-write app/ --blob-read',
-        'token=$(buffdb auth add-token backup --auth-file auth.json --admin)',
-      ),
-    )
-    .action(async (name, opts) => {
-      const { authAddToken } = await import('./auth-command.js');
-      await authAddToken(name, opts.authFile as string, opts);
-    });
-  auth
-    .helpCommand(true)
-    .allowExcessArguments()
-    .action((_opts, cmd) => groupAction(cmd));
 }
 
 export function buildBackup(program: CommandUnknownOpts): void {
@@ -191,7 +144,7 @@ export function buildRun(program: CommandUnknownOpts): void {
         '--upload-ttl <TTL>',
         'keep an unfinished resumable upload this long after its last call: seconds or a duration (30m, 1h)',
       )
-        .argParser(parseUploadTtl)
+        .argParser(parseTtl)
         .default(3_600_000, '1h'),
     )
     .option('--etcd-listen <ADDR>', 'also serve only the etcd API on this address (e.g. 127.0.0.1:2379)')
@@ -217,6 +170,14 @@ export function buildRun(program: CommandUnknownOpts): void {
     .option('--tls-key <FILE>', 'PEM private key of --tls-cert')
     .option('--tls-client-ca <FILE>', 'mutual TLS: require client certificates signed by this PEM CA bundle')
     .option('--auth-file <FILE>', 'require a token (or a known client certificate) on every call; see buffdb auth')
+    .addOption(
+      new Option(
+        '--etcd-auth-token-ttl <TTL>',
+        "an etcd user's token (Authenticate) ends this long after its last use: seconds or a duration",
+      )
+        .argParser(parseTtl)
+        .default(DEFAULT_ETCD_TOKEN_TTL_MS, '5m'),
+    )
     .option('--metrics-addr <HOST:PORT>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--slow-ms <MS>', 'log requests slower than this many milliseconds (0: never)', parseWholeNumber, 1000)
     .addOption(
@@ -270,6 +231,7 @@ export function buildRun(program: CommandUnknownOpts): void {
       tlsKey: opts.tlsKey,
       tlsClientCa: opts.tlsClientCa,
       authFile: opts.authFile,
+      etcdAuthTokenTtlMs: opts.etcdAuthTokenTtl,
       metricsAddr: opts.metricsAddr,
       slowMs: opts.slowMs,
       logLevel: opts.logLevel,
@@ -289,6 +251,7 @@ interface RunFlags {
   readOnly: boolean;
   transactionTimeout: number;
   uploadTtl: number;
+  etcdAuthTokenTtl: number;
   etcdListen?: string;
   etcdMaxRequestBytes: number;
   autoCompact?: AutoCompactSetting;

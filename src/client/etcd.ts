@@ -4,6 +4,7 @@
  */
 import { type ChannelCredentials, type ClientOptions, credentials } from '@grpc/grpc-js';
 import {
+  AuthClient,
   ClusterClient,
   KVClient,
   LeaseClient,
@@ -17,6 +18,7 @@ export interface EtcdClients {
   lease: LeaseClient;
   maintenance: MaintenanceClient;
   cluster: ClusterClient;
+  auth: AuthClient;
   close(): void;
 }
 
@@ -34,6 +36,7 @@ export function connectEtcd(
     lease: new LeaseClient(addr, creds, shared),
     maintenance: new MaintenanceClient(addr, creds, shared),
     cluster: new ClusterClient(addr, creds, shared),
+    auth: new AuthClient(addr, creds, shared),
     close: () => kv.close(),
   };
 }

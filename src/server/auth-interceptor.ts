@@ -1,7 +1,8 @@
 /**
  * Authentication and permissions, checked in a grpc-js server interceptor before any handler —
- * and so before the store — sees a call: the caller's token (`authorization: Bearer TOKEN`) or,
- * with mutual TLS, its certificate subject names a principal; the method's rule says which right
+ * and so before the store — sees a call: the caller's token (`authorization: Bearer TOKEN`), an
+ * etcd user's token from Authenticate (`token: TOKEN`, as etcd clients send it) or, with mutual
+ * TLS, its certificate subject names a principal; the method's rule says which right
  * on which service the call needs. Keys travel in messages, so for a principal whose kv rights are
  * limited to prefixes or ranges each message is checked as it arrives; a message that is not
  * allowed reaches the handler as a refusal, answered in order like a malformed message (the
@@ -11,7 +12,8 @@
  * writes are Set, Delete, Store, Update, Upload, UploadStatus and Execute — a Query whose SQL writes
  * needs query write. Begin/Commit/RollbackTransaction need kv or blob read; the operations inside a
  * transaction are checked like any other. Backup needs admin. Health needs no token; reflection
- * needs a valid token. A method with no rule is refused (new services must add theirs here).
+ * needs a valid token. The etcd services' rules are in etcd/auth-rules.ts. A method with no rule
+ * is refused (new services must add theirs here).
  */
 import {
   Metadata,
@@ -23,7 +25,15 @@ import {
 } from '@grpc/grpc-js';
 import type { Authenticator } from '../auth/auth-file.js';
 import { allows, denial, holdsAny, type Need, type Principal, type Right, type Service } from '../auth/permissions.js';
+import type { SimpleTokens } from '../auth/simple-tokens.js';
 import { DecodeFailure } from './codec.js';
+import {
+  ETCD_PERMISSION_DENIED,
+  ETCD_RULES,
+  type EtcdAuthHooks,
+  type EtcdRule,
+  etcdCallDenied,
+} from './etcd/auth-rules.js';
 
 /** Whether a raw SQL statement only reads (for Query with query read but not query write). */
 export type SqlReadOnlyCheck = (sql: string, target: number) => Promise<boolean>;
@@ -33,7 +43,8 @@ type Rule =
   | { kind: 'authenticated' }
   | { kind: 'transaction' }
   | { kind: 'need'; service: Service; right: Right; keyOf?: (message: { key?: unknown }) => unknown }
-  | { kind: 'query' };
+  | { kind: 'query' }
+  | { kind: 'etcd'; rule: EtcdRule };
 
 const key = (m: { key?: unknown }): unknown => m.key;
 const need = (service: Service, right: Right, keyOf?: (m: { key?: unknown }) => unknown): Rule => ({
@@ -71,22 +82,36 @@ const RULES: Record<string, Rule> = {
   '/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo': { kind: 'authenticated' },
 };
 
-/** The auth file as currently loaded (replaced on SIGHUP). */
+const ruleFor = (path: string): Rule | undefined => {
+  const etcd = ETCD_RULES[path];
+  return RULES[path] ?? (etcd && (etcd.call === 'open' ? { kind: 'open' } : { kind: 'etcd', rule: etcd }));
+};
+
+/** The auth file as currently loaded (replaced on SIGHUP), and the etcd users' live tokens. */
 export interface AuthSource {
   readonly authenticator: Authenticator;
+  readonly tokens?: SimpleTokens;
 }
 
 type Verdict = { principal: Principal } | { code: number; details: string };
 
 const BEARER = /^Bearer ([\x21-\x7e]+)$/i;
 
-function identify(auth: Authenticator, metadata: Metadata, call: ServerInterceptingCallInterface): Verdict {
+function identify(source: AuthSource, metadata: Metadata, call: ServerInterceptingCallInterface): Verdict {
+  const auth = source.authenticator;
   const header = metadata.get('authorization');
   if (header.length > 0) {
     const m = header.length === 1 ? BEARER.exec(String(header[0])) : null;
     if (!m) return { code: status.UNAUTHENTICATED, details: 'the authorization metadata must be "Bearer TOKEN"' };
     const principal = auth.byToken(m[1]!);
     return principal ? { principal } : { code: status.UNAUTHENTICATED, details: 'unknown token' };
+  }
+  const etcdToken = metadata.get('token');
+  if (etcdToken.length > 0) {
+    // etcd's answer for an expired or unknown token: etcd clients sign in again when they see it.
+    const user = etcdToken.length === 1 ? source.tokens?.userOf(String(etcdToken[0])) : undefined;
+    const principal = user === undefined ? undefined : auth.byUser(user)?.principal;
+    return principal ? { principal } : { code: status.UNAUTHENTICATED, details: 'etcdserver: invalid auth token' };
   }
   const subject = call.getAuthContext().sslPeerCertificate?.subject as Record<string, string> | undefined;
   const principal = subject ? auth.bySubject(subject) : undefined;
@@ -95,7 +120,7 @@ function identify(auth: Authenticator, metadata: Metadata, call: ServerIntercept
     code: status.UNAUTHENTICATED,
     details: subject
       ? 'no token, and the client certificate is not in the auth file: send the metadata authorization: Bearer TOKEN'
-      : 'this server requires a token: send the metadata authorization: Bearer TOKEN',
+      : 'this server requires a token: send the metadata authorization: Bearer TOKEN (etcd clients: sign in as a user, e.g. etcdctl --user NAME)',
   };
 }
 
@@ -107,7 +132,17 @@ function perMessageCheck(
   rule: Rule,
   principal: Principal,
   isReadOnlySql: SqlReadOnlyCheck | undefined,
+  hooks: EtcdAuthHooks,
 ): ((message: unknown) => string | undefined | Promise<string | undefined>) | undefined {
+  if (rule.kind === 'etcd') {
+    const check = rule.rule.message;
+    if (!check) return undefined;
+    const verdict = (ok: boolean | undefined) => (ok === false ? ETCD_PERMISSION_DENIED : undefined);
+    return (message) => {
+      const ok = check(principal, message as never, hooks);
+      return ok instanceof Promise ? ok.then(verdict) : verdict(ok);
+    };
+  }
   if (rule.kind === 'need' && rule.keyOf) {
     const { service, right, keyOf } = rule;
     if (allows(principal, { service, right })) {
@@ -152,12 +187,18 @@ function decide(rule: Rule | undefined, path: string, principal: Principal): str
       return holdsAny(principal, 'query', 'read') ? undefined : denial(principal, { service: 'query', right: 'read' });
     case 'need':
       return holdsAny(principal, rule.service, rule.right) ? undefined : denial(principal, rule);
+    case 'etcd':
+      return etcdCallDenied(rule.rule, principal);
   }
 }
 
-export function authInterceptor(source: AuthSource, isReadOnlySql?: SqlReadOnlyCheck): ServerInterceptor {
+export function authInterceptor(
+  source: AuthSource,
+  isReadOnlySql?: SqlReadOnlyCheck,
+  etcdHooks: EtcdAuthHooks = {},
+): ServerInterceptor {
   return (method: ServerMethodDefinition<unknown, unknown>, call: ServerInterceptingCallInterface) => {
-    const rule = RULES[method.path];
+    const rule = ruleFor(method.path);
     if (rule?.kind === 'open') return new ServerInterceptingCall(call);
     let check: ReturnType<typeof perMessageCheck>;
     /** Messages are released in arrival order even when a check is asynchronous. */
@@ -168,11 +209,11 @@ export function authInterceptor(source: AuthSource, isReadOnlySql?: SqlReadOnlyC
       start: (next) =>
         next({
           onReceiveMetadata: (metadata, nextMetadata) => {
-            const verdict = identify(source.authenticator, metadata, call);
+            const verdict = identify(source, metadata, call);
             if ('code' in verdict) return refuse(verdict.code, verdict.details);
             const denied = decide(rule, method.path, verdict.principal);
             if (denied) return refuse(status.PERMISSION_DENIED, denied);
-            check = perMessageCheck(rule!, verdict.principal, isReadOnlySql);
+            check = perMessageCheck(rule!, verdict.principal, isReadOnlySql, etcdHooks);
             nextMetadata(metadata);
           },
           onReceiveMessage: (message, nextMessage) => {

@@ -6,6 +6,7 @@ import {
   type ServerOptions,
   type ServiceDefinition,
 } from '@grpc/grpc-js';
+import { AuthFileSource } from '../auth/auth-file.js';
 import {
   DEFAULT_ADDR,
   DEFAULT_MAX_MESSAGE_SIZE,
@@ -116,7 +117,11 @@ function interceptorsFor(db: BuffDb, options: StartOptions): ServerInterceptor[]
     ...(options.grpcOptions?.interceptors ?? []),
     ...(options.interceptors ?? []),
     ...(options.auth
-      ? [authInterceptor(options.auth, (sql, target) => db.query.isReadOnly(sql, target === 1 ? 'blob' : 'kv'))]
+      ? [
+          authInterceptor(options.auth, (sql, target) => db.query.isReadOnly(sql, target === 1 ? 'blob' : 'kv'), {
+            leaseKeys: async (id) => (await db.kv.leases.timeToLive(id, true)).keys,
+          }),
+        ]
       : []),
   ];
 }
@@ -133,7 +138,8 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
   const metrics = options.metrics ?? options.observe?.metrics;
   // One registry for both listeners: stopping ends every etcd watch and keep-alive stream.
   const streams = options.etcd?.streams ?? new OpenStreams();
-  const serve = { ...options, metrics, etcd: { ...options.etcd, streams } };
+  const auth = options.auth instanceof AuthFileSource ? options.auth : undefined;
+  const serve = { ...options, metrics, etcd: { ...options.etcd, streams, auth: options.etcd?.auth ?? auth } };
   const memoryBudget = addBuffDbServices(server, db, serve);
   server.addService(metrics ? countBytes(AdminService, metrics) : AdminService, adminService(db, options.admin));
   // Loaded here: grpc-health-check parses its .proto when imported.

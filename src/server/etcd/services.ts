@@ -1,9 +1,11 @@
 /**
  * The etcd v3 services over a BuffDb, as entries for the service list (src/server/services.ts):
- * KV, Watch, Lease, Maintenance (Status, Alarm), Cluster (MemberList); Auth answers UNIMPLEMENTED.
+ * KV, Watch, Lease, Maintenance (Status, Alarm), Cluster (MemberList), Auth (users and roles in the
+ * auth file, when the server has one).
  */
 
 import type { MethodDefinition } from '@grpc/grpc-js';
+import type { AuthFileSource } from '../../auth/auth-file.js';
 import {
   DEFAULT_ETCD_MAX_REQUEST_BYTES,
   DEFAULT_ETCD_PROGRESS_NOTIFY_MS,
@@ -13,6 +15,7 @@ import type { BuffDb } from '../../store/buffdb.js';
 import { DecodeFailure } from '../codec.js';
 import { MemoryBudget } from '../memory-budget.js';
 import type { ServiceEntry } from '../services.js';
+import { etcdAuthService } from './auth-service.js';
 import { etcdClusterService } from './cluster-service.js';
 import { OpenStreams, withUnimplemented } from './common.js';
 import {
@@ -38,6 +41,8 @@ export interface EtcdOptions {
   clientUrls?: string[];
   /** Long-lived streams, ended when the server stops (startServer passes its own). */
   streams?: OpenStreams;
+  /** The auth file, for etcdserverpb.Auth (startServer passes its `auth` when that is one). */
+  auth?: AuthFileSource;
 }
 
 /** Methods whose requests are writes, checked against max-request-bytes as etcd checks proposals. */
@@ -97,7 +102,8 @@ export function etcdServices(
       implementation: withUnimplemented(
         'etcdserverpb.Auth',
         EtcdAuthDefinition,
-        'etcd authentication is not available yet (authentication is off)',
+        'no such auth method',
+        etcdAuthService(db.kv, options.auth),
       ),
     },
   ];

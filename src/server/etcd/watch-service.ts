@@ -11,7 +11,7 @@
  *    one delivery per watcher beyond the buffer, however slow the client.
  */
 import type { ServerDuplexStream, UntypedServiceImplementation } from '@grpc/grpc-js';
-import type { StoreError } from '../../errors.js';
+import { type StoreError, status } from '../../errors.js';
 import * as pb from '../../generated/etcd/etcdserverpb/rpc.js';
 import { Event } from '../../generated/etcd/mvccpb/kv.js';
 import type { KvEvent } from '../../store/kv/history.js';
@@ -118,7 +118,10 @@ class WatchStream {
 
   private onRequest(req: pb.WatchRequest | DecodeFailure): void {
     if (this.closed) return;
-    if (req instanceof DecodeFailure) {
+    if (req instanceof DecodeFailure && req.code === status.PERMISSION_DENIED) {
+      // A create request the caller may not make (auth interceptor): refused as etcd refuses it.
+      this.refuse(`rpc error: code = PermissionDenied desc = ${req.message}`);
+    } else if (req instanceof DecodeFailure) {
       this.call.emit('error', serviceError(req));
       this.close();
     } else if (req.createRequest) this.create(req.createRequest);
@@ -127,16 +130,13 @@ class WatchStream {
     // An empty request is ignored, as etcd does.
   }
 
+  /** The answer to a create request that makes no watcher. */
+  private refuse(reason: string): void {
+    this.send({ ...BASE, header: header(this.kv), watchId: -1n, created: true, canceled: true, cancelReason: reason });
+  }
+
   private create(c: pb.WatchCreateRequest): void {
-    const refuse = (reason: string) =>
-      this.send({
-        ...BASE,
-        header: header(this.kv),
-        watchId: -1n,
-        created: true,
-        canceled: true,
-        cancelReason: reason,
-      });
+    const refuse = (reason: string) => this.refuse(reason);
     // An empty key is the smallest key, "\0" (etcd).
     const span = etcdSpan(c.key.length === 0 ? Buffer.of(0) : c.key, c.rangeEnd);
     if (c.startRevision < 0n) {
