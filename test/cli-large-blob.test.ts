@@ -6,7 +6,16 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  createReadStream,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CLI, ROOT, type ServerProcess, spawnServer, tempDir } from './helpers/server.js';
@@ -150,6 +159,16 @@ describe('buffdb blob store / get of a large file: streamed, flat memory', () =>
         assert.ok(ranged.stdout.equals(slice(file, offset, 3_000_000)));
         const tail = await cli(dir, args('get', firstId, '--range', `${SIZE - 10}:`), env, undefined, true);
         assert.ok(tail.stdout.equals(slice(file, SIZE - 10, 10)));
+        // update … all FILE on a small blob: the large data replaces it through Upload (with its id).
+        const small = join(dir, 'small.bin');
+        writeFileSync(small, 'small');
+        const tinyId = (await cli(dir, args('store', small, 'tiny'), env, undefined, true)).stdout.toString().trim();
+        const updated = await cli(dir, args('update', tinyId, 'all', file, 'replaced'), env);
+        assertFlat(updated, 'update all FILE');
+        assert.equal((await cli(dir, args('get', tinyId), env)).sha256, sha256);
+        const replaced = await cli(dir, args('get', tinyId, 'metadata'), env, undefined, true);
+        assert.equal(replaced.stdout.toString(), 'replaced');
+        assert.equal((await cli(dir, args('update', '987654', 'data', file), env)).status, 3);
         const past = await cli(dir, args('get', firstId, '--range', `${SIZE + 1}:1`), env);
         assert.equal(past.status, 4);
         assert.match(past.stderr, /^buffdb: offset \d+ is past the end of blob \d+ \(300012345 bytes\)\n$/);
