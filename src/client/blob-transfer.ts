@@ -52,10 +52,26 @@ async function* rechunk(source: AsyncIterable<Uint8Array>, size: number): AsyncG
   if (bytes > 0) yield Buffer.concat(pending, bytes);
 }
 
-function sourceOf(
-  source: Readable | AsyncIterable<Uint8Array> | Uint8Array | string,
-  chunk: number,
-): AsyncIterable<Uint8Array> {
+/** What `uploadBlob` takes: a file path, a Node stream, an async iterable of bytes, or bytes. */
+export type UploadSource = Readable | AsyncIterable<Uint8Array> | Uint8Array | string;
+
+/** `upload` and `download` of the network and transitive clients. */
+export interface BlobTransfer {
+  /** Uploads a file, stream or bytes as one blob (see `uploadBlob`). */
+  upload(source: UploadSource, options?: UploadOptions): Promise<UploadResult>;
+  /** Blob `id` (or a range of it) as a stream, with its header (see `downloadBlob`). */
+  download(id: bigint | number, options?: DownloadOptions): DownloadStream;
+}
+
+/** `upload` and `download` over one Blob client. */
+export function blobTransfer(client: BlobClient): BlobTransfer {
+  return {
+    upload: (source, options) => uploadBlob(client, source, options),
+    download: (id, options) => downloadBlob(client, BigInt(id), options),
+  };
+}
+
+function sourceOf(source: UploadSource, chunk: number): AsyncIterable<Uint8Array> {
   if (typeof source === 'string') return createReadStream(source, { highWaterMark: chunk });
   if (source instanceof Uint8Array) {
     return (async function* () {
@@ -71,7 +87,7 @@ function sourceOf(
  */
 export function uploadBlob(
   client: BlobClient,
-  source: Readable | AsyncIterable<Uint8Array> | Uint8Array | string,
+  source: UploadSource,
   options: UploadOptions = {},
 ): Promise<UploadResult> {
   const {
