@@ -286,6 +286,14 @@ export function sendRaw(
           : { code: status.OK, details: '', responses },
       );
     };
+    /** Counts a stream's answers until its status. */
+    const listen = (call: NodeJS.EventEmitter): void => {
+      call.on('data', () => {
+        responses++;
+      });
+      call.on('error', (err: ServiceError) => done(err));
+      call.on('end', () => done(null));
+    };
     if (kind === 'unary') {
       client.makeUnaryRequest(
         method,
@@ -300,19 +308,8 @@ export function sendRaw(
         },
       );
     } else if (kind === 'server') {
-      const call = client.makeServerStreamRequest(
-        method,
-        identity,
-        identity,
-        payloads[0] ?? Buffer.alloc(0),
-        conn.metadata(),
-        { deadline },
-      );
-      call.on('data', () => {
-        responses++;
-      });
-      call.on('error', (err: ServiceError) => done(err));
-      call.on('end', () => done(null));
+      const first = payloads[0] ?? Buffer.alloc(0);
+      listen(client.makeServerStreamRequest(method, identity, identity, first, conn.metadata(), { deadline }));
     } else if (kind === 'client') {
       const call = client.makeClientStreamRequest(method, identity, identity, conn.metadata(), { deadline }, (err) => {
         if (!err) responses++;
@@ -323,11 +320,7 @@ export function sendRaw(
       call.end();
     } else {
       const call = client.makeBidiStreamRequest(method, identity, identity, conn.metadata(), { deadline });
-      call.on('data', () => {
-        responses++;
-      });
-      call.on('error', (err: ServiceError) => done(err));
-      call.on('end', () => done(null));
+      listen(call);
       for (const p of payloads) call.write(p);
       call.end();
     }
