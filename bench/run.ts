@@ -26,6 +26,7 @@ import { connect } from '../src/client/network.js';
 import { openTransitive } from '../src/client/transitive.js';
 import * as blobPb from '../src/generated/blob.js';
 import * as kvPb from '../src/generated/kv.js';
+import { largeBlobRows, resetPeak, sectionPeaks } from './blob-large.js';
 import { etcdBinary, etcdKv, etcdLoad, startEtcd } from './etcd.js';
 import { etcdApiSection } from './etcd-api.js';
 import {
@@ -69,6 +70,7 @@ const cfg = QUICK
       streams16: 16,
       blobs: 16,
       blobRounds: 3,
+      largeBlobMiB: 1024,
       lib: 20_000,
       libRounds: 3,
       backendN: 8_000,
@@ -86,6 +88,7 @@ const cfg = QUICK
       streams16: 16,
       blobs: 100,
       blobRounds: 5,
+      largeBlobMiB: 1024,
       lib: 100_000,
       libRounds: 5,
       backendN: 50_000,
@@ -274,7 +277,10 @@ async function kvStreams(
   echoGet.close();
 }
 
-async function blobStreams(addr: string, echoAddr: string): Promise<void> {
+async function blobStreams(buff: Child, echoServer: Child): Promise<void> {
+  const { addr } = buff;
+  const echoAddr = echoServer.addr;
+  const peaksReset = resetPeak(buff.pid) && resetPeak(echoServer.pid);
   const db = connect(addr);
   const echo = echoClient(echoAddr, blobPb.StoreRequest);
   const payload = Buffer.alloc(MiB, 0xab);
@@ -313,8 +319,29 @@ async function blobStreams(addr: string, echoAddr: string): Promise<void> {
     echoR,
     0.6,
   );
+  await largeBlobRows(db, echoAddr, cfg.largeBlobMiB, 1, addRatioRow);
   db.close();
   echo.close();
+  if (!peaksReset) notes.push('blob section peak RSS: skipped — /proc/PID/clear_refs could not be written');
+  else {
+    const peak = sectionPeaks(buff.pid, echoServer.pid);
+    const ratio = peak.buff / peak.echo;
+    rows.push({
+      group: 'gRPC (sqlite)',
+      name: 'peak server RSS over the blob section',
+      unit: 'MiB',
+      value: peak.buff,
+      reference: peak.echo,
+      referenceName: 'the echo server over the same section',
+      ratio,
+      lowerIsBetter: true,
+      target: '<= 1.5x',
+      pass: ratio <= 1.5,
+    });
+    log(
+      `blob section peak RSS: buffdb ${peak.buff.toFixed(0)} MiB vs echo ${peak.echo.toFixed(0)} MiB → ${ratio.toFixed(2)}x`,
+    );
+  }
 }
 
 /** The in-process library (transitive client, store promise API) vs raw better-sqlite3 doing the same batched work. */
@@ -695,7 +722,7 @@ async function main(): Promise<void> {
     children.push(buff);
     log(`${QUICK ? 'quick' : 'full'} run; echo ${echo.addr}, buffdb ${buff.addr}, files in ${dir}`);
     if (want('kv')) await kvStreams(buff.addr, echo.addr, 'gRPC (sqlite)', cfg.n, cfg.rounds, true);
-    if (want('blob')) await blobStreams(buff.addr, echo.addr);
+    if (want('blob')) await blobStreams(buff, echo);
     if (want('etcd')) await etcd(dir, buff.addr);
     if (want('etcd-api')) {
       const bin = etcdBinary();

@@ -36,7 +36,7 @@ export const FUZZ_ETCD_MAX_REQUEST = 64 * 1024;
 /** How long a watch case waits for a status before ending the (still open) stream itself. */
 const WATCH_MS = 500;
 
-type Kind = 'bidi' | 'client' | 'unary' | 'watch';
+type Kind = 'bidi' | 'client' | 'server' | 'unary' | 'watch';
 export interface MethodSpec {
   path: string;
   kind: Kind;
@@ -91,6 +91,32 @@ const BUFFDB_METHODS: MethodSpec[] = [
   { path: '/buffdb.blob.Blob/EqData', kind: 'client', seeds: enc(blob.EqDataRequest, { id: 1n }) },
   { path: '/buffdb.blob.Blob/NotEqData', kind: 'client', seeds: enc(blob.NotEqDataRequest, { id: 1n }) },
   {
+    path: '/buffdb.blob.Blob/Upload',
+    kind: 'client',
+    seeds: enc(
+      blob.UploadRequest,
+      { header: { metadata: 'up', offset: 0n, shouldUpdateMetadata: false } },
+      { chunk: Buffer.from('upload data') },
+      { header: { uploadId: 'fuzz-up', size: 11n, offset: 0n, shouldUpdateMetadata: false } },
+      { header: { id: 1n, sha256: Buffer.alloc(32, 7), offset: 0n, shouldUpdateMetadata: true } },
+    ),
+  },
+  {
+    path: '/buffdb.blob.Blob/UploadStatus',
+    kind: 'unary',
+    seeds: enc(blob.UploadStatusRequest, { uploadId: 'fuzz-up' }),
+  },
+  {
+    path: '/buffdb.blob.Blob/Download',
+    kind: 'server',
+    seeds: enc(
+      blob.DownloadRequest,
+      { id: 1n, offset: 0n, chunkSize: 0 },
+      { id: 1n, offset: 2n, length: 3n, chunkSize: 1 },
+      { id: 1n, offset: 1n << 60n, chunkSize: 1 << 30 },
+    ),
+  },
+  {
     path: '/buffdb.query.Query/Query',
     kind: 'bidi',
     seeds: enc(
@@ -121,6 +147,8 @@ export const ALLOWED = new Set<number>([
   status.ABORTED,
   status.OUT_OF_RANGE,
   status.UNIMPLEMENTED,
+  // An Upload whose data does not hash to the sha256 it declared.
+  status.DATA_LOSS,
 ]);
 
 export interface FuzzCase {
@@ -218,7 +246,7 @@ export function generateCases(rand: () => number, count: number, methods = METHO
   const cases: FuzzCase[] = [];
   for (let i = 0; i < count; i++) {
     const m = methods[Math.floor(rand() * methods.length)]!;
-    const nMsgs = m.kind === 'unary' ? 1 : 1 + Math.floor(rand() * 3);
+    const nMsgs = m.kind === 'unary' || m.kind === 'server' ? 1 : 1 + Math.floor(rand() * 3);
     const payloads: string[] = [];
     for (let j = 0; j < nMsgs; j++) {
       const r = rand();
@@ -258,6 +286,14 @@ export function sendRaw(
           : { code: status.OK, details: '', responses },
       );
     };
+    /** Counts a stream's answers until its status. */
+    const listen = (call: NodeJS.EventEmitter): void => {
+      call.on('data', () => {
+        responses++;
+      });
+      call.on('error', (err: ServiceError) => done(err));
+      call.on('end', () => done(null));
+    };
     if (kind === 'unary') {
       client.makeUnaryRequest(
         method,
@@ -271,6 +307,9 @@ export function sendRaw(
           done(err);
         },
       );
+    } else if (kind === 'server') {
+      const first = payloads[0] ?? Buffer.alloc(0);
+      listen(client.makeServerStreamRequest(method, identity, identity, first, conn.metadata(), { deadline }));
     } else if (kind === 'client') {
       const call = client.makeClientStreamRequest(method, identity, identity, conn.metadata(), { deadline }, (err) => {
         if (!err) responses++;
@@ -281,11 +320,7 @@ export function sendRaw(
       call.end();
     } else {
       const call = client.makeBidiStreamRequest(method, identity, identity, conn.metadata(), { deadline });
-      call.on('data', () => {
-        responses++;
-      });
-      call.on('error', (err: ServiceError) => done(err));
-      call.on('end', () => done(null));
+      listen(call);
       for (const p of payloads) call.write(p);
       call.end();
     }
@@ -565,6 +600,54 @@ export function loadCorpus(dir: string): FuzzCase[] {
     );
 }
 
+/** Upload / Download messages in the wrong order or out of range: each has one right answer. */
+function uploadStrictCases(hex: (b: Uint8Array) => string): FuzzCase[] {
+  const up = (m: blob.UploadRequest): string => hex(blob.UploadRequest.encode(m).finish());
+  const header = (h: Partial<blob.UploadHeader> = {}): blob.UploadRequest => ({
+    header: { offset: 0n, shouldUpdateMetadata: false, ...h },
+  });
+  const chunk = up({ chunk: Buffer.from('x') });
+  const down = (r: Partial<blob.DownloadRequest>): string =>
+    hex(blob.DownloadRequest.encode({ id: 1n, offset: 0n, chunkSize: 0, ...r }).finish());
+  const cases: [string, string, string[], number | number[]][] = [
+    ['Upload chunk before the header', 'Upload', [chunk, up(header())], status.INVALID_ARGUMENT],
+    ['Upload two headers', 'Upload', [up(header()), chunk, up(header())], status.INVALID_ARGUMENT],
+    ['Upload no message', 'Upload', [], status.INVALID_ARGUMENT],
+    ['Upload empty message', 'Upload', [''], status.INVALID_ARGUMENT],
+    ['Upload sha256 of 3 bytes', 'Upload', [up(header({ sha256: Buffer.alloc(3) }))], status.INVALID_ARGUMENT],
+    [
+      'Upload upload_id of 129 characters',
+      'Upload',
+      [up(header({ uploadId: 'u'.repeat(129) }))],
+      status.INVALID_ARGUMENT,
+    ],
+    ['Upload more than the declared size', 'Upload', [up(header({ size: 0n })), chunk], status.INVALID_ARGUMENT],
+    ['Upload wrong sha256', 'Upload', [up(header({ sha256: Buffer.alloc(32) })), chunk], status.DATA_LOSS],
+    ['Upload to a missing id', 'Upload', [up(header({ id: 1n << 62n })), chunk], status.NOT_FOUND],
+    [
+      'Upload resumable at a wrong offset',
+      'Upload',
+      [up(header({ uploadId: 'fuzz-new', offset: 5n }))],
+      status.OUT_OF_RANGE,
+    ],
+    ['UploadStatus invalid UTF-8', 'UploadStatus', ['0a01ff'], status.INVALID_ARGUMENT],
+    ['Download a missing id', 'Download', [down({ id: 1n << 62n })], status.NOT_FOUND],
+    // Blob 1 may not exist (NOT_FOUND comes first); if it does, the offset is refused.
+    [
+      'Download offset beyond 2^53',
+      'Download',
+      [down({ offset: 1n << 60n })],
+      [status.INVALID_ARGUMENT, status.NOT_FOUND],
+    ],
+  ];
+  return cases.map(([name, method, payloads, code]) => ({
+    name,
+    method: `/buffdb.blob.Blob/${method}`,
+    payloads,
+    expect: typeof code === 'number' ? [code] : code,
+  }));
+}
+
 /** The seed corpus: crafted payloads against every method, oversize messages, and a few mutations. */
 export function buildCorpus(): Record<string, FuzzCase[]> {
   const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -644,6 +727,7 @@ export function buildCorpus(): Record<string, FuzzCase[]> {
       expect: [status.INVALID_ARGUMENT],
     },
     { name: 'Kv.Get empty message (key "")', method: '/buffdb.kv.Kv/Get', payloads: [''], expect: [status.NOT_FOUND] },
+    ...uploadStrictCases(hex),
     // Found by `npm run fuzz` (seed 6): a NUL in the SQL text answered INTERNAL.
     {
       name: 'Execute SQL with a NUL byte',

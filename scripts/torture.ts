@@ -6,7 +6,8 @@
  *    deleted unless a later write re-set it),
  *  - a write that was in flight is either fully there or fully absent — never a value nobody wrote,
  *  - blob ids are never reused, and the files open cleanly (SQLite: integrity_check is ok);
- *  - etcd writes are at their acknowledged revisions and revisions only grow (./torture-etcd.ts).
+ *  - etcd writes are at their acknowledged revisions and revisions only grow (./torture-etcd.ts);
+ *  - acknowledged uploads (Upload stream) are whole and resumable uploads resume (./torture-upload.ts).
  *
  *   npm run torture -- --loops 50 --backend sqlite[,other…|all] [--clients 4] [--seed N]
  */
@@ -23,6 +24,7 @@ import { unpackValue } from '../src/server/any-values.js';
 // The same seeded PRNG as the fuzzer, so a failing run can be replayed with --seed.
 import { rng } from './fuzz.js';
 import { ABSENT, EtcdTorture, type KvState, type Tracked } from './torture-etcd.js';
+import { UploadTorture } from './torture-upload.js';
 
 const CLI = resolve(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
 
@@ -46,6 +48,10 @@ export interface TortureResult {
   /** Of those, through the etcd API; and the highest revision acknowledged. */
   etcdAcked: number;
   maxRevision: number;
+  /** Uploads acknowledged; calls that continued a resumable upload; resumable uploads completed. */
+  uploadsAcked: number;
+  resumedCalls: number;
+  resumableCompleted: number;
   inFlightAtKill: number;
   inFlightLanded: number;
   keysChecked: number;
@@ -163,6 +169,14 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
     throw new Error(`torture [${options.backend}, seed ${seed}]: ${msg}`);
   };
   const etcd = new EtcdTorture(kv, int, () => nonce++, fail);
+  const uploads = new UploadTorture(
+    int,
+    () => nonce++,
+    fail,
+    (id) => {
+      if (id > maxIdSeen) maxIdSeen = id;
+    },
+  );
 
   /** After a restart: every key and blob must hold its acknowledged state or an in-flight one. */
   async function verify(c: BuffDbClients, loop: number): Promise<void> {
@@ -220,7 +234,7 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
       for (const [rawId, data, metadata] of ids) {
         const id = BigInt(rawId as bigint);
         if (id > maxIdSeen) maxIdSeen = id;
-        if (blobs.has(id)) continue;
+        if (blobs.has(id) || uploads.adopt(id, (metadata as string | null) ?? null)) continue;
         const state = { data: Buffer.from(data as Uint8Array), metadata: (metadata as string | null) ?? null };
         const nonceOf = state.data.subarray(0, 16).toString();
         const expected = unackedStores.get(nonceOf);
@@ -237,6 +251,7 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
       }
     }
     unackedStores.clear();
+    await uploads.check(c, loop);
   }
 
   async function sql(c: BuffDbClients, query: string, target: TargetStore): Promise<unknown[][]> {
@@ -251,9 +266,10 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
   /** One client's writes until the server dies. Keys are owned by one client: order is known. */
   async function client(c: BuffDbClients, e: EtcdClients, who: number, stop: { killed: boolean }): Promise<void> {
     while (!stop.killed) {
-      const kind = int(12);
+      const kind = int(13);
       let err: import('@grpc/grpc-js').ServiceError | undefined;
-      if (kind >= 10) err = await etcd.write(e, who);
+      if (kind === 12) err = await uploads.write(c, who);
+      else if (kind >= 10) err = await etcd.write(e, who);
       else if (kind < 4) {
         const n = 1 + int(20);
         const reqs = Array.from({ length: n }, () => {
@@ -418,14 +434,18 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
     backend: options.backend,
     loops: options.loops,
     ...stats,
-    ackedWrites: stats.ackedWrites + etcd.acked,
+    ackedWrites: stats.ackedWrites + etcd.acked + uploads.acked,
     etcdAcked: etcd.acked,
     maxRevision: etcd.maxAckedRev,
+    uploadsAcked: uploads.acked,
+    resumedCalls: uploads.resumedCalls,
+    resumableCompleted: uploads.completedResumable,
     seconds: (Date.now() - started) / 1000,
   };
   log(
     `torture: ${options.backend} survived ${result.loops} kill -9 loops in ${result.seconds.toFixed(1)} s: ` +
-      `${result.ackedWrites} acknowledged writes all present (${result.etcdAcked} through etcd, at their revisions, up to ${result.maxRevision}), ${result.inFlightAtKill} in flight at kills ` +
+      `${result.ackedWrites} acknowledged writes all present (${result.etcdAcked} through etcd, at their revisions, up to ${result.maxRevision}; ` +
+      `${result.uploadsAcked} uploads, ${result.resumableCompleted} of them resumable, ${result.resumedCalls} resumed calls), ${result.inFlightAtKill} in flight at kills ` +
       `(${result.inFlightLanded} landed, the rest cleanly absent), ${result.keysChecked} key and ${result.blobsChecked} blob checks`,
   );
   return result;

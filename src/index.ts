@@ -22,6 +22,17 @@ export type {
 } from './backends/backend.js';
 export { BLOB_MAPS, KV_MAPS } from './backends/backend.js';
 export { BACKEND_NAMES, type BackendImpl, type BackendName, DEFAULT_BACKEND, loadBackend } from './backends/index.js';
+export {
+  type BlobTransfer,
+  blobTransfer,
+  type DownloadOptions,
+  type DownloadStream,
+  downloadBlob,
+  type UploadOptions,
+  type UploadResult,
+  type UploadSource,
+  uploadBlob,
+} from './client/blob-transfer.js';
 export { connectEtcd, type EtcdClients } from './client/etcd.js';
 export {
   BlobClientCtor,

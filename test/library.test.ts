@@ -1,14 +1,74 @@
 /** The library API: the transitive (in-process) client, embedding in your own server, the store API. */
 
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { addBuffDbServices, BuffDb, connect, openTransitive, StoreError } from '../src/index.js';
-import { bidi, fold, tempDir } from './helpers/server.js';
+import {
+  addBuffDbServices,
+  type BlobTransfer,
+  BuffDb,
+  connect,
+  downloadBlob,
+  openTransitive,
+  StoreError,
+  uploadBlob,
+} from '../src/index.js';
+import { bidi, fold, startTestServer, tempDir } from './helpers/server.js';
+
+const sha256 = (b: Buffer): Buffer => createHash('sha256').update(b).digest();
+
+async function readAll(stream: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const p of stream) parts.push(p);
+  return Buffer.concat(parts);
+}
+
+/** upload (bytes, a file, a stream) and download (whole, a range, a missing id) through `c`. */
+async function transferCases(c: BlobTransfer, dir: string): Promise<void> {
+  const data = Buffer.alloc(3 * 1024 * 1024 + 5);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
+  const fromBytes = await c.upload(data, { metadata: 'bytes' });
+  assert.deepEqual([fromBytes.size, fromBytes.sha256], [BigInt(data.length), sha256(data)]);
+  writeFileSync(join(dir, 'up.bin'), data);
+  const fromFile = await c.upload(join(dir, 'up.bin'));
+  const fromStream = await c.upload(Readable.from([data.subarray(0, 100), data.subarray(100)]), { chunkSize: 65536 });
+  assert.ok(fromFile.id > fromBytes.id && fromStream.id > fromFile.id);
+  for (const r of [fromFile, fromStream]) assert.deepEqual(r.sha256, sha256(data));
+  const whole = c.download(fromBytes.id);
+  const header = await whole.header;
+  assert.deepEqual([header.size, header.metadata, header.sha256], [BigInt(data.length), 'bytes', sha256(data)]);
+  assert.ok((await readAll(whole)).equals(data));
+  const range = c.download(Number(fromStream.id), { offset: 1_000_000n, length: 10n });
+  assert.equal((await range.header).length, 10n);
+  assert.ok((await readAll(range)).equals(data.subarray(1_000_000, 1_000_010)));
+  await assert.rejects(c.download(999_999n).header, (err: grpc.ServiceError) => err.code === grpc.status.NOT_FOUND);
+  await assert.rejects(
+    c.upload(data, { id: 999_999n }),
+    (err: grpc.ServiceError) => err.code === grpc.status.NOT_FOUND,
+  );
+}
 
 describe('library API', () => {
+  it('upload / download on the network client (connect) and the transitive client; uploadBlob / downloadBlob exported', async () => {
+    const srv = await startTestServer({ backend: 'sqlite' });
+    const dir = tempDir();
+    const local = await openTransitive({ kvStore: join(dir, 'kv.db'), blobStore: join(dir, 'blob.db') });
+    try {
+      await transferCases(srv.clients, dir);
+      await transferCases(local, dir);
+      const { id } = await uploadBlob(local.blob, Buffer.from('plain'));
+      assert.equal((await readAll(downloadBlob(local.blob, id))).toString(), 'plain');
+    } finally {
+      await local.close();
+      await srv.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('transitive client: same methods and messages as the gRPC client, no network', async () => {
     const dir = tempDir();
     const { kv, blob, query, close } = await openTransitive({

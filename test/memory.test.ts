@@ -11,13 +11,17 @@
  * allocated; plus pages the allocator keeps. Measured here: 157-172 MiB peaks with a 62 MiB start,
  * against a bound of 62 + 64 + 128 = 254 MiB. Each scenario moves 256-300 MiB, so a server that
  * buffered it (the slow Get reader did, before the budget: 270-310 MiB for 200 answers) fails.
+ * The Store flood runs beside a slow Download of a 256 MiB blob (185 MiB peak with a 79 MiB start).
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import type { ClientDuplexStream } from '@grpc/grpc-js';
+import { downloadBlob } from '../src/client/blob-transfer.js';
 import { type BuffDbClients, connect } from '../src/client/network.js';
+import { header } from '../src/conformance/large-blob-suite.js';
 import type * as blobPb from '../src/generated/blob.js';
 import { TargetStore } from '../src/generated/query.js';
 import { BuffDb } from '../src/store/buffdb.js';
@@ -84,6 +88,19 @@ async function storeBlobs(dir: string, count: number): Promise<bigint[]> {
   return ids;
 }
 
+/** Uploads a `mib` MiB blob into the store files through the store API; answers its id and SHA-256. */
+async function uploadLarge(dir: string, mib: number): Promise<{ id: bigint; sha256: Buffer }> {
+  const db = await BuffDb.open({ kvStore: join(dir, 'kv.db'), blobStore: join(dir, 'blob.db') });
+  try {
+    const upload = await db.blob.beginUpload(header());
+    for (let n = 0; n < mib; n++) await upload.write(blobBytes(n));
+    const done = await upload.end();
+    return { id: BigInt(done.id), sha256: done.sha256 };
+  } finally {
+    await db.close();
+  }
+}
+
 /**
  * Reads a stream's answers until it ends, checking each; `pauseMs` > 0 reads slowly (one answer,
  * then a pause). Resolves with the number of answers.
@@ -135,13 +152,27 @@ describe('memory budget: the server holds request and response data to --memory-
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('32 fast Store streams of 1 MiB blobs stay within the budget; every acknowledged blob survives kill -9', async (t) => {
+  it('32 fast Store streams of 1 MiB blobs and a slow 256 MiB Download at once stay within the budget; every acknowledged blob survives kill -9', async (t) => {
     if (!existsSync('/proc/self/status')) return t.skip('needs /proc to read the server RSS');
     const here = join(dir, 'flood');
     mkdirSync(here);
     const STREAMS = 32;
     const PER_STREAM = 8;
+    const large = await uploadLarge(here, 256);
     const server = await startBudgeted(here);
+    // The slow reader: one 1 MiB chunk every 15 ms, on its own connection, while the flood runs.
+    const reader = connect(server.addr, { clientOptions: { 'grpc.use_local_subchannel_pool': 1 } });
+    let downloading = true;
+    const slowDownload = (async () => {
+      const hash = createHash('sha256');
+      for await (const chunk of downloadBlob(reader.blob, large.id) as AsyncIterable<Buffer>) {
+        hash.update(chunk);
+        await new Promise((resolve) => setTimeout(resolve, 15));
+      }
+      downloading = false;
+      return hash.digest();
+    })();
+    const floodStart = Date.now();
     // 8 connections (separate HTTP/2 sessions), 4 streams each.
     const conns = Array.from({ length: 8 }, () =>
       connect(server.addr, { clientOptions: { 'grpc.use_local_subchannel_pool': 1 } }),
@@ -167,6 +198,11 @@ describe('memory budget: the server holds request and response data to --memory-
     );
     for (const c of conns) c.close();
     assert.equal(acked.size, STREAMS * PER_STREAM);
+    const floodMs = Date.now() - floodStart;
+    assert.ok(downloading, 'the download was still running when the flood ended');
+    t.diagnostic(`flood ${floodMs} ms, with the slow download running throughout`);
+    assert.ok((await slowDownload).equals(large.sha256), 'the slow download served the blob exactly');
+    reader.close();
     assertWithinBudget(t, server);
 
     // Acknowledged means durable: kill -9, restart on the same files, read every blob back.

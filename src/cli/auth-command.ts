@@ -8,7 +8,7 @@ import { addRole, addUser, ROOT_USER } from '../auth/etcd-admin.js';
 import { hashPassword } from '../auth/passwords.js';
 import { type Grant, ROOT_ROLE } from '../auth/permissions.js';
 import { StoreError } from '../errors.js';
-import { readInput, writeOutput } from './binary-io.js';
+import { inputChunks, peekInput, writeOutput } from './binary-io.js';
 import { CliError, EXIT } from './exit-codes.js';
 
 export interface TokenPermissions {
@@ -106,8 +106,13 @@ async function readPassword(name: string): Promise<string> {
     if (first !== again) throw new CliError(EXIT.FAILURE, 'the two passwords differ; nothing was changed');
     return first;
   }
-  return (await readInput('-')).toString('utf8').replace(/\r?\n$/, '');
+  const { whole } = await peekInput((await inputChunks('-')).chunks, MAX_PASSWORD_BYTES);
+  if (whole === undefined) throw new CliError(EXIT.USAGE, `a password is at most ${MAX_PASSWORD_BYTES} bytes`);
+  return whole.toString('utf8').replace(/\r?\n$/, '');
 }
+
+/** Far above any real password; stdin beyond it is a mistake (a file piped in), not a password. */
+const MAX_PASSWORD_BYTES = 4096;
 
 export async function authAddUser(name: string, authFile: string, roles: string[]): Promise<void> {
   if (name === '') throw new CliError(EXIT.USAGE, 'a user needs a name');

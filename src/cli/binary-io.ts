@@ -1,10 +1,9 @@
 /**
- * Byte-exact input and output for the CLI. Large blobs are read into one buffer of the final size
- * when the size is known (a file, or stdin redirected from a file) and written to stdout in chunks
- * that respect backpressure, so memory stays at the blob plus a chunk or two.
+ * Byte-exact input and output for the CLI, streamed: input is read in 1 MiB chunks as it is
+ * consumed and output written to stdout in chunks that respect backpressure, so memory stays at a
+ * chunk or two whatever the size.
  */
 
-import { constants as bufferConstants } from 'node:buffer';
 import { once } from 'node:events';
 import { fstatSync, read } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
@@ -76,129 +75,94 @@ function ioError(what: string, err: unknown): CliError {
   return new CliError(EXIT.FAILURE, `cannot read ${what}: ${reason}`);
 }
 
-/** Reads until EOF from the current position, into one buffer of `sizeHint` bytes while the data fits. */
-async function readKnownSize(readInto: Reader, sizeHint: number, progress: Progress): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(sizeHint);
-  let filled = 0;
-  for (;;) {
-    if (filled === buf.length) {
-      // Full: check for EOF. Only a file that grew while we read it has more.
-      const extra = Buffer.allocUnsafe(CHUNK);
-      const bytesRead = await readInto(extra, 0, CHUNK);
-      if (bytesRead === 0) return buf;
-      const rest = await readUnknownSize(readInto, progress, extra.subarray(0, bytesRead));
-      return Buffer.concat([buf, rest]);
-    }
-    const bytesRead = await readInto(buf, filled, Math.min(CHUNK, buf.length - filled));
-    if (bytesRead === 0) return buf.subarray(0, filled);
-    filled += bytesRead;
-    progress.update(filled);
-  }
-}
-
-interface ResizableArrayBuffer extends ArrayBuffer {
-  resize(byteLength: number): void;
-}
-const ResizableArrayBufferCtor = ArrayBuffer as unknown as new (
-  length: number,
-  options: { maxByteLength: number },
-) => ResizableArrayBuffer;
-
 /**
- * Bytes of a size known only at EOF. A resizable ArrayBuffer reserves address space and grows in
- * place, so the input is held once, plus one chunk (no final concatenation doubling the peak).
- * Where one cannot be reserved, chunks are joined at the end instead.
+ * The bytes of FILE (or of stdin for `-`) as fresh 1 MiB buffers, read as they are consumed: memory
+ * stays at a chunk or two whatever the size. The file is opened before this resolves, so a missing
+ * file fails before anything else happens; a read error later fails the iteration.
  */
-class GrowableBytes {
-  private ab: ResizableArrayBuffer | undefined;
-  private readonly chunks: Buffer[] = [];
-  length = 0;
-
-  constructor() {
-    try {
-      this.ab = new ResizableArrayBufferCtor(0, { maxByteLength: bufferConstants.MAX_LENGTH });
-    } catch {
-      this.ab = undefined;
-    }
-  }
-
-  append(chunk: Uint8Array): void {
-    if (this.ab) {
-      this.ab.resize(this.length + chunk.length);
-      new Uint8Array(this.ab, this.length, chunk.length).set(chunk);
-    } else {
-      this.chunks.push(Buffer.from(chunk));
-    }
-    this.length += chunk.length;
-  }
-
-  bytes(): Buffer {
-    return this.ab ? Buffer.from(this.ab, 0, this.length) : Buffer.concat(this.chunks, this.length);
-  }
-}
-
-async function readUnknownSize(readInto: Reader, progress: Progress, head?: Uint8Array): Promise<Buffer> {
-  const out = new GrowableBytes();
-  if (head) out.append(head);
-  const chunk = Buffer.allocUnsafe(CHUNK);
-  for (;;) {
-    const bytesRead = await readInto(chunk, 0, CHUNK);
-    if (bytesRead === 0) return out.bytes();
-    out.append(chunk.subarray(0, bytesRead));
-    progress.update(out.length);
-  }
-}
-
-async function readStdin(): Promise<Buffer> {
+export async function inputChunks(file: string): Promise<{ size: number | undefined; chunks: AsyncGenerator<Buffer> }> {
+  const what = file === '-' ? 'stdin' : file;
+  let reader: Reader;
   let size: number | undefined;
-  try {
-    const st = fstatSync(0);
-    if (st.isFile()) size = st.size;
-  } catch {
-    // stdin closed: read() below reports nothing, an empty blob.
-  }
-  const progress = new Progress('reading stdin', size);
-  try {
-    // Redirected from a file: read straight into a buffer of the right size.
-    if (size !== undefined) return await readKnownSize(stdinFileReader, size, progress);
-    // A pipe or terminal: the size is known only at EOF.
-    const out = new GrowableBytes();
-    for await (const chunk of process.stdin) {
-      out.append(chunk as Buffer);
-      progress.update(out.length);
-    }
-    return out.bytes();
-  } catch (err) {
-    throw ioError('stdin', err);
-  } finally {
-    progress.finish();
-  }
-}
-
-/** All bytes of FILE, or of stdin for `-`. */
-export async function readInput(file: string): Promise<Buffer> {
-  if (file === '-') return readStdin();
-  let fh: FileHandle;
-  try {
-    fh = await open(file, 'r');
-  } catch (err) {
-    throw ioError(file, err);
-  }
-  try {
-    const st = await fh.stat();
-    if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
-    const progress = new Progress(`reading ${file}`, st.isFile() ? st.size : undefined);
+  let close = async (): Promise<void> => {};
+  let piped: AsyncIterator<Buffer> | undefined;
+  if (file === '-') {
     try {
-      const reader = fileReader(fh);
-      return st.isFile() ? await readKnownSize(reader, st.size, progress) : await readUnknownSize(reader, progress);
+      const st = fstatSync(0);
+      if (st.isFile()) size = st.size;
+    } catch {
+      // stdin closed: read() below reports nothing, an empty blob.
+    }
+    reader = stdinFileReader;
+    // A pipe or terminal: Node's stream reads it.
+    if (size === undefined) piped = (process.stdin as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  } else {
+    let fh: FileHandle;
+    try {
+      fh = await open(file, 'r');
+      const st = await fh.stat();
+      if (st.isDirectory()) {
+        await fh.close();
+        throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+      }
+      if (st.isFile()) size = st.size;
+    } catch (err) {
+      throw ioError(file, err);
+    }
+    reader = fileReader(fh);
+    close = () => fh.close();
+  }
+  const progress = new Progress(`reading ${what}`, size);
+  async function* chunks(): AsyncGenerator<Buffer> {
+    let done = 0;
+    try {
+      for (;;) {
+        let chunk: Buffer;
+        if (piped) {
+          const next = await piped.next();
+          if (next.done) return;
+          chunk = next.value;
+        } else {
+          const buf = Buffer.allocUnsafe(CHUNK);
+          const bytesRead = await reader(buf, 0, CHUNK);
+          if (bytesRead === 0) return;
+          chunk = bytesRead === CHUNK ? buf : Buffer.from(buf.subarray(0, bytesRead));
+        }
+        done += chunk.length;
+        progress.update(done);
+        yield chunk;
+      }
+    } catch (err) {
+      throw err instanceof CliError ? err : ioError(what, err);
     } finally {
       progress.finish();
+      await close();
     }
-  } catch (err) {
-    throw err instanceof CliError ? err : ioError(file, err);
-  } finally {
-    await fh.close();
   }
+  return { size, chunks: chunks() };
+}
+
+/**
+ * Reads `source` until more than `limit` bytes have come or it ends. `whole`: all of it, when it
+ * ended within the limit; otherwise `rest` yields everything (the bytes read so far first).
+ */
+export async function peekInput(
+  source: AsyncGenerator<Buffer>,
+  limit: number,
+): Promise<{ whole: Buffer | undefined; rest: AsyncGenerator<Buffer> }> {
+  const head: Buffer[] = [];
+  let bytes = 0;
+  while (bytes <= limit) {
+    const next = await source.next();
+    if (next.done) return { whole: Buffer.concat(head, bytes), rest: source };
+    head.push(next.value);
+    bytes += next.value.length;
+  }
+  async function* rest(): AsyncGenerator<Buffer> {
+    yield* head.splice(0);
+    yield* source;
+  }
+  return { whole: undefined, rest: rest() };
 }
 
 /** Writes bytes to stdout in chunks, waiting for the pipe to drain between them. */
@@ -210,6 +174,26 @@ export async function writeOutput(data: Uint8Array, label = 'writing'): Promise<
       const end = Math.min(off + CHUNK, data.length);
       if (!out.write(data.subarray(off, end))) await once(out, 'drain');
       progress.update(end);
+    }
+  } finally {
+    progress.finish();
+  }
+}
+
+/** Writes a stream of `total` bytes to stdout as it comes, waiting for the pipe to drain. */
+export async function writeChunks(
+  chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  total: number,
+  label = 'writing',
+): Promise<void> {
+  const out = process.stdout;
+  const progress = new Progress(label, total);
+  let done = 0;
+  try {
+    for await (const chunk of chunks) {
+      if (!out.write(chunk)) await once(out, 'drain');
+      done += chunk.length;
+      progress.update(done);
     }
   } finally {
     progress.finish();

@@ -35,6 +35,17 @@ function parseBlobId(value: string): bigint {
   return id;
 }
 
+/** `OFFSET:LENGTH`, `OFFSET:` or `OFFSET` (LENGTH omitted: to the end). */
+function parseRange(value: string): { offset: number; length: number | undefined } {
+  const m = /^(\d+)(?::(\d*))?$/.exec(value);
+  const offset = m ? Number(m[1]) : Number.NaN;
+  const length = m?.[2] ? Number(m[2]) : undefined;
+  if (!Number.isSafeInteger(offset) || (length !== undefined && !Number.isSafeInteger(length))) {
+    throw new InvalidArgumentError('a range is OFFSET:LENGTH in bytes, such as 0:1024 (LENGTH omitted: to the end)');
+  }
+  return { offset, length };
+}
+
 /** Commander hands a variadic argument's parser the list so far. */
 function parseBlobIds(value: string, previous: bigint[] | undefined): bigint[] {
   return [...(previous ?? []), parseBlobId(value)];
@@ -224,11 +235,21 @@ function buildBlob(program: CommandUnknownOpts): void {
     )
     .argument('<ID>', 'blob id', parseBlobId)
     .argument('[PART]', 'data (default), metadata (meta) or all (both)', parsePart)
+    .option(
+      '--range <OFFSET:LENGTH>',
+      'only LENGTH bytes of the data from byte OFFSET (LENGTH omitted: to the end; clamped to the blob)',
+      parseRange,
+    )
     .addOption(storeOption(DEFAULT_BLOB_STORE))
     .addOption(backendOption())
-    .addHelpText('after', example('buffdb blob get 1 > photo.jpg', 'buffdb blob get 1 metadata'))
-    .action(async (id, part, _opts, cmd) => {
-      await (await blobCommands()).blobGet(blobTarget(cmd), id, part ?? 'data');
+    .addHelpText(
+      'after',
+      example('buffdb blob get 1 > photo.jpg', 'buffdb blob get 1 metadata', 'buffdb blob get 1 --range 1048576:4096'),
+    )
+    .action(async (id, part, opts, cmd) => {
+      if (opts.range !== undefined && part === 'metadata')
+        usageError(cmd, '--range selects bytes of the data, not of the metadata');
+      await (await blobCommands()).blobGet(blobTarget(cmd), id, part ?? 'data', opts.range);
     });
 
   blob

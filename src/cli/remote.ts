@@ -14,6 +14,7 @@ import {
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
+import { downloadBlob, uploadBlob } from '../client/blob-transfer.js';
 import { connect } from '../client/network.js';
 import { readPem } from '../server/tls.js';
 import type { EqualityMode } from '../store/equality.js';
@@ -107,6 +108,11 @@ export async function withRemote<T>(target: RemoteTarget, work: (remote: Remote)
   const clients = connect(addr, { credentials: channelCredentials(target) });
   const md = (): Metadata => tokenMetadata(target);
   const eq = (mode: EqualityMode) => (mode === 'eq' ? 'eq' : 'notEq');
+  // A call's status as the CLI reports it; a source that failed (an unreadable input) keeps its error.
+  const cliErrorOf = (err: unknown): Error =>
+    typeof (err as Partial<ServiceError>).code === 'number' && 'details' in (err as object)
+      ? toCliError(err as ServiceError, addr, target.token !== undefined)
+      : (err as Error);
   const kv: KvAccess = {
     get: async (keys) =>
       (
@@ -150,6 +156,36 @@ export async function withRemote<T>(target: RemoteTarget, work: (remote: Remote)
         ids.map((id) => ({ id })),
         where,
       ),
+    upload: async (source, write) => {
+      const result = await uploadBlob(clients.blob, source, { ...write, callMetadata: md() }).catch((err) => {
+        throw cliErrorOf(err);
+      });
+      return result.id;
+    },
+    read: async (id, offset, length) => {
+      const stream = downloadBlob(clients.blob, id, {
+        offset: BigInt(offset),
+        length: length === undefined ? undefined : BigInt(length),
+        callMetadata: md(),
+      });
+      const header = await stream.header.catch((err) => {
+        throw cliErrorOf(err);
+      });
+      async function* chunks(): AsyncGenerator<Buffer> {
+        try {
+          yield* stream as AsyncIterable<Buffer>;
+        } catch (err) {
+          throw cliErrorOf(err);
+        }
+      }
+      return {
+        size: Number(header.size),
+        metadata: header.metadata ?? null,
+        offset: Number(header.offset),
+        length: Number(header.length),
+        chunks: chunks(),
+      };
+    },
   };
   try {
     return await work({ kv, blob });

@@ -9,6 +9,7 @@
  */
 import type { BlobRecord } from '../backends/backend.js';
 import type { BlobId, BlobStore, BlobUpdate } from '../store/blob/blob-store.js';
+import { type ServedRange, servedRange } from '../store/blob/byte-range.js';
 import type { EqualityMode } from '../store/equality.js';
 import type { KvStore } from '../store/kv/kv-store.js';
 import { openBlobStore, openKvStore, resolveBackend } from '../store/open-store.js';
@@ -29,6 +30,27 @@ export interface BlobAccess {
   update(id: bigint, update: BlobUpdate): Promise<void>;
   delete(id: bigint): Promise<void>;
   compare(ids: bigint[], mode: EqualityMode): Promise<boolean>;
+  /** Stores a stream as a blob (or, with `id`, as that blob's new data) through Upload: bounded memory. */
+  upload(source: AsyncIterable<Buffer>, write: StreamedWrite): Promise<BlobId>;
+  /** `[offset, offset + length)` of blob `id` (clamped as Download does): the header now, the bytes as read. */
+  read(id: bigint, offset: number, length: number | undefined): Promise<BlobRange>;
+}
+
+export interface StreamedWrite {
+  /** Replace this blob's data; undefined: a new blob. */
+  id?: bigint;
+  metadata: string | undefined;
+  shouldUpdateMetadata: boolean;
+}
+
+export interface BlobRange {
+  /** The whole blob's size. */
+  size: number;
+  metadata: string | null;
+  offset: number;
+  length: number;
+  /** The bytes of the range; must be read to the end (that releases what it holds). */
+  chunks: AsyncIterable<Buffer>;
 }
 
 /** A running server to talk to instead of a file (`--addr`). */
@@ -124,8 +146,52 @@ function fileBlob(blob: BlobStore): BlobAccess {
     delete: (id) => blob.deleteBlob(id),
     // One blob at a time, hashed as it comes, so comparing large blobs holds only one of them.
     compare: (ids, mode) => compareValues(ids.length, mode, async (i) => (await blob.getBlob(ids[i]!)).data),
+    upload: async (source, write) => {
+      const upload = await blob.beginUpload({
+        ...write,
+        id: write.id,
+        size: undefined,
+        sha256: undefined,
+        transactionId: undefined,
+        uploadId: undefined,
+        offset: 0,
+      });
+      try {
+        for await (const chunk of source) await upload.write(chunk);
+      } catch (err) {
+        await upload.interrupted();
+        throw err;
+      }
+      return (await upload.end()).id;
+    },
+    read: async (id, offset, length) => {
+      const reader = await blob.openReader(id);
+      let range: ServedRange;
+      try {
+        range = servedRange(id, reader.size, offset, length);
+      } catch (err) {
+        reader.close();
+        throw err;
+      }
+      async function* chunks(): AsyncGenerator<Buffer> {
+        try {
+          for (let at = range.offset; at < range.end; ) {
+            const chunk = await reader.read(at, Math.min(READ_CHUNK, range.end - at));
+            at += chunk.length;
+            yield chunk;
+          }
+        } finally {
+          reader.close();
+        }
+      }
+      const { size, metadata } = reader;
+      return { size, metadata, offset: range.offset, length: range.end - range.offset, chunks: chunks() };
+    },
   };
 }
+
+/** Bytes read from the store at a time (the store's chunk size). */
+const READ_CHUNK = 1024 * 1024;
 
 export async function withKv<T>(target: StoreTarget, work: (kv: KvAccess) => Promise<T>): Promise<T> {
   if (target.remote) return (await import('./remote.js')).withRemote(target.remote, (r) => work(r.kv));

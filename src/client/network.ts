@@ -5,6 +5,7 @@ import type { BlobClient } from '../generated/blob.js';
 import type { KvClient } from '../generated/kv.js';
 import type { QueryClient } from '../generated/query.js';
 import { BlobDefinition, KvDefinition, QueryDefinition } from '../server/definitions.js';
+import { type BlobTransfer, blobTransfer } from './blob-transfer.js';
 
 export type { BlobClient, KvClient, QueryClient };
 
@@ -23,7 +24,8 @@ export const QueryClientCtor = makeGenericClientConstructor(
   'buffdb.query.Query',
 ) as unknown as Ctor<QueryClient>;
 
-export interface BuffDbClients {
+/** The clients, plus `upload` / `download` of large blobs over the Blob client. */
+export interface BuffDbClients extends BlobTransfer {
   kv: KvClient;
   blob: BlobClient;
   query: QueryClient;
@@ -50,5 +52,5 @@ export function connect(addr = '[::1]:50051', options: ConnectOptions = {}): Buf
   const channelOverride = kv.getChannel();
   const blob = new BlobClientCtor(addr, creds, { ...clientOptions, channelOverride });
   const query = new QueryClientCtor(addr, creds, { ...clientOptions, channelOverride });
-  return { kv, blob, query, close: () => kv.close() };
+  return { kv, blob, query, ...blobTransfer(blob), close: () => kv.close() };
 }

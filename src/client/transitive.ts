@@ -10,6 +10,7 @@ import type { QueryClient } from '../generated/query.js';
 import { buffDbServices } from '../server/services.js';
 import { type TransactionService, transactionService } from '../server/transaction-service.js';
 import { BuffDb, type BuffDbOptions } from '../store/buffdb.js';
+import { type BlobTransfer, blobTransfer } from './blob-transfer.js';
 import { ClientCall, serviceError } from './in-process-call.js';
 
 type Impl = UntypedServiceImplementation;
@@ -59,7 +60,8 @@ function makeClient<T>(definition: Definition, impl: Impl): T {
   return client as T;
 }
 
-export interface TransitiveClients {
+/** The clients, plus `upload` / `download` of large blobs over the Blob client. */
+export interface TransitiveClients extends BlobTransfer {
   kv: KvClient;
   blob: BlobClient;
   query: QueryClient;
@@ -75,7 +77,10 @@ export function transitiveClients(
 ): Omit<TransitiveClients, 'close' | 'db'> {
   const clients: Record<string, unknown> = {};
   for (const s of buffDbServices(db, { transactions })) clients[s.name] = makeClient(s.definition, s.implementation);
-  return clients as unknown as Omit<TransitiveClients, 'close' | 'db'>;
+  return { ...clients, ...blobTransfer(clients.blob as BlobClient) } as unknown as Omit<
+    TransitiveClients,
+    'close' | 'db'
+  >;
 }
 
 /** Opens the stores in-process and returns clients for them: `const { kv } = await openTransitive()`. */

@@ -27,7 +27,8 @@ export function pattern(size: number, seed = 1): Buffer {
   return out;
 }
 
-function header(extra: Partial<UploadHeader> = {}): UploadHeader {
+/** An Upload header: a new, one-call blob unless `extra` says otherwise. */
+export function header(extra: Partial<UploadHeader> = {}): UploadHeader {
   return {
     metadata: undefined,
     id: undefined,

@@ -12,9 +12,10 @@ import type {
   ServiceError,
   sendUnaryData,
 } from '@grpc/grpc-js';
-import { asStoreError, invalidArgument, outOfRange } from '../errors.js';
+import { asStoreError, invalidArgument } from '../errors.js';
 import type * as blob from '../generated/blob.js';
 import type { BlobReader } from '../store/blob/blob-store.js';
+import { servedRange } from '../store/blob/byte-range.js';
 import type { Upload, UploadHeader } from '../store/blob/upload.js';
 import type { BuffDb } from '../store/buffdb.js';
 import { DecodeFailure } from './codec.js';
@@ -161,12 +162,12 @@ export function downloadHandler(db: BuffDb, budget: MemoryBudget) {
     const serve = async (): Promise<void> => {
       if (req instanceof DecodeFailure) throw req;
       reader = await db.blobFor(req.transactionId).openReader(req.id);
-      const offset = asNumber(req.offset, 'offset');
-      if (offset > reader.size) {
-        throw outOfRange(`offset ${offset} is past the end of blob ${req.id} (${reader.size} bytes)`);
-      }
-      const end =
-        req.length === undefined ? reader.size : Math.min(reader.size, offset + asNumber(req.length, 'length'));
+      const { offset, end } = servedRange(
+        req.id,
+        reader.size,
+        asNumber(req.offset, 'offset'),
+        req.length === undefined ? undefined : asNumber(req.length, 'length'),
+      );
       const chunkSize = req.chunkSize === 0 ? DEFAULT_CHUNK : Math.min(req.chunkSize, MAX_CHUNK);
       const header = {
         size: BigInt(reader.size),

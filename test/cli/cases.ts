@@ -474,10 +474,33 @@ export function blobCases(mode: Mode): void {
       assert.equal(r.stderr.toString(), '');
     });
 
-    test('a 100 MiB blob round-trips through a pipe and a file; no progress output when stderr is not a terminal', {
-      skip:
-        mode.remote && 'a blob above the 64 MiB message limit needs the Upload/Download streams (blob-streams spec)',
-    }, () => {
+    test('get --range OFFSET:LENGTH: those bytes, clamped to the blob; OFFSET: to the end; bad ranges fail', async () => {
+      const id = String(store(['-', 'ranged'], ALL_BYTES));
+      const [part, open, bare, clamped, atEnd, withAll, past, bad, metaRange] = await runAll(dir, [
+        ['blob', 'get', id, '--range', '10:5'],
+        ['blob', 'get', id, '--range', '250:'],
+        ['blob', 'get', id, '--range', '254'],
+        ['blob', 'get', id, '--range', '200:1000'],
+        ['blob', 'get', id, '--range', '256:'],
+        ['blob', 'get', id, 'all', '--range', '0:2'],
+        ['blob', 'get', id, '--range', '257:1'],
+        ['blob', 'get', id, '--range', '1:-2'],
+        ['blob', 'get', id, 'metadata', '--range', '0:1'],
+      ]);
+      assert.deepEqual(ok(part!).stdout, ALL_BYTES.subarray(10, 15));
+      assert.deepEqual(ok(open!).stdout, ALL_BYTES.subarray(250));
+      assert.deepEqual(ok(bare!).stdout, ALL_BYTES.subarray(254));
+      assert.deepEqual(ok(clamped!).stdout, ALL_BYTES.subarray(200));
+      assert.equal(ok(atEnd!).stdout.length, 0);
+      assert.deepEqual(ok(withAll!).stdout, Buffer.from('ranged\0\x00\x01', 'latin1'));
+      assertOneLineError(past!, 4, 'offset 257 is past the end of blob');
+      assert.equal(past!.stdout.length, 0);
+      assertOneLineError(bad!, 2, 'OFFSET:LENGTH');
+      assertOneLineError(metaRange!, 2, '--range');
+      assertOneLineError(run(dir, ['blob', 'get', '999999', '--range', '0:1']), 3, '999999');
+    });
+
+    test('a 100 MiB blob round-trips through a pipe and a file; no progress output when stderr is not a terminal', () => {
       const big = Buffer.allocUnsafe(100 * 1024 * 1024);
       for (let i = 0; i < big.length; i += 4096) big.writeUInt32LE((i ^ 0xdeadbeef) >>> 0, i);
       big[big.length - 1] = 0;
