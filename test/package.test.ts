@@ -20,7 +20,9 @@ interface Ran {
 /** Runs a command to completion without blocking the event loop (so test timeouts still fire). */
 function run(cmd: string, args: string[], cwd: string): Promise<Ran> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Without the runner's NODE_TEST_CONTEXT, a nested `node --test` reports TAP on stdout, not to us.
+    const { NODE_TEST_CONTEXT: _, ...env } = process.env;
+    const child = spawn(cmd, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => {
