@@ -35,6 +35,14 @@ export class RunAloneError extends Error {
 
 const id = (key: Buffer): string => key.toString('latin1');
 
+/**
+ * Map values this long (blob chunks: 1 MiB) are written one statement each, as base64 text the
+ * database decodes, and read back as base64: the driver sends and reads bytea only as hex text, and
+ * in an array parameter escapes it again — about 17 bytes of short-lived strings and buffers per
+ * byte of a chunk, which the garbage collector let pile up to hundreds of MiB over a 1 GiB upload.
+ */
+const LARGE_VALUE = 64 * 1024;
+
 export class Batch {
   private readonly pending: Promise<unknown>[] = [];
   /** Records read or written in this batch (undefined: absent); valid while the lock is held. */
@@ -228,8 +236,10 @@ export class Batch {
         const c = this.cacheOf(map);
         const k = id(key);
         if (c.has(k) || this.complete.has(map)) return c.get(k);
-        return this.rawRows(`SELECT v FROM ${t.map(map)} WHERE k = $1`, [key]).then((rows) => {
-          const v = rows[0]?.[0] as Buffer | undefined;
+        // base64, not the driver's bytea text (hex: two characters a byte), see LARGE_VALUE.
+        return this.rawRows(`SELECT encode(v, 'base64') FROM ${t.map(map)} WHERE k = $1`, [key]).then((rows) => {
+          const text = rows[0]?.[0] as string | undefined;
+          const v = text === undefined ? undefined : Buffer.from(text, 'base64');
           c.set(k, v);
           return v;
         });
@@ -295,11 +305,17 @@ export class Batch {
     for (const [map, pending] of this.mapPending) {
       const puts: [Buffer, Buffer][] = [];
       const dels: Buffer[] = [];
-      for (const [key, value] of pending.values()) {
-        if (value) puts.push([key, value]);
-        else dels.push(key);
-      }
       const table = this.t.map(map);
+      for (const [key, value] of pending.values()) {
+        if (!value) dels.push(key);
+        else if (value.length < LARGE_VALUE) puts.push([key, value]);
+        else {
+          this.send(
+            `INSERT INTO ${table} (k, v) VALUES ($1, decode($2, 'base64')) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v`,
+            [key, value.toString('base64')],
+          );
+        }
+      }
       if (dels.length > 0) this.send(`DELETE FROM ${table} WHERE k = ANY($1)`, [bytes(dels)]);
       if (puts.length > 0) {
         this.send(
