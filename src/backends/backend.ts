@@ -163,6 +163,12 @@ export interface BackendCapabilities {
    * files beside the store (see test/helpers/locations.ts for fresh locations in tests).
    */
   storeLocation?: 'file' | 'url';
+  /**
+   * The largest blob (in bytes) the store accepts on this engine, or null: no limit beyond
+   * storage. Set where the engine itself cannot hold larger ones (DuckDB keeps native memory for
+   * the blob bytes written: docs/backends.md); the store refuses larger blobs with RESOURCE_EXHAUSTED.
+   */
+  maxBlobBytes: number | null;
 }
 
 export type Durability = 'full' | 'normal';

@@ -15,19 +15,49 @@ interface Registration {
 
 const REGISTRY = {
   sqlite: {
-    capabilities: { sqlDialect: 'sqlite', sqlKvWrites: true, multiProcess: true, inMemory: true, snapshot: 'online' },
+    capabilities: {
+      sqlDialect: 'sqlite',
+      sqlKvWrites: true,
+      multiProcess: true,
+      inMemory: true,
+      snapshot: 'online',
+      maxBlobBytes: null,
+    },
     load: async () => (await import('./sqlite/sqlite-backend.js')).sqliteBackend,
   },
   duckdb: {
-    capabilities: { sqlDialect: 'duckdb', sqlKvWrites: false, multiProcess: false, inMemory: true, snapshot: 'held' },
+    capabilities: {
+      sqlDialect: 'duckdb',
+      sqlKvWrites: false,
+      multiProcess: false,
+      inMemory: true,
+      snapshot: 'held',
+      // DuckDB 1.5 keeps native memory of about 4x the blob bytes written, and its memory_limit
+      // fails commits instead of bounding it (docs/backends.md, "DuckDB memory limit").
+      maxBlobBytes: 64 * 1024 * 1024,
+    },
     load: async () => (await import('./duckdb/duckdb-backend.js')).duckdbBackend,
   },
   rocksdb: {
-    capabilities: { sqlDialect: null, sqlKvWrites: false, multiProcess: false, inMemory: false, snapshot: 'online' },
+    capabilities: {
+      sqlDialect: null,
+      sqlKvWrites: false,
+      multiProcess: false,
+      inMemory: false,
+      snapshot: 'online',
+      maxBlobBytes: null,
+    },
     load: async () => (await import('./rocksdb/rocksdb-backend.js')).rocksdbBackend,
   },
   lmdb: {
-    capabilities: { sqlDialect: null, sqlKvWrites: false, multiProcess: true, inMemory: false, snapshot: 'held' },
+    capabilities: {
+      sqlDialect: null,
+      sqlKvWrites: false,
+      multiProcess: true,
+      inMemory: false,
+      snapshot: 'held',
+      maxBlobBytes: null,
+    },
     load: async () => (await import('./lmdb/lmdb-backend.js')).lmdbBackend,
   },
   postgres: {
@@ -37,6 +67,7 @@ const REGISTRY = {
       multiProcess: true,
       inMemory: false,
       storeLocation: 'url',
+      maxBlobBytes: null,
     },
     load: async () => (await import('./postgres/postgres-backend.js')).postgresBackend,
   },

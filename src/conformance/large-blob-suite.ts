@@ -270,5 +270,68 @@ export function largeBlobConformance(
         await small.close();
       }
     });
+
+    it("the backend's maxBlobBytes is the store's limit: a declared one refuses limit+1 bytes at beginUpload", async () => {
+      const db = dbOf();
+      const declared = db.backend.capabilities.maxBlobBytes;
+      assert.deepEqual(db.blob.limit, declared === null ? undefined : { backend: db.backend.name, bytes: declared });
+      if (declared !== null) {
+        await rejectsWith(
+          db.blob.beginUpload(header({ size: declared + 1 })),
+          status.RESOURCE_EXHAUSTED,
+          new RegExp(`the ${db.backend.name} backend stores blobs of at most .*this one is ${declared + 1} bytes`),
+        );
+      }
+    });
+
+    it('over a maxBlobBytes limit: Upload (with or without size), Store and Update are RESOURCE_EXHAUSTED, nothing stored', async () => {
+      const base = dbOf().backend;
+      const limit = 2 * MiB;
+      const limited = { ...base, capabilities: { ...base.capabilities, maxBlobBytes: limit } };
+      const db = await reopen('blob-limit', { backend: limited });
+      try {
+        const tooLarge = new RegExp(`the ${base.name} backend stores blobs of at most 2 MiB`);
+        const kept = pattern(MiB, 71);
+        const existing = await upload(db.blob, kept, { metadata: 'kept' });
+        const rows = await chunkRows(db.blob);
+        await rejectsWith(
+          db.blob.beginUpload(header({ size: limit + 1 })),
+          status.RESOURCE_EXHAUSTED,
+          /at most 2 MiB \(this one is 2097153 bytes\)/,
+        );
+        // No size: refused once the bytes pass the limit; a resumable upload's state goes with it.
+        const h = { uploadId: 'over-limit', id: BigInt(existing.id) };
+        await rejectsWith(upload(db.blob, pattern(limit + 1, 72), h), status.RESOURCE_EXHAUSTED, tooLarge);
+        assert.deepEqual(await db.blob.uploadStatus('over-limit'), { received: 0, exists: false });
+        await db.blob.large.collect();
+        assert.equal(await chunkRows(db.blob), rows, 'no chunk of the refused upload stays');
+        assert.ok((await download(db.blob, existing.id)).equals(kept), 'the blob it was to replace is untouched');
+        await rejectsWith(db.blob.storeBlob(pattern(limit + 1, 73)), status.RESOURCE_EXHAUSTED, tooLarge);
+        await rejectsWith(
+          db.blob.updateBlob(existing.id, { bytes: pattern(limit + 1, 74), shouldUpdateMetadata: false }),
+          status.RESOURCE_EXHAUSTED,
+          tooLarge,
+        );
+        const tx = db.beginTransaction();
+        const inTx = db.blobFor(tx.id);
+        await rejectsWith(
+          new Promise((resolve, reject) =>
+            inTx.store(pattern(limit + 1, 75), undefined, (err, id) => (err ? reject(err) : resolve(id))),
+          ),
+          status.RESOURCE_EXHAUSTED,
+          tooLarge,
+        );
+        await tx.rollback();
+        assert.ok((await download(db.blob, existing.id)).equals(kept));
+        // Exactly the limit is stored, by every way in.
+        const atLimit = pattern(limit, 76);
+        const res = await upload(db.blob, atLimit, { uploadId: 'over-limit' });
+        assert.ok((await download(db.blob, res.id)).equals(atLimit));
+        const stored = await db.blob.storeBlob(atLimit);
+        assert.ok(Buffer.from((await db.blob.getBlob(stored)).data).equals(atLimit));
+      } finally {
+        await db.close();
+      }
+    });
   });
 }

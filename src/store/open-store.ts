@@ -5,6 +5,7 @@
 import type { Backend, OpenOptions } from '../backends/backend.js';
 import { DEFAULT_BACKEND, loadBackend } from '../backends/index.js';
 import { DEFAULT_BLOB_STORE, DEFAULT_KV_STORE } from '../defaults.js';
+import { blobLimitOf } from './blob/blob-limit.js';
 import { BlobStore, type BlobStoreOptions } from './blob/blob-store.js';
 import { KvStore, type KvStoreOptions } from './kv/kv-store.js';
 import { guardStoreFile } from './store-file-guard.js';
@@ -55,7 +56,7 @@ export async function openBlobStore(
     }),
     path,
   );
-  const store = new BlobStore(engine, options);
+  const store = new BlobStore(engine, { ...options, limit: blobLimitOf(backend) });
   // Uploads a crash left unfinished, and chunks nothing uses any more, go before serving.
   if (!options.readOnly && options.background) await store.expireUploads(true);
   return store;

@@ -10,6 +10,7 @@ import { idNotFound, resourceExhausted } from '../../errors.js';
 import { type Done, GroupCommitter, type Sequence } from '../group-commit.js';
 import { then } from '../maybe-promise.js';
 import type { BlobRequests } from '../requests.js';
+import { type BlobLimit, checkBlobSize } from './blob-limit.js';
 import { assemble, discardData, LargeBlobs, largeRefOf, setLargeRef } from './large-blobs.js';
 import type { LargeRef } from './large-layout.js';
 import { type CompleteUpload, expireUploads, Upload, type UploadContext, type UploadHeader } from './upload.js';
@@ -47,6 +48,8 @@ export interface BlobStoreOptions {
   uploadTtlMs?: number;
   /** Expire old uploads and collect unused chunks in the background (a server does). */
   background?: boolean;
+  /** The backend's largest blob (its `maxBlobBytes` capability); undefined: no limit. */
+  limit?: BlobLimit | undefined;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -147,6 +150,7 @@ export class BlobStore implements BlobRequests {
   readonly committer: GroupCommitter<BlobEngineOps>;
   readonly large: LargeBlobs;
   readonly maxGetBytes: number;
+  readonly limit: BlobLimit | undefined;
   private readonly uploads: UploadContext;
   private expiryTimer: NodeJS.Timeout | undefined;
 
@@ -157,12 +161,14 @@ export class BlobStore implements BlobRequests {
     this.committer = new GroupCommitter(engine);
     this.large = new LargeBlobs(this.committer);
     this.maxGetBytes = options.maxGetBytes ?? Number.MAX_SAFE_INTEGER;
+    this.limit = options.limit;
     this.uploads = {
       committer: this.committer,
       ttlMs: options.uploadTtlMs ?? DEFAULT_UPLOAD_TTL_MS,
       running: new Set(),
       pausedHashes: new Map(),
       collect: () => void this.large.collect(),
+      limit: this.limit,
     };
     if (options.background) {
       this.expiryTimer = setInterval(() => void this.expireUploads(false), UPLOAD_EXPIRY_CHECK_MS);
@@ -193,11 +199,30 @@ export class BlobStore implements BlobRequests {
   }
 
   store(bytes: Uint8Array, metadata: string | undefined, done: Done<number>, seq?: Sequence): void {
-    this.committer.submit((ops) => ops.insert(bytes, metadata ?? null), done, seq);
+    this.committer.submit(
+      (ops) => {
+        this.checkSize(bytes);
+        return ops.insert(bytes, metadata ?? null);
+      },
+      done,
+      seq,
+    );
   }
 
   update(id: BlobId, update: BlobUpdate, done: Done<void>, seq?: Sequence): void {
-    this.committer.submit((ops) => updateBlob(ops, id, update), this.collecting(done), seq);
+    this.committer.submit(
+      (ops) => {
+        this.checkSize(update.bytes);
+        return updateBlob(ops, id, update);
+      },
+      this.collecting(done),
+      seq,
+    );
+  }
+
+  /** Refuses data over the backend's largest blob (RESOURCE_EXHAUSTED). */
+  checkSize(bytes: Uint8Array | undefined): void {
+    if (bytes !== undefined) checkBlobSize(this.limit, bytes.byteLength);
   }
 
   delete(id: BlobId, done: Done<void>, seq?: Sequence): void {
@@ -307,10 +332,14 @@ export class BlobStore implements BlobRequests {
   }
 
   storeBlob(bytes: Uint8Array, metadata?: string): Promise<number> {
-    return this.committer.run((ops) => ops.insert(bytes, metadata ?? null));
+    return this.committer.run((ops) => {
+      this.checkSize(bytes);
+      return ops.insert(bytes, metadata ?? null);
+    });
   }
 
   async updateBlob(id: BlobId, update: BlobUpdate): Promise<void> {
+    this.checkSize(update.bytes); // an async function: a refusal is a rejection
     if (await this.committer.run((ops) => updateBlob(ops, id, update))) void this.large.collect();
   }
 

@@ -11,6 +11,7 @@ import { createHash, type Hash } from 'node:crypto';
 import type { BlobEngineOps } from '../../backends/backend.js';
 import { aborted, dataLoss, failedPrecondition, invalidArgument, outOfRange } from '../../errors.js';
 import type { GroupCommitter } from '../group-commit.js';
+import { type BlobLimit, blobTooLarge, checkBlobSize } from './blob-limit.js';
 import { discardData, newDataId } from './large-blobs.js';
 import {
   CHUNK_SIZE,
@@ -62,6 +63,8 @@ export interface UploadContext {
   pausedHashes: Map<string, { received: number; hash: Hash }>;
   /** After data was discarded: collect its chunks. */
   collect(): void;
+  /** The backend's largest blob (none: undefined). */
+  limit: BlobLimit | undefined;
 }
 
 function fingerprint(h: UploadHeader): UploadFingerprint {
@@ -118,6 +121,7 @@ export class Upload {
   /** Starts (or, with an upload_id, continues) an upload. */
   static async begin(ctx: UploadContext, header: UploadHeader, complete: CompleteUpload): Promise<Upload> {
     checkHeader(header);
+    if (header.size !== undefined) checkBlobSize(ctx.limit, header.size);
     const resumable = header.uploadId !== undefined;
     if (resumable && ctx.running.has(header.uploadId!)) {
       throw aborted(`upload ${JSON.stringify(header.uploadId)} is already running in another call`);
@@ -211,6 +215,12 @@ export class Upload {
       throw invalidArgument(
         `the upload declared size ${this.header.size} but more bytes arrived (${this.received + chunk.length})`,
       );
+    }
+    const limit = this.ctx.limit;
+    if (limit !== undefined && this.received + chunk.length > limit.bytes) {
+      // Refused whole, a resumable upload too: its state and bytes go, an existing blob stays.
+      await this.discard();
+      throw blobTooLarge(limit, `this upload passed it: ${this.received + chunk.length} bytes received`);
     }
     this.hash.update(chunk);
     this.received += chunk.length;

@@ -58,6 +58,7 @@ export function txBlobRequests(store: BlobStore, txId: string, enqueue: Enqueue)
     store: (bytes, metadata, done, seq) => {
       const data = copyBytes(bytes);
       enqueue(true, seq, done, async (tx) => {
+        store.checkSize(data);
         // The id is reserved now (so the client gets it now) and the blob stored at commit.
         const id = await store.committer.run((ops) => ops.reserveId());
         tx.blobWrites.set(id, { record: { data, metadata: metadata ?? null, large: undefined }, isNew: true });
@@ -71,6 +72,7 @@ export function txBlobRequests(store: BlobStore, txId: string, enqueue: Enqueue)
       // As outside transactions: setting metadata to null needs no existing blob.
       const mayBeMissing = bytes === undefined && metadata === null;
       enqueue(true, seq, done, async (tx) => {
+        store.checkSize(bytes);
         const found = await current(tx, id);
         if (found === undefined) {
           if (mayBeMissing) return;
