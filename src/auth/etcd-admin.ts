@@ -6,9 +6,10 @@
  * clients match on); the etcd Auth service and `buffdb auth add-user` both use them.
  */
 import { failedPrecondition, invalidArgument, StoreError, status } from '../errors.js';
+import { prefixEnd } from '../store/kv/key-span.js';
 import type { AuthFile, UserEntry } from './auth-file.js';
 import type { PasswordHash } from './passwords.js';
-import { type Grant, prefixEnd, ROOT_ROLE } from './permissions.js';
+import { type Grant, ROOT_ROLE } from './permissions.js';
 
 /** etcd's errors (api/v3rpc/rpctypes/error.go). */
 export const etcdAuthError = {

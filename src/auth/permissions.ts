@@ -10,6 +10,8 @@
  * every key from `key` on, as in etcd). Keys compare as UTF-8 bytes, as etcd compares them.
  */
 
+import { etcdSpan, type KeySpan, prefixSpan } from '../store/kv/key-span.js';
+
 export const SERVICES = ['kv', 'blob', 'query', 'admin'] as const;
 export type Service = (typeof SERVICES)[number];
 export type Right = 'read' | 'write';
@@ -65,50 +67,28 @@ export function allows(principal: Principal, need: Need): boolean {
   return principal.grants.some((g) => covers(g, need));
 }
 
-/** [start, end) in bytes; end null = no end. */
-type Span = [start: Buffer, end: Buffer | null];
-
-/** The key after every key starting with `prefix` (null: none, the span has no end). */
-export function prefixEnd(prefix: Buffer): Buffer | null {
-  const end = Buffer.from(prefix);
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i]! < 0xff) {
-      end[i]!++;
-      return end.subarray(0, i + 1);
-    }
-  }
-  return null;
-}
-
-/** etcd's [key, range_end): range_end empty = the key alone, "\0" = every key from `key` on. */
-export function etcdSpanOf(key: Buffer, rangeEnd: Buffer): Span {
-  if (rangeEnd.length === 0) return [key, Buffer.concat([key, Buffer.of(0)])];
-  return [key, rangeEnd.length === 1 && rangeEnd[0] === 0 ? null : rangeEnd];
-}
-
-function grantSpan(g: Grant): Span {
-  if (g.range) return etcdSpanOf(Buffer.from(g.range[0], 'utf8'), Buffer.from(g.range[1], 'utf8'));
-  const prefix = Buffer.from(g.prefix ?? '', 'utf8');
-  return [prefix, prefixEnd(prefix)];
+function grantSpan(g: Grant): KeySpan {
+  if (g.range) return etcdSpan(Buffer.from(g.range[0], 'utf8'), Buffer.from(g.range[1], 'utf8'));
+  return prefixSpan(Buffer.from(g.prefix ?? '', 'utf8'));
 }
 
 /**
  * Whether `principal` holds kv `right` on every key of `span` (the union of its grants covers it),
  * comparing keys as bytes, as etcd does: etcd's check of a Range, DeleteRange or Watch.
  */
-export function allowsSpan(principal: Principal, right: Right, [start, end]: Span): boolean {
+export function allowsSpan(principal: Principal, right: Right, { start, end }: KeySpan): boolean {
   const spans = principal.grants
     .filter((g) => g.service === 'kv' && g[right] === true)
     .map(grantSpan)
-    .sort((a, b) => Buffer.compare(a[0], b[0]));
+    .sort((a, b) => Buffer.compare(a.start, b.start));
   let covered = start;
-  for (const [from, to] of spans) {
-    if (end !== null && Buffer.compare(covered, end) >= 0) return true;
+  for (const { start: from, end: to } of spans) {
+    if (end !== undefined && Buffer.compare(covered, end) >= 0) return true;
     if (Buffer.compare(from, covered) > 0) return false;
-    if (to === null) return true;
+    if (to === undefined) return true;
     if (Buffer.compare(to, covered) > 0) covered = to;
   }
-  return end !== null && Buffer.compare(covered, end) >= 0;
+  return end !== undefined && Buffer.compare(covered, end) >= 0;
 }
 
 /** Whether the principal holds `right` on `service` for at least some keys. */

@@ -15,8 +15,9 @@
  * kv grants. A refusal is etcd's "etcdserver: permission denied" (PERMISSION_DENIED).
  */
 
-import { allowsSpan, etcdSpanOf, holdsAny, type Principal, type Right } from '../../auth/permissions.js';
+import { allowsSpan, holdsAny, type Principal, type Right } from '../../auth/permissions.js';
 import type * as pb from '../../generated/etcd/etcdserverpb/rpc.js';
+import { etcdSpan } from '../../store/kv/key-span.js';
 
 export const ETCD_PERMISSION_DENIED = 'etcdserver: permission denied';
 
@@ -42,7 +43,7 @@ const isAdmin = (p: Principal): boolean => holdsAny(p, 'admin', 'read');
 
 /** A request's key range; an empty key is refused by the handler itself (etcd's "key is not provided"). */
 function may(p: Principal, right: Right, key: Buffer, rangeEnd: Buffer = Buffer.alloc(0)): boolean {
-  return key.length === 0 || allowsSpan(p, right, etcdSpanOf(key, rangeEnd));
+  return key.length === 0 || allowsSpan(p, right, etcdSpan(key, rangeEnd));
 }
 
 const range = (p: Principal, r: pb.RangeRequest) => may(p, 'read', r.key, r.rangeEnd);
