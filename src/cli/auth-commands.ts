@@ -6,12 +6,7 @@ import { type CommandUnknownOpts, Option } from '@commander-js/extra-typings';
 import type { TokenPermissions } from './auth-command.js';
 import { example, groupAction } from './command-kit.js';
 
-/** Repeatable `--kv-read [PREFIX]`: the prefixes given ('' = every key). */
-function collectPrefix(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
-}
-
-/** Repeatable `--role ROLE`. */
+/** A repeatable option's values: `--role ROLE`, `--kv-read [PREFIX]` ('' = every key). */
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
@@ -26,12 +21,12 @@ function permissionOptions(cmd: CommandUnknownOpts): CommandUnknownOpts {
     .addOption(
       new Option('--kv-read [PREFIX]', 'read keys (under PREFIX only, if given; repeatable)')
         .preset('')
-        .argParser(collectPrefix),
+        .argParser(collect),
     )
     .addOption(
       new Option('--kv-write [PREFIX]', 'set and delete keys (under PREFIX only, if given; repeatable)')
         .preset('')
-        .argParser(collectPrefix),
+        .argParser(collect),
     )
     .option('--blob-read', 'read blobs')
     .option('--blob-write', 'store, update and delete blobs')

@@ -166,18 +166,11 @@ export async function peekInput(
 }
 
 /** Writes bytes to stdout in chunks, waiting for the pipe to drain between them. */
-export async function writeOutput(data: Uint8Array, label = 'writing'): Promise<void> {
-  const out = process.stdout;
-  const progress = new Progress(label, data.length);
-  try {
-    for (let off = 0; off < data.length; off += CHUNK) {
-      const end = Math.min(off + CHUNK, data.length);
-      if (!out.write(data.subarray(off, end))) await once(out, 'drain');
-      progress.update(end);
-    }
-  } finally {
-    progress.finish();
+export function writeOutput(data: Uint8Array, label = 'writing'): Promise<void> {
+  function* slices(): Generator<Uint8Array> {
+    for (let off = 0; off < data.length; off += CHUNK) yield data.subarray(off, Math.min(off + CHUNK, data.length));
   }
+  return writeChunks(slices(), data.length, label);
 }
 
 /** Writes a stream of `total` bytes to stdout as it comes, waiting for the pipe to drain. */

@@ -10,6 +10,7 @@
 import type { BlobRecord } from '../backends/backend.js';
 import type { BlobId, BlobStore, BlobUpdate } from '../store/blob/blob-store.js';
 import { type ServedRange, servedRange } from '../store/blob/byte-range.js';
+import { CHUNK_SIZE } from '../store/blob/large-layout.js';
 import type { EqualityMode } from '../store/equality.js';
 import type { KvStore } from '../store/kv/kv-store.js';
 import { openBlobStore, openKvStore, resolveBackend } from '../store/open-store.js';
@@ -176,7 +177,7 @@ function fileBlob(blob: BlobStore): BlobAccess {
       async function* chunks(): AsyncGenerator<Buffer> {
         try {
           for (let at = range.offset; at < range.end; ) {
-            const chunk = await reader.read(at, Math.min(READ_CHUNK, range.end - at));
+            const chunk = await reader.read(at, Math.min(CHUNK_SIZE, range.end - at));
             at += chunk.length;
             yield chunk;
           }
@@ -189,9 +190,6 @@ function fileBlob(blob: BlobStore): BlobAccess {
     },
   };
 }
-
-/** Bytes read from the store at a time (the store's chunk size). */
-const READ_CHUNK = 1024 * 1024;
 
 export async function withKv<T>(target: StoreTarget, work: (kv: KvAccess) => Promise<T>): Promise<T> {
   if (target.remote) return (await import('./remote.js')).withRemote(target.remote, (r) => work(r.kv));
