@@ -15,8 +15,8 @@ import { TargetStore } from '../src/generated/query.js';
 import { type RunningServer, startServer } from '../src/server/server.js';
 import { ReloadableTls } from '../src/server/tls.js';
 import { BuffDb } from '../src/store/buffdb.js';
-import { bufCurl, checkHealth, eventually, healthClient, makePki } from './helpers/ops.js';
-import { bidi, CLI, fold, spawnServer, tempDir } from './helpers/server.js';
+import { bufCurl, checkHealth, healthClient, makePki } from './helpers/ops.js';
+import { bidi, CLI, eventually, fold, spawnServer, tempDir } from './helpers/server.js';
 
 function addToken(dir: string, name: string, flags: string[]): string {
   const r = spawnSync(process.execPath, [CLI, 'auth', 'add-token', name, '--auth-file', 'auth.json', ...flags], {
@@ -296,7 +296,7 @@ describe('auth on buffdb run', () => {
         status.UNAUTHENTICATED,
       );
       srv.child.kill('SIGHUP');
-      await eventually(() => /auth file reloaded/.test(srv.stderr()), 10_000, 'the reload');
+      await eventually(() => /auth file reloaded/.test(srv.stderr()), 'the reload', 10_000);
       assert.equal((await bidi(clients.kv.set(bearer(second)), [{ key: 'b', value: '2' }])).err, undefined);
       for (const t of [first, second]) assert.ok(!srv.stderr().includes(t.slice(4)), 'no token in the log');
       assert.match(srv.stderr(), /"auth":true/);

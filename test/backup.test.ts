@@ -14,7 +14,7 @@ import type { ServiceError } from '@grpc/grpc-js';
 import { type BackendName, capabilitiesOf } from '../src/backends/index.js';
 import { BuffDb } from '../src/store/buffdb.js';
 import { cliSync as cli, cliAsync } from './helpers/ops.js';
-import { bidi, startTestServer, TEST_BACKENDS, type TestServer, tempDir } from './helpers/server.js';
+import { bidi, eventually, startTestServer, TEST_BACKENDS, type TestServer, tempDir } from './helpers/server.js';
 
 const pad = (n: number): string => String(n).padStart(6, '0');
 const begin = (server: TestServer) =>
@@ -127,7 +127,11 @@ for (const backend of withSnapshots) {
       let before: { seq: number; streamed: string[]; transactions: number };
       try {
         // Let the writers get going, then note what is acknowledged when the backup begins.
-        while (load.seq.length < 20 || load.transactions.length < 3) await new Promise((r) => setTimeout(r, 20));
+        await eventually(
+          () => load.seq.length >= 20 && load.transactions.length >= 3,
+          'the writers acknowledging 20 writes and 3 transactions',
+          60_000,
+        );
         before = { seq: load.seq.length, streamed: [...load.streamed], transactions: load.transactions.length };
         const backup = await cliAsync(dir, ['backup', '--addr', server.addr, 'load.buffdb']);
         assert.equal(backup.status, 0, backup.stderr);

@@ -10,8 +10,7 @@ import type { ServiceError } from '@grpc/grpc-js';
 import { connect } from '../src/client/network.js';
 import { TargetStore } from '../src/generated/query.js';
 import { redact } from '../src/server/observe.js';
-import { eventually } from './helpers/ops.js';
-import { bidi, CLI, type ServerProcess, spawnServer, tempDir } from './helpers/server.js';
+import { bidi, CLI, eventually, type ServerProcess, spawnServer, tempDir } from './helpers/server.js';
 
 interface Sample {
   name: string;
@@ -145,7 +144,7 @@ describe('metrics and logs', () => {
     } finally {
       clients.close();
     }
-    await eventually(() => /"method":"buffdb.query.Query\/Query"/.test(srv.stderr()), 10_000, 'the slow line');
+    await eventually(() => /"method":"buffdb.query.Query\/Query"/.test(srv.stderr()), 'the slow line', 10_000);
     const line = srv
       .stderr()
       .split('\n')

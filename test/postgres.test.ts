@@ -11,7 +11,7 @@ import { BuffDb } from '../src/store/buffdb.js';
 import type { KvEvent } from '../src/store/kv/history.js';
 import { prefixSpan } from '../src/store/kv/key-span.js';
 import { type PgServer, startPostgres, storeLocator } from './helpers/postgres.js';
-import { bidi, type ServerProcess, spawnServer, tempDir } from './helpers/server.js';
+import { bidi, eventually, type ServerProcess, spawnServer, tempDir } from './helpers/server.js';
 
 type Unary<Req, Res> = (req: Req, cb: (err: ServiceError | null, res?: Res) => void) => unknown;
 function unary<Req, Res>(f: Unary<Req, Res>, req: Req): Promise<{ res?: Res; err?: ServiceError }> {
@@ -29,15 +29,6 @@ async function setKv(c: BuffDbClients, key: string, value: string, transactionId
 }
 async function getKv(c: BuffDbClients, key: string, transactionId?: string) {
   return bidi(c.kv.get(), [{ key, transactionId }]);
-}
-
-/** Resolves once `check` holds, polling; fails after `ms`. */
-async function eventually(check: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe('several servers on one PostgreSQL store', () => {
@@ -170,7 +161,7 @@ describe('several servers on one PostgreSQL store', () => {
           })(),
         ),
       );
-      await eventually(() => events.length >= writes, 10_000, `${writes} watch events`);
+      await eventually(() => events.length >= writes, `${writes} watch events`, 10_000);
       assert.equal(events.length, writes);
       for (let i = 1; i < events.length; i++) {
         assert.equal(events[i]!.kv.modRev, events[i - 1]!.kv.modRev + 1, 'revisions are consecutive');
@@ -222,10 +213,10 @@ describe('the database restarts under load', () => {
         else acked.push(`${prefix}${i}`);
       }
     })();
-    await eventually(() => acked.length >= 50, 20_000, 'writes before the disruption');
+    await eventually(() => acked.length >= 50, 'writes before the disruption', 20_000);
     await disrupt();
     const before = acked.length;
-    await eventually(() => acked.length >= before + 50, 30_000, 'writes after the disruption');
+    await eventually(() => acked.length >= before + 50, 'writes after the disruption', 30_000);
     stop = true;
     await writer;
     for (const f of failures) {
@@ -309,7 +300,7 @@ describe('an unreachable database at start', () => {
       },
     );
     // Once it says it is waiting, make the database.
-    await eventually(() => said, 20_000, 'the "waiting for PostgreSQL" line');
+    await eventually(() => said, 'the "waiting for PostgreSQL" line', 20_000);
     const admin = (await import('postgres')).default(pg.url, { max: 1 });
     await admin.unsafe('CREATE DATABASE not_there');
     await admin.end();

@@ -10,8 +10,8 @@ import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { type ChannelCredentials, credentials, status } from '@grpc/grpc-js';
 import { connect } from '../src/client/network.js';
-import { eventually, makePki, type Pki } from './helpers/ops.js';
-import { bidi, CLI, type ServerProcess, spawnServer, tempDir } from './helpers/server.js';
+import { makePki, type Pki } from './helpers/ops.js';
+import { bidi, CLI, eventually, type ServerProcess, spawnServer, tempDir } from './helpers/server.js';
 
 /** Sets a key over a fresh channel with `creds`; the status code, 0 on success. */
 async function trySet(addr: string, creds: ChannelCredentials): Promise<{ code: number; details?: string }> {
@@ -144,12 +144,12 @@ describe('TLS', () => {
     // A bad file on reload keeps the old certificate and says so.
     writeFileSync(cert, 'garbage');
     srv.child.kill('SIGHUP');
-    await eventually(() => /certificates not reloaded/.test(srv.stderr()), 10_000, 'the reload error');
+    await eventually(() => /certificates not reloaded/.test(srv.stderr()), 'the reload error', 10_000);
     assert.equal(await presentedCn(srv.addr, pki.caCert), 'server');
     copyFileSync(rotated.serverCert, cert);
     copyFileSync(rotated.serverKey, key);
     srv.child.kill('SIGHUP');
-    await eventually(() => /TLS certificates reloaded/.test(srv.stderr()), 10_000, 'the reload');
+    await eventually(() => /TLS certificates reloaded/.test(srv.stderr()), 'the reload', 10_000);
     assert.equal(await presentedCn(srv.addr, rotated.caCert), 'server-next');
     assert.deepEqual(await trySet(srv.addr, credentials.createSsl(readFileSync(rotated.caCert))), { code: 0 });
     assert.equal(srv.child.exitCode, null, 'still the same process');

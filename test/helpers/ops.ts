@@ -111,20 +111,6 @@ export function makePki(dir: string, serverName = 'server'): Pki {
   };
 }
 
-/** Polls `check` until it returns true (or fails after `ms`). */
-export async function eventually(
-  check: () => Promise<boolean> | boolean,
-  ms = 10_000,
-  what = 'condition',
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 export interface CliResult {
   status: number | null;
   out: string;

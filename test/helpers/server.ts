@@ -46,7 +46,11 @@ export const TEST_BACKENDS: string[] = parseTestBackends(process.env.BUFFDB_TEST
  * Polls `probe` (a behaviour, not a duration) until it returns true; fails after `deadlineMs`.
  * For events a test can only observe by asking.
  */
-export async function eventually(probe: () => Promise<boolean>, what: string, deadlineMs = 10_000): Promise<void> {
+export async function eventually(
+  probe: () => Promise<boolean> | boolean,
+  what: string,
+  deadlineMs = 10_000,
+): Promise<void> {
   const end = performance.now() + deadlineMs;
   while (performance.now() < end) {
     if (await probe()) return;
