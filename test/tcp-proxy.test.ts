@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import type { ServiceError } from '@grpc/grpc-js';
+import { type ServiceError, status } from '@grpc/grpc-js';
 import { connect } from '../src/client/network.js';
 import { bidi, eventually, startTestServer, type TestServer } from './helpers/server.js';
 import { startProxy, type TcpProxy } from './helpers/tcp-proxy.js';
@@ -306,6 +306,21 @@ describe('tcp proxy in front of a buffdb server', () => {
       assert.ok(ended.err, 'the held call ended with an error');
     });
     await newConnectionReads();
+  });
+
+  it('over a blocked link only a keepalive notices: the call fails UNAVAILABLE while still blocked', async () => {
+    const keepalive = { 'grpc.keepalive_time_ms': 300, 'grpc.keepalive_timeout_ms': 300 };
+    const client = connect(proxy.address, { clientOptions: keepalive });
+    try {
+      assert.equal((await get(client, 'via-proxy')).err, undefined);
+      proxy.block();
+      const res = await within(get(client, 'via-proxy'), 5000, 'keepalive notices the dead link');
+      assert.equal(res.err?.code, status.UNAVAILABLE, res.err?.message);
+      assert.ok(proxy.open > 0, 'the proxy still held the connection open when the client gave up');
+    } finally {
+      proxy.unblock();
+      client.close();
+    }
   });
 
   it('setDelay(200) makes a Kv Get take at least 400 ms', async () => {
