@@ -29,3 +29,6 @@ export const DEFAULT_ETCD_PROGRESS_NOTIFY_MS = 10 * 60 * 1000;
  * (`--memory-budget`; spec blob-streams.md, "Memory").
  */
 export const DEFAULT_MEMORY_BUDGET = 256 * 1024 * 1024;
+
+/** 30 days: history a sync peer has not received is kept this long after it was last seen (`--sync-max-offline`). */
+export const DEFAULT_SYNC_MAX_OFFLINE_MS = 30 * 24 * 3600 * 1000;

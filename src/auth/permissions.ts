@@ -12,7 +12,7 @@
 
 import { etcdSpan, type KeySpan, prefixSpan } from '../store/kv/key-span.js';
 
-export const SERVICES = ['kv', 'blob', 'query', 'admin'] as const;
+export const SERVICES = ['kv', 'blob', 'query', 'admin', 'sync'] as const;
 export type Service = (typeof SERVICES)[number];
 export type Right = 'read' | 'write';
 

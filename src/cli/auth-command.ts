@@ -20,6 +20,7 @@ export interface TokenPermissions {
   queryRead?: boolean;
   queryWrite?: boolean;
   admin?: boolean;
+  sync?: boolean;
 }
 
 export function grantsFrom(p: TokenPermissions): Grant[] {
@@ -32,6 +33,7 @@ export function grantsFrom(p: TokenPermissions): Grant[] {
     grants.push({ service: 'query', read: p.queryRead ?? false, write: p.queryWrite ?? false });
   }
   if (p.admin) grants.push({ service: 'admin', read: true, write: true });
+  if (p.sync) grants.push({ service: 'sync', read: true, write: true });
   return grants;
 }
 
@@ -40,7 +42,7 @@ export async function authAddToken(name: string, authFile: string, permissions: 
   if (grants.length === 0) {
     throw new CliError(
       EXIT.USAGE,
-      'a token needs at least one permission: --kv-read, --kv-write, --blob-read, --blob-write, --query-read, --query-write or --admin',
+      'a token needs at least one permission: --kv-read, --kv-write, --blob-read, --blob-write, --query-read, --query-write, --admin or --sync',
     );
   }
   const token = addToken(authFile, name, grants);

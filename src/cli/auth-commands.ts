@@ -4,12 +4,7 @@
  */
 import { type CommandUnknownOpts, Option } from '@commander-js/extra-typings';
 import type { TokenPermissions } from './auth-command.js';
-import { example, groupAction } from './command-kit.js';
-
-/** A repeatable option's values: `--role ROLE`, `--kv-read [PREFIX]` ('' = every key). */
-function collect(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
-}
+import { collect, example, groupAction } from './command-kit.js';
 
 type PermissionFlags = TokenPermissions & { authFile: string };
 
@@ -32,7 +27,8 @@ function permissionOptions(cmd: CommandUnknownOpts): CommandUnknownOpts {
     .option('--blob-write', 'store, update and delete blobs')
     .option('--query-read', 'run read-only SQL (Query); SQL sees the whole store, key prefixes do not apply')
     .option('--query-write', 'run SQL that writes (Execute, and Query with writing SQL)')
-    .option('--admin', 'administration: backup, and etcd users and roles');
+    .option('--admin', 'administration: backup, and etcd users and roles')
+    .option('--sync', "sync: an edge's link to this hub (reads and writes every key it syncs), and sync status");
 }
 
 export function buildAuth(program: CommandUnknownOpts): void {

@@ -115,3 +115,8 @@ export function parseWholeNumber(value: string): number {
     throw new InvalidArgumentError('expected a whole number');
   return n;
 }
+
+/** A repeatable option's values: `--role ROLE`, `--kv-read [PREFIX]` ('' = every key), `--sync-push-prefix P`. */
+export function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}

@@ -22,6 +22,7 @@ import {
 } from './command-kit.js';
 import { CliError, describeError, EXIT, EXIT_CODES_HELP, exitCodeFor } from './exit-codes.js';
 import { buildBackup, buildMigrate, buildRun } from './server-commands.js';
+import { buildSync } from './sync-commands.js';
 
 const require = createRequire(import.meta.url);
 const { version } = require('../../package.json') as { version: string };
@@ -385,6 +386,7 @@ export function buildProgram(): CommandUnknownOpts {
   buildBlob(program);
   buildAuth(program);
   buildBackup(program);
+  buildSync(program);
   program
     .helpCommand(true)
     .allowExcessArguments()

@@ -16,8 +16,10 @@ import { startServer } from '../server/server.js';
 import { ReloadableTls } from '../server/tls.js';
 import { BuffDb } from '../store/buffdb.js';
 import { displayLocation } from '../store/open-store.js';
+import type { EdgeSync } from '../sync/edge.js';
 import type { AutoCompactSetting } from './etcd-options.js';
 import { CliError, EXIT } from './exit-codes.js';
+import { channelCredentials } from './remote.js';
 
 export interface RunOptions {
   addr: string;
@@ -58,6 +60,17 @@ export interface RunOptions {
   /** Raw SQL statement timeout (--sql-timeout), where the engine can cancel one. */
   sqlTimeoutMs?: number;
   pgDialect?: PgDialect;
+  /** Edge ⇄ hub sync (docs/sync.md); every server is a hub, `to` makes it an edge too. */
+  sync?: RunSyncOptions;
+}
+
+export interface RunSyncOptions {
+  to?: string;
+  pushPrefixes?: string[];
+  pullPrefixes?: string[];
+  maxOfflineMs?: number;
+  tlsCa?: string;
+  token?: string;
 }
 
 /** Checks that the TLS flags make sense together; reading the files comes later (exit 4 if bad). */
@@ -120,7 +133,9 @@ export async function runServer(options: RunOptions): Promise<void> {
     waitForStore: options.waitForDb,
     sqlTimeoutMs: options.sqlTimeoutMs,
     pgDialect: options.pgDialect,
+    sync: { maxOfflineMs: options.sync?.maxOfflineMs, edge: options.sync?.to !== undefined },
   });
+  const edge = options.sync?.to === undefined ? undefined : await startEdge(db, options.sync, log);
   let metrics: Metrics | undefined;
   let metricsServer: MetricsServer | undefined;
   if (options.metricsAddr !== undefined) {
@@ -148,8 +163,10 @@ export async function runServer(options: RunOptions): Promise<void> {
       readOnly: options.readOnly,
       // Backup copies are made beside the stores (same filesystem, and room for them).
       admin: { workDir: dirname(resolve(options.kvStore)) },
+      syncEdge: edge,
     });
   } catch (err) {
+    await edge?.stop();
     await metricsServer?.close();
     await db.close();
     throw new Error(`cannot listen on ${options.addr}: ${(err as Error).message}`);
@@ -215,6 +232,8 @@ export async function runServer(options: RunOptions): Promise<void> {
       tls: tls ? (options.tlsClientCa ? 'mutual' : 'server') : 'off',
       auth: auth !== undefined,
       metrics: metricsServer ? `http://${metricsServer.addr}/metrics` : 'off',
+      syncTo: options.sync?.to ?? 'off',
+      site: db.sync.site.toString('hex'),
     },
     `listening on ${running.addr}`,
   );
@@ -226,4 +245,30 @@ export async function runServer(options: RunOptions): Promise<void> {
   if (metricsServer) process.stdout.write(`metrics on http://${metricsServer.addr}/metrics\n`);
   process.stdout.write(`listening on ${running.addr}\n`);
   if (running.etcdAddr) process.stdout.write(`etcd listening on ${running.etcdAddr}\n`);
+}
+
+/** Starts the edge's link to its hub (it retries in the background for as long as the server runs). */
+async function startEdge(db: BuffDb, sync: RunSyncOptions, log: ReturnType<typeof createLogger>): Promise<EdgeSync> {
+  const { EdgeSync } = await import('../sync/edge.js');
+  const credentials = sync.tlsCa === undefined ? undefined : channelCredentials({ addr: sync.to!, tlsCa: sync.tlsCa });
+  const edge = new EdgeSync(db.sync, {
+    hub: sync.to!,
+    pushPrefixes: (sync.pushPrefixes ?? []).map((p) => Buffer.from(p, 'utf8')),
+    pullPrefixes: (sync.pullPrefixes ?? []).map((p) => Buffer.from(p, 'utf8')),
+    credentials,
+    token: sync.token,
+    onEvent: (event, detail) => {
+      if (event === 'connected') log.info({ hub: detail }, 'sync: connected to the hub');
+      else if (event === 'disconnected') log.warn({ hub: sync.to, err: detail }, 'sync: lost the hub; retrying');
+      else log.warn({ site: detail }, 'sync: this store is a restored or copied image: it took a new sync identity');
+    },
+  });
+  if (db.kv.identity.renewedFrom) {
+    log.warn(
+      { was: db.kv.identity.renewedFrom.toString('hex'), site: db.sync.site.toString('hex') },
+      'sync: this store was copied or restored (it lives somewhere new): it took a new sync identity',
+    );
+  }
+  edge.start();
+  return edge;
 }

@@ -13,10 +13,12 @@ import {
   DEFAULT_KV_STORE,
   DEFAULT_MAX_MESSAGE_SIZE,
   DEFAULT_MEMORY_BUDGET,
+  DEFAULT_SYNC_MAX_OFFLINE_MS,
 } from '../defaults.js';
 import {
   addRemoteOptions,
   backendOption,
+  collect,
   example,
   parseMilliseconds,
   parseSize,
@@ -178,6 +180,32 @@ export function buildRun(program: CommandUnknownOpts): void {
         .argParser(parseTtl)
         .default(DEFAULT_ETCD_TOKEN_TTL_MS, '5m'),
     )
+    .option(
+      '--sync-to <HOST:PORT>',
+      'be an edge of the buffdb hub there: sync both ways in the background (docs/sync.md)',
+    )
+    .option(
+      '--sync-push-prefix <PREFIX>',
+      'only KV keys with this prefix go up to the hub (repeatable; default: all)',
+      collect,
+      [],
+    )
+    .option(
+      '--sync-pull-prefix <PREFIX>',
+      'only KV keys with this prefix come down from the hub (repeatable; default: all)',
+      collect,
+      [],
+    )
+    .addOption(
+      new Option(
+        '--sync-max-offline <TTL>',
+        'history kept for a sync peer that is away, at most this long (then it gets a reset): seconds or a duration',
+      )
+        .argParser(parseTtl)
+        .default(DEFAULT_SYNC_MAX_OFFLINE_MS, '30d'),
+    )
+    .option('--sync-tls-ca <FILE>', 'the hub serves TLS: trust this PEM CA bundle for it')
+    .option('--sync-token <TOKEN>', "the hub's token for this edge (needs the sync right) [env BUFFDB_SYNC_TOKEN]")
     .option('--metrics-addr <HOST:PORT>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--slow-ms <MS>', 'log requests slower than this many milliseconds (0: never)', parseWholeNumber, 1000)
     .addOption(
@@ -193,6 +221,7 @@ export function buildRun(program: CommandUnknownOpts): void {
         'buffdb run [::1]:50051 --kv-store kv_store.db --blob-store blob_store.db',
         'buffdb run 0.0.0.0:50051 --tls-cert server.crt --tls-key server.key',
         'buffdb run --etcd-listen 127.0.0.1:2379 --auto-compact 1h',
+        'buffdb run [::1]:50052 --kv-store edge-kv.db --blob-store edge-blob.db --sync-to hub.example:50051',
         'buffdb run -b postgres --kv-store postgres://buffdb@db:5432/app --blob-store postgres://buffdb@db:5432/app',
         'BUFFDB_ADDR=127.0.0.1:50051 buffdb run --config buffdb.toml',
       ),
@@ -233,6 +262,14 @@ export function buildRun(program: CommandUnknownOpts): void {
       authFile: opts.authFile,
       etcdAuthTokenTtlMs: opts.etcdAuthTokenTtl,
       metricsAddr: opts.metricsAddr,
+      sync: {
+        to: opts.syncTo,
+        pushPrefixes: opts.syncPushPrefix,
+        pullPrefixes: opts.syncPullPrefix,
+        maxOfflineMs: opts.syncMaxOffline,
+        tlsCa: opts.syncTlsCa,
+        token: opts.syncToken ?? process.env.BUFFDB_SYNC_TOKEN,
+      },
       slowMs: opts.slowMs,
       logLevel: opts.logLevel,
     });
@@ -263,6 +300,12 @@ interface RunFlags {
   tlsClientCa?: string;
   authFile?: string;
   metricsAddr?: string;
+  syncTo?: string;
+  syncPushPrefix: string[];
+  syncPullPrefix: string[];
+  syncMaxOffline: number;
+  syncTlsCa?: string;
+  syncToken?: string;
   slowMs: number;
   logLevel: (typeof LOG_LEVELS)[number];
 }

@@ -75,6 +75,10 @@ const RULES: Record<string, Rule> = {
   '/buffdb.query.Query/Query': { kind: 'query' },
   '/buffdb.query.Query/Execute': need('query', 'write'),
   '/buffdb.admin.Admin/Backup': need('admin', 'read'),
+  // An edge's link reads and writes the whole store (within its prefixes): the sync right.
+  '/buffdb.sync.Sync/Exchange': need('sync', 'write'),
+  '/buffdb.sync.Sync/Status': need('sync', 'read'),
+  '/buffdb.sync.Sync/Conflicts': need('sync', 'read'),
   '/grpc.health.v1.Health/Check': { kind: 'open' },
   '/grpc.health.v1.Health/Watch': { kind: 'open' },
   '/grpc.health.v1.Health/List': { kind: 'open' },

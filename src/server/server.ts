@@ -14,7 +14,9 @@ import {
   DEFAULT_SHUTDOWN_GRACE_MS,
 } from '../defaults.js';
 import { AdminService } from '../generated/admin.js';
+import { SyncService } from '../generated/sync.js';
 import type { BuffDb } from '../store/buffdb.js';
+import type { EdgeSync } from '../sync/edge.js';
 import { type AdminOptions, adminService } from './admin-service.js';
 import { type AuthSource, authInterceptor } from './auth-interceptor.js';
 import { OpenStreams } from './etcd/common.js';
@@ -23,6 +25,7 @@ import type { HealthStatus } from './health.js';
 import { MemoryBudget } from './memory-budget.js';
 import { countBytes, type ObserveOptions, observeCalls } from './observe.js';
 import { buffDbServices, memoryBudgetOf, type ServeOptions } from './services.js';
+import { syncService } from './sync-service.js';
 
 export { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MEMORY_BUDGET, MemoryBudget, type ServeOptions };
 
@@ -46,6 +49,7 @@ export const SERVICE_NAMES = [
   'buffdb.blob.Blob',
   'buffdb.query.Query',
   'buffdb.admin.Admin',
+  'buffdb.sync.Sync',
   'etcdserverpb.KV',
   'etcdserverpb.Watch',
   'etcdserverpb.Lease',
@@ -82,6 +86,8 @@ export interface StartOptions extends ServeOptions {
   admin?: AdminOptions;
   /** Serve grpc.reflection v1 and v1alpha (default true). */
   reflection?: boolean;
+  /** This server's link to a hub (`buffdb run --sync-to`): reported by buffdb.sync.Sync/Status, stopped at shutdown. */
+  syncEdge?: EdgeSync;
 }
 
 export interface RunningServer {
@@ -142,6 +148,11 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
   const serve = { ...options, metrics, etcd: { ...options.etcd, streams, auth: options.etcd?.auth ?? auth } };
   const memoryBudget = addBuffDbServices(server, db, serve);
   server.addService(metrics ? countBytes(AdminService, metrics) : AdminService, adminService(db, options.admin));
+  const syncStop = new AbortController();
+  server.addService(
+    (metrics ? countBytes(SyncService, metrics) : SyncService) as unknown as ServiceDefinition,
+    syncService(db, { edge: options.syncEdge, signal: syncStop.signal }),
+  );
   // Loaded here: grpc-health-check parses its .proto when imported.
   const { HealthStatus } = await import('./health.js');
   const health = new HealthStatus(SERVICE_NAMES);
@@ -180,8 +191,10 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
     stopping ??= (async () => {
       health.set('shutting down', true);
       health.endWatches();
-      // Watches and keep-alives never end on their own: end them so the grace is for real work.
+      // Watches, keep-alives and sync links never end on their own: end them so the grace is for real work.
       streams.endAll();
+      syncStop.abort();
+      await options.syncEdge?.stop();
       etcd?.server.forceShutdown();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {

@@ -15,6 +15,8 @@ import type { AutoCompact, KvStore } from './kv/kv-store.js';
 import { openBlobStore, openKvStore, resolveBackend } from './open-store.js';
 import { QueryStore } from './query-store.js';
 import type { BlobRequests, KvRequests } from './requests.js';
+import { fileFingerprint } from './sync/identity.js';
+import { SyncStore, type SyncStoreOptions } from './sync/sync-store.js';
 import { Committer } from './transactions/commit.js';
 import { type CommitLog, FileCommitLog } from './transactions/commit-log.js';
 import { StoreCommitLog } from './transactions/commit-log-store.js';
@@ -58,6 +60,8 @@ export interface BuffDbOptions {
    * (e.g. its gRPC address). Default: host name and process id.
    */
   serverName?: string;
+  /** Sync (docs/sync.md): history retention for peers, and whether this store is an edge. */
+  sync?: SyncStoreOptions;
 }
 
 /** Room left in a Get answer for its framing and the metadata. */
@@ -84,6 +88,8 @@ export class BuffDb {
     readonly transactions: TransactionManager,
     /** The KV store's path as given (its size on disk is etcd's Status.dbSize). */
     readonly kvPath: string,
+    /** Edge ⇄ hub sync over the KV store (docs/sync.md). */
+    readonly sync: SyncStore,
   ) {
     this.query = new QueryStore(backend.name, SQL_BACKENDS, kv, blob);
   }
@@ -112,6 +118,7 @@ export class BuffDb {
           : (options.autoCompact ?? { revisions: DEFAULT_AUTO_COMPACT_REVISIONS }),
       limits: options.limits,
       background: options.background ?? true,
+      fingerprint: urls || kvPath === ':memory:' ? undefined : () => fileFingerprint(kvPath),
     });
     let blob: BlobStore;
     try {
@@ -136,7 +143,15 @@ export class BuffDb {
       disconnectGraceMs: options.transactionDisconnectGraceMs,
       serverName: options.serverName,
     });
-    const db = new BuffDb(backend, kv, blob, transactions, kvPath);
+    let sync: SyncStore;
+    try {
+      sync = await SyncStore.open(kv, options.sync);
+    } catch (err) {
+      await Promise.all([kv.close(), blob.close()]);
+      throw err;
+    }
+    if ((options.background ?? true) && !options.readOnly) sync.startUpkeep();
+    const db = new BuffDb(backend, kv, blob, transactions, kvPath, sync);
     // Finish any transaction commit a crash interrupted between the two stores (its commit log).
     if (!options.readOnly) {
       try {
@@ -203,6 +218,7 @@ export class BuffDb {
   /** Finishes queued work, then closes both stores. */
   async close(): Promise<void> {
     this.transactions.close();
+    this.sync.stop();
     await Promise.all([this.kv.close(), this.blob.close()]);
   }
 }

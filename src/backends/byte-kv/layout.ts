@@ -40,6 +40,9 @@ export const MAP_TAG: Record<MapName, number> = {
   chunk: 0x43, // 'C'
   large: 0x47, // 'G'
   upload: 0x55, // 'U'
+  sync_stamp: 0x53, // 'S'
+  sync_peer: 0x45, // 'E'
+  sync_conflict: 0x46, // 'F'
 };
 
 /** The layout version, in the `#format` counter. buffdb 0.1 wrote none. */

@@ -1,6 +1,16 @@
 /** The engine operations of the two stores over DuckDB tables (writes of kv_state and maps deferred). */
 import { readOnlyStore } from '../../errors.js';
-import type { BlobEngineOps, BlobRecord, KvEngineOps, KvRecord, MapName, MapOps, MaybePromise } from '../backend.js';
+import {
+  BLOB_MAPS,
+  type BlobEngineOps,
+  type BlobRecord,
+  KV_MAPS,
+  type KvEngineOps,
+  type KvRecord,
+  type MapName,
+  type MapOps,
+  type MaybePromise,
+} from '../backend.js';
 import { type DeferredWrites, PendingTable, type TableSpec } from './pending-table.js';
 import { RowCache } from './row-cache.js';
 import { mapTable, objectType } from './schema.js';
@@ -94,7 +104,7 @@ export async function kvEngineOps(db: Writer, readOnly: boolean, tables: Tables)
     RowCache.bounded<KvRecord>(KV_CACHE_BYTES, (r) => r.value.length),
   );
   tables.push(state);
-  const maps = await openMaps(db, ['meta', 'history', 'lease', 'lease_key'], readOnly, tables);
+  const maps = await openMaps(db, KV_MAPS, readOnly, tables);
   return {
     get: (key) => state.get(key),
     put: (record) => state.put(record),
@@ -106,7 +116,7 @@ export async function kvEngineOps(db: Writer, readOnly: boolean, tables: Tables)
 }
 
 export async function blobEngineOps(db: Writer, readOnly: boolean, tables: Tables): Promise<BlobEngineOps> {
-  const maps = await openMaps(db, ['meta', 'chunk', 'large', 'upload'], readOnly, tables);
+  const maps = await openMaps(db, BLOB_MAPS, readOnly, tables);
   const writable = (): void => {
     if (readOnly) throw readOnlyStore();
   };

@@ -8,16 +8,18 @@ import { statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { failedPrecondition, readOnlyStore } from '../../errors.js';
-import type {
-  BlobEngineOps,
-  BlobRecord,
-  KvEngineOps,
-  KvRecord,
-  MapName,
-  MapOps,
-  OpenOptions,
-  RangeQuery,
-  StoreEngine,
+import {
+  BLOB_MAPS,
+  type BlobEngineOps,
+  type BlobRecord,
+  KV_MAPS,
+  type KvEngineOps,
+  type KvRecord,
+  type MapName,
+  type MapOps,
+  type OpenOptions,
+  type RangeQuery,
+  type StoreEngine,
 } from '../backend.js';
 import type { BackendImpl } from '../index.js';
 import { withSnapshots } from '../snapshot.js';
@@ -275,7 +277,8 @@ function kvOps(db: Db, written: WriteCounter): KvEngineOps {
     maps:
       db.readonly && !tableExists(db, mapTable('meta'))
         ? READ_ONLY_MAPS
-        : mapOps(db, ['meta', 'history', 'lease', 'lease_key'], written),
+        : // A store from before a map existed, opened read-only: the maps it has.
+          mapOps(db, db.readonly ? KV_MAPS.filter((m) => tableExists(db, mapTable(m))) : KV_MAPS, written),
   };
 }
 
@@ -343,10 +346,7 @@ function blobOps(db: Db, written: WriteCounter): BlobEngineOps {
       insertWithId.run(id, data, metadata);
     },
     ids: (after, limit) => ids.all(after, limit).map(Number),
-    maps:
-      db.readonly && !tableExists(db, mapTable('meta'))
-        ? READ_ONLY_MAPS
-        : mapOps(db, ['meta', 'chunk', 'large', 'upload'], written),
+    maps: db.readonly && !tableExists(db, mapTable('meta')) ? READ_ONLY_MAPS : mapOps(db, BLOB_MAPS, written),
   };
 }
 

@@ -8,6 +8,7 @@
  * compacting to C simply drops every event below C.
  */
 import type { KvRecord } from '../../backends/backend.js';
+import { decodeStamp, readHlc, SITE_BYTES, type Stamp, writeHlc } from '../sync/stamp.js';
 
 export type EventType = 'put' | 'delete';
 
@@ -19,14 +20,26 @@ export interface KvEvent {
   sub: number;
   /** The state this event replaced; undefined when the key did not exist. */
   prev: KvRecord | undefined;
+  /** When and where the write was made (sync: the last writer wins); absent in old stores' events. */
+  stamp?: Stamp;
+  /** Made on this site (not received from a sync peer): what an edge sends to its hub. */
+  local?: boolean;
+  /** The hub clamped the stamp of a write made with a clock too far ahead: its original clock. */
+  replaces?: number;
 }
 
-const FORMAT = 1;
+/** Format 1 (no stamp) is still read; format 2 adds the sync stamp. */
+const FORMAT_V1 = 1;
+const FORMAT = 2;
 const TYPE_PUT = 0;
 const TYPE_DELETE = 1;
 const FLAG_PREV = 2;
+const FLAG_LOCAL = 4;
+const FLAG_STAMP = 8;
 /** format, flags, createRev, version, lease, prevRev, prevCreateRev, prevVersion, prevLease, key and value lengths. */
-const HEADER = 1 + 1 + 7 * 8 + 4 + 4;
+const HEADER_V1 = 1 + 1 + 7 * 8 + 4 + 4;
+/** … then the stamp's clock and site and the clamped-from clock. */
+const HEADER_FULL = HEADER_V1 + 8 + SITE_BYTES + 8;
 
 const HIGH = 2 ** 32;
 
@@ -56,9 +69,14 @@ export function encodeEvent(event: KvEvent): Buffer {
   const isPut = event.type === 'put';
   const value = isPut ? kv.value : EMPTY;
   const prevValue = prev ? prev.value : EMPTY;
-  const out = Buffer.allocUnsafe(HEADER + kv.key.length + value.length + prevValue.length);
+  const out = Buffer.allocUnsafe(HEADER_FULL + kv.key.length + value.length + prevValue.length);
   out[0] = FORMAT;
-  out[1] = (isPut ? TYPE_PUT : TYPE_DELETE) | (prev ? FLAG_PREV : 0);
+  const { stamp } = event;
+  out[1] =
+    (isPut ? TYPE_PUT : TYPE_DELETE) |
+    (prev ? FLAG_PREV : 0) |
+    (event.local ? FLAG_LOCAL : 0) |
+    (stamp ? FLAG_STAMP : 0);
   writeU64(out, isPut ? kv.createRev : 0, 2);
   writeU64(out, isPut ? kv.version : 0, 10);
   out.writeBigInt64BE(isPut ? kv.lease : 0n, 18);
@@ -68,7 +86,11 @@ export function encodeEvent(event: KvEvent): Buffer {
   out.writeBigInt64BE(prev ? prev.lease : 0n, 50);
   out.writeUInt32BE(kv.key.length, 58);
   out.writeUInt32BE(value.length, 62);
-  let at = HEADER;
+  writeHlc(out, stamp ? stamp.hlc : 0, HEADER_V1);
+  if (stamp) stamp.site.copy(out, HEADER_V1 + 8);
+  else out.fill(0, HEADER_V1 + 8, HEADER_V1 + 8 + SITE_BYTES);
+  writeHlc(out, event.replaces ?? 0, HEADER_V1 + 8 + SITE_BYTES);
+  let at = HEADER_FULL;
   at += kv.key.copy(out, at);
   at += value.copy(out, at);
   prevValue.copy(out, at);
@@ -77,32 +99,37 @@ export function encodeEvent(event: KvEvent): Buffer {
 
 /** The event stored under history key `key` (whose revision becomes `kv.modRev`). */
 export function decodeEvent(key: Buffer, raw: Buffer): KvEvent {
-  if (raw[0] !== FORMAT) throw new Error(`history event in an unknown format (${raw[0]})`);
+  if (raw[0] !== FORMAT && raw[0] !== FORMAT_V1) throw new Error(`history event in an unknown format (${raw[0]})`);
+  const header = raw[0] === FORMAT ? HEADER_FULL : HEADER_V1;
   const flags = raw[1]!;
   const keyLength = raw.readUInt32BE(58);
   const valueLength = raw.readUInt32BE(62);
-  const keyBytes = raw.subarray(HEADER, HEADER + keyLength);
+  const keyBytes = raw.subarray(header, header + keyLength);
   const isPut = (flags & 1) === TYPE_PUT;
   const rev = historyKeyRev(key);
   const prev: KvRecord | undefined =
     flags & FLAG_PREV
       ? {
           key: keyBytes,
-          value: raw.subarray(HEADER + keyLength + valueLength),
+          value: raw.subarray(header + keyLength + valueLength),
           createRev: readU64(raw, 34),
           modRev: readU64(raw, 26),
           version: readU64(raw, 42),
           lease: raw.readBigInt64BE(50),
         }
       : undefined;
+  const replaces = flags & FLAG_STAMP ? readHlc(raw, HEADER_V1 + 8 + SITE_BYTES) : 0;
   return {
     type: isPut ? 'put' : 'delete',
     sub: key.readUInt32BE(8),
     prev,
+    stamp: flags & FLAG_STAMP ? decodeStamp(raw, HEADER_V1) : undefined,
+    local: (flags & FLAG_LOCAL) !== 0,
+    replaces: replaces || undefined,
     kv: isPut
       ? {
           key: keyBytes,
-          value: raw.subarray(HEADER + keyLength, HEADER + keyLength + valueLength),
+          value: raw.subarray(header + keyLength, header + keyLength + valueLength),
           createRev: readU64(raw, 2),
           modRev: rev,
           version: readU64(raw, 10),

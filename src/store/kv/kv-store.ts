@@ -10,7 +10,8 @@ import type { KvEngineOps, KvRecord, MaybePromise, StoreEngine } from '../../bac
 import { failedPrecondition, keyNotFound, StoreError, status } from '../../errors.js';
 import { type Done, GroupCommitter, type Sequence } from '../group-commit.js';
 import { then } from '../maybe-promise.js';
-import { historyKey } from './history.js';
+import { SiteIdentity } from '../sync/identity.js';
+import { decodeEvent, historyKey } from './history.js';
 import { readEvents } from './history-reads.js';
 import {
   type CompactResult,
@@ -46,6 +47,8 @@ export interface KvStoreOptions {
   autoCompact?: AutoCompact;
   /** Run lease expiry and auto-compaction in the background (a server does; a one-shot CLI command does not). */
   background?: boolean;
+  /** Where the store lives (sync/identity.ts): a store opened elsewhere takes a new sync identity. */
+  fingerprint?: () => string | undefined;
 }
 
 const AUTO_COMPACT_CHECK_MS = 5_000;
@@ -107,6 +110,13 @@ export class KvStore {
   readonly hub: WatchHub;
   readonly leases: Leases;
   readonly limits: KvLimits;
+  /** This store's sync site and clock: every write is stamped with them (docs/sync.md). */
+  readonly identity = new SiteIdentity();
+  /**
+   * The highest revision auto-compaction may compact to: sync peers that have not received the
+   * history above it yet hold it. Set by the sync layer.
+   */
+  historyFloor: (() => number) | undefined;
   private clusterId = 0n;
   private memberId = 0n;
   private compacting: Promise<void> | undefined;
@@ -130,7 +140,9 @@ export class KvStore {
         return { events, bound, compactRev: b.compactRev };
       }),
     );
-    this.committer = new GroupCommitter(new RevisionEngine(engine, this.hub, options.multiProcess ?? false));
+    this.committer = new GroupCommitter(
+      new RevisionEngine(engine, this.hub, options.multiProcess ?? false, this.identity),
+    );
     this.leases = new Leases(
       (work) => this.committer.run(work),
       () => this.memberId,
@@ -182,6 +194,16 @@ export class KvStore {
         await b.ops.maps.put('meta', name, fresh);
         return fresh.readBigUInt64BE(0);
       };
+      await this.identity.load(b.ops.maps, this.options.fingerprint?.(), readOnly);
+      // The clock starts past the newest stamp, so it never goes back across a restart.
+      const [newest] = await b.ops.maps.range('history', {
+        start: historyKey(0, 0),
+        end: undefined,
+        limit: 1,
+        reverse: true,
+      });
+      const stamp = newest && decodeEvent(newest[0], newest[1]).stamp;
+      if (stamp) this.identity.clock.observe(stamp.hlc);
       return { cluster: await read(META.clusterId), member: await read(META.memberId), compact: b.compactRev };
     });
   }
@@ -313,6 +335,8 @@ export class KvStore {
         const byAge = now - oldest.at >= policy.ageMs ? oldest.rev : 0;
         target = policy.revisions !== undefined ? Math.min(target, byAge) : byAge;
       }
+      // Sync peers that have not received some history yet hold it (within --sync-max-offline).
+      if (this.historyFloor) target = Math.min(target, this.historyFloor());
       if (target > this.hub.compactRev) this.compact(target, false).catch(() => {});
     }, AUTO_COMPACT_CHECK_MS);
     this.autoTimer.unref();

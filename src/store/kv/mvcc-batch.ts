@@ -6,6 +6,8 @@
  */
 import type { KvEngineOps, KvRecord, MaybePromise } from '../../backends/backend.js';
 import { internal, StoreError } from '../../errors.js';
+import type { HybridClock } from '../sync/clock.js';
+import { encodeStamp, type SiteId, type Stamp } from '../sync/stamp.js';
 import { EMPTY, encodeEvent, historyKey, type KvEvent, tombstone } from './history.js';
 import { leaseKeyEntry } from './lease-keys.js';
 import { META, readCounter, writeCounter } from './meta.js';
@@ -14,6 +16,21 @@ import { META, readCounter, writeCounter } from './meta.js';
 export interface Revision {
   rev: number;
   events: KvEvent[];
+  /** The stamp of this site's writes in the revision (made at its first write). */
+  stamp?: Stamp;
+}
+
+/** What stamps a site's own writes: its clock and its current identity. */
+export interface Stamper {
+  readonly clock: HybridClock;
+  readonly site: SiteId;
+}
+
+/** A write received from a sync peer: its original stamp, kept as it was made. */
+export interface Origin {
+  stamp: Stamp;
+  /** The hub clamped the write's clock (docs/sync.md): the clock it was made with. */
+  replaces?: number;
 }
 
 /** What a batch reads when it starts. */
@@ -44,6 +61,7 @@ export class MvccBatch {
   constructor(
     readonly ops: KvEngineOps,
     private state: RevisionState,
+    private readonly stamper: Stamper,
   ) {}
 
   /** The store revision as this batch sees it (including revisions written earlier in the batch). */
@@ -100,8 +118,22 @@ export class MvccBatch {
     return this.current;
   }
 
+  /** Stamps an event (a local write, or one received with `origin`) and records the key's stamp. */
+  private stampEvent(revision: Revision, event: KvEvent, origin: Origin | undefined): MaybePromise<void> {
+    if (origin) {
+      event.stamp = origin.stamp;
+      event.replaces = origin.replaces;
+    } else {
+      revision.stamp ??= { hlc: this.stamper.clock.tick(), site: this.stamper.site };
+      event.stamp = revision.stamp;
+      event.local = true;
+    }
+    // The key's last stamp outlives its history (and, after a delete, is its tombstone).
+    return this.ops.maps.put('sync_stamp', event.kv.key, encodeStamp(event.stamp));
+  }
+
   /** Writes `key`; `prev` is its current record (read by the caller). Returns the new record. */
-  put(key: Buffer, value: Buffer, lease: bigint, prev: KvRecord | undefined): MaybePromise<KvRecord> {
+  put(key: Buffer, value: Buffer, lease: bigint, prev: KvRecord | undefined, origin?: Origin): MaybePromise<KvRecord> {
     const revision = this.revision();
     const rev = revision.rev;
     const record: KvRecord = {
@@ -115,7 +147,7 @@ export class MvccBatch {
     const event: KvEvent = { type: 'put', kv: record, sub: revision.events.length, prev };
     revision.events.push(event);
     const { maps } = this.ops;
-    let pending = track(undefined, this.ops.put(record));
+    let pending = track(track(undefined, this.stampEvent(revision, event, origin)), this.ops.put(record));
     if (prev && prev.lease !== 0n && prev.lease !== lease) {
       pending = track(pending, maps.delete('lease_key', leaseKeyEntry(prev.lease, key)));
     }
@@ -126,15 +158,31 @@ export class MvccBatch {
   }
 
   /** Deletes the key whose current record is `prev`. */
-  delete(prev: KvRecord): MaybePromise<void> {
+  delete(prev: KvRecord, origin?: Origin): MaybePromise<void> {
     const revision = this.revision();
     const rev = revision.rev;
     const event: KvEvent = { type: 'delete', kv: tombstone(prev.key, rev), sub: revision.events.length, prev };
     revision.events.push(event);
     const { maps } = this.ops;
-    let pending = track(undefined, this.ops.delete(prev.key));
+    let pending = track(track(undefined, this.stampEvent(revision, event, origin)), this.ops.delete(prev.key));
     if (prev.lease !== 0n) pending = track(pending, maps.delete('lease_key', leaseKeyEntry(prev.lease, prev.key)));
     pending = track(pending, maps.put('history', historyKey(rev, event.sub), encodeEvent(event)));
+    return settle(pending, undefined);
+  }
+
+  /**
+   * Records a peer's delete of a key this site does not have (sync): a tombstone event that goes
+   * on to other peers and beats older writes of the key, while watchers see nothing (no key changed).
+   */
+  markDeleted(key: Buffer, origin: Origin): MaybePromise<void> {
+    const revision = this.revision();
+    const rev = revision.rev;
+    const event: KvEvent = { type: 'delete', kv: tombstone(key, rev), sub: revision.events.length, prev: undefined };
+    revision.events.push(event);
+    const pending = track(
+      track(undefined, this.stampEvent(revision, event, origin)),
+      this.ops.maps.put('history', historyKey(rev, event.sub), encodeEvent(event)),
+    );
     return settle(pending, undefined);
   }
 

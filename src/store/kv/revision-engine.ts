@@ -7,7 +7,7 @@
 import type { KvEngineOps, StoreEngine } from '../../backends/backend.js';
 import type { StoreError } from '../../errors.js';
 import { readEvents } from './history-reads.js';
-import { MvccBatch, type Revision, readRevisionState } from './mvcc-batch.js';
+import { MvccBatch, type Revision, readRevisionState, type Stamper } from './mvcc-batch.js';
 import type { WatchHub } from './watch-hub.js';
 
 /** Groups events read back from the history into revisions. */
@@ -30,6 +30,7 @@ export class RevisionEngine implements StoreEngine<MvccBatch> {
     private readonly hub: WatchHub,
     /** Other processes may write the store: their revisions are read back and published too. */
     private readonly multiProcess: boolean,
+    private readonly stamper: Stamper,
   ) {}
 
   get sql() {
@@ -56,7 +57,7 @@ export class RevisionEngine implements StoreEngine<MvccBatch> {
         this.multiProcess && state.rev > known
           ? byRevision(await readEvents(ops, known + 1, state.rev, Number.MAX_SAFE_INTEGER))
           : [];
-      const b = new MvccBatch(ops, state);
+      const b = new MvccBatch(ops, state, this.stamper);
       const r = await work(b);
       await b.finish(state.rev);
       written = foreign.concat(b.written);

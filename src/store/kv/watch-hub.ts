@@ -56,6 +56,8 @@ export class Watcher {
   ) {}
 
   matches(e: KvEvent): boolean {
+    // A sync tombstone for a key this store did not have changes nothing a watcher sees.
+    if (e.type === 'delete' && e.prev === undefined) return false;
     if (e.type === 'put' ? this.spec.noPut : this.spec.noDelete) return false;
     return inSpan(e.kv.key, this.spec.span);
   }
@@ -66,6 +68,9 @@ export class WatchHub {
   /** The last revision published (committed). */
   committedRev = 1;
   compactRev = 0;
+
+  /** Called after each batch that committed revisions (sync senders wake on it). */
+  readonly commitListeners = new Set<() => void>();
 
   constructor(private readonly readHistory: HistoryReader) {}
 
@@ -109,6 +114,7 @@ export class WatchHub {
   publish(revisions: Revision[]): void {
     if (revisions.length === 0) return;
     this.committedRev = revisions[revisions.length - 1]!.rev;
+    for (const listener of this.commitListeners) listener();
     for (const w of this.watchers) {
       if (w.state === 'live') this.deliverLive(w, revisions);
       else if (w.state === 'catching-up' && w.buffered) {

@@ -1,0 +1,93 @@
+/** buffdb.sync.Sync: every server is a hub (Exchange); Status and Conflicts report this server's sync. */
+import type {
+  ServerDuplexStream,
+  ServerUnaryCall,
+  ServerWritableStream,
+  sendUnaryData,
+  UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import type * as pb from '../generated/sync.js';
+import type { BuffDb } from '../store/buffdb.js';
+import { callIo, type EdgeSync } from '../sync/edge.js';
+import { SyncHub } from '../sync/hub.js';
+import { writable } from './query-service.js';
+import { toServiceError } from './stream-handler.js';
+
+export interface SyncServiceOptions {
+  /** This server's link to its hub (`--sync-to`), reported by Status. */
+  edge?: EdgeSync;
+  /** Aborted at shutdown: ends every edge's link. */
+  signal: AbortSignal;
+}
+
+const DEFAULT_CONFLICTS = 1000;
+
+export async function syncStatus(db: BuffDb, hub: SyncHub, edge: EdgeSync | undefined): Promise<pb.StatusResponse> {
+  const s = edge?.stats;
+  return {
+    edge: edge !== undefined,
+    hub: edge?.hubAddress ?? '',
+    connected: s?.connected ?? false,
+    lastSuccessMs: BigInt(s?.lastSuccessMs ?? 0),
+    waitingUp: BigInt(edge ? await edge.waitingUp() : 0),
+    waitingDown: BigInt(s ? Math.max(0, s.peerRev - s.applied) : 0),
+    bytesSent: BigInt(s?.bytesSent ?? 0),
+    bytesReceived: BigInt(s?.bytesReceived ?? 0),
+    conflicts: BigInt(s?.conflicts ?? 0),
+    site: db.sync.site.toString('hex'),
+    generation: BigInt(db.kv.identity.generation),
+    lastError: edge?.lastError ?? '',
+    edgesConnected: hub.edges.size,
+  };
+}
+
+export function syncService(db: BuffDb, options: SyncServiceOptions): UntypedServiceImplementation {
+  const hub = new SyncHub(db.sync);
+  return {
+    exchange: async (call: ServerDuplexStream<pb.SyncMessage, pb.SyncMessage>) => {
+      const stop = new AbortController();
+      const end = (): void => stop.abort();
+      options.signal.addEventListener('abort', end);
+      call.on('cancelled', end);
+      try {
+        await hub.serve(callIo(call), stop.signal);
+        if (!call.cancelled) call.end();
+      } catch (err) {
+        if (!call.cancelled && !stop.signal.aborted) call.emit('error', toServiceError(err));
+        else call.end();
+      } finally {
+        options.signal.removeEventListener('abort', end);
+      }
+    },
+    status: (
+      _call: ServerUnaryCall<pb.StatusRequest, pb.StatusResponse>,
+      callback: sendUnaryData<pb.StatusResponse>,
+    ) => {
+      syncStatus(db, hub, options.edge).then(
+        (s) => callback(null, s),
+        (err: unknown) => callback(toServiceError(err) as never),
+      );
+    },
+    conflicts: async (call: ServerWritableStream<pb.ConflictsRequest, pb.Conflict>) => {
+      try {
+        const list = await db.sync.conflicts(Number(call.request.sinceMs), call.request.limit || DEFAULT_CONFLICTS);
+        for (const c of list) {
+          const ok = call.write({
+            key: c.key,
+            loserValue: c.loser ?? Buffer.alloc(0),
+            loserDeleted: c.loser === undefined,
+            loserHlc: BigInt(c.loserStamp.hlc),
+            loserSite: c.loserStamp.site,
+            winnerHlc: BigInt(c.winnerStamp.hlc),
+            winnerSite: c.winnerStamp.site,
+            resolvedMs: BigInt(c.atMs),
+          });
+          if (!ok) await writable(call);
+        }
+        call.end();
+      } catch (err) {
+        call.emit('error', toServiceError(err));
+      }
+    },
+  };
+}

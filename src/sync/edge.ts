@@ -1,0 +1,200 @@
+/**
+ * The edge's end: `buffdb run --sync-to HOST:PORT` keeps one link to its hub, for ever. Reads and
+ * writes never wait for it — local writes are in the history, durable with the write, until the
+ * hub acknowledges them. A lost link is retried with exponential backoff and full jitter, capped at
+ * MAX_BACKOFF_MS and re-armed by a timer (not by the next write), so an edge catches up within a
+ * minute of its hub coming back; gRPC keepalive notices a silent dead link within ~20 s.
+ */
+
+import type { Duplex } from 'node:stream';
+import {
+  type ChannelCredentials,
+  type ClientDuplexStream,
+  credentials,
+  Metadata,
+  type ServerDuplexStream,
+} from '@grpc/grpc-js';
+import * as pb from '../generated/sync.js';
+import { readChanges } from '../store/sync/changes.js';
+import type { SyncStore } from '../store/sync/sync-store.js';
+import { firstMessage, PROTOCOL } from './hub.js';
+import { LinkStats, type MessageIo, runLink } from './link.js';
+
+const MIN_BACKOFF_MS = 200;
+export const MAX_BACKOFF_MS = 15_000;
+const KEEPALIVE_MS = 10_000;
+
+export interface EdgeOptions {
+  /** The hub's address, HOST:PORT. */
+  hub: string;
+  /** Keys that go up / come down (empty: every key). */
+  pushPrefixes?: Buffer[];
+  pullPrefixes?: Buffer[];
+  credentials?: ChannelCredentials;
+  /** Sent as `authorization: Bearer …` when the hub has auth on. */
+  token?: string;
+  /** Called on link state changes (for the log): never with keys, values or the token. */
+  onEvent?: (event: 'connected' | 'disconnected' | 'new-identity', detail: string) => void;
+}
+
+/** A grpc-js bidi call as the link's message pair. */
+export function callIo(
+  call: ClientDuplexStream<pb.SyncMessage, pb.SyncMessage> | ServerDuplexStream<pb.SyncMessage, pb.SyncMessage>,
+): MessageIo {
+  const stream = call as unknown as Duplex;
+  return {
+    send: (msg) =>
+      new Promise((resolve, reject) => {
+        const ok = stream.write(msg as never, (err?: Error | null) => (err ? reject(err) : undefined));
+        if (ok) resolve();
+        else stream.once('drain', () => resolve());
+      }),
+    messages: stream[Symbol.asyncIterator]() as AsyncIterator<pb.SyncMessage>,
+  };
+}
+
+export class EdgeSync {
+  stats = new LinkStats();
+  lastError = '';
+  private stopping = new AbortController();
+  private loop: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    readonly sync: SyncStore,
+    private readonly options: EdgeOptions,
+  ) {}
+
+  get hubAddress(): string {
+    return this.options.hub;
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    this.wake?.();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    let attempt = 0;
+    while (!this.stopping.signal.aborted) {
+      let handshook = false;
+      try {
+        handshook = await this.session();
+      } catch (err) {
+        this.lastError = (err as Error).message.split('\n')[0] ?? '';
+      }
+      if (this.stats.connected) this.options.onEvent?.('disconnected', this.lastError);
+      this.stats.connected = false;
+      attempt = handshook ? 0 : attempt + 1;
+      if (attempt === 0 && !this.stopping.signal.aborted) continue;
+      // Full jitter: a fleet of edges does not come back in step.
+      const cap = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** Math.min(attempt, 16));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.random() * cap);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  }
+
+  /** One connection: handshake, then the link until it fails. Returns whether the handshake worked. */
+  private async session(): Promise<boolean> {
+    const client = new pb.SyncClient(this.options.hub, this.options.credentials ?? credentials.createInsecure(), {
+      'grpc.keepalive_time_ms': KEEPALIVE_MS,
+      'grpc.keepalive_timeout_ms': KEEPALIVE_MS,
+      'grpc.keepalive_permit_without_calls': 1,
+    });
+    const metadata = new Metadata();
+    if (this.options.token !== undefined) metadata.set('authorization', `Bearer ${this.options.token}`);
+    const call = client.exchange(metadata);
+    const cancel = (): void => call.cancel();
+    this.stopping.signal.addEventListener('abort', cancel);
+    try {
+      const io = callIo(call);
+      const sync = this.sync;
+      const known = await sync.knownHub();
+      const applied = known ? await sync.applied(known) : 0;
+      await io.send({
+        hello: {
+          protocol: PROTOCOL,
+          site: sync.site,
+          generation: BigInt(sync.kv.identity.generation),
+          hubSite: known ?? Buffer.alloc(0),
+          applied: BigInt(applied),
+          revision: BigInt(sync.kv.hub.committedRev),
+          pullPrefixes: this.options.pullPrefixes ?? [],
+        },
+      });
+      const { welcome } = await firstMessage(io, 'Welcome');
+      if (!welcome) throw new Error('the hub did not answer the Hello with a Welcome');
+      if (welcome.newIdentity) {
+        // The hub has more of this site's stream than this store: a restored or copied image.
+        await sync.renewIdentity();
+        this.options.onEvent?.('new-identity', sync.site.toString('hex'));
+        return true;
+      }
+      const hub = Buffer.from(welcome.site);
+      await sync.pinHub(hub);
+      sync.kv.identity.clock.observe(Number(welcome.wallMs) * 1024);
+      const stats = new LinkStats();
+      stats.connected = true;
+      stats.peerRev = Number(welcome.revision);
+      stats.applied = known?.equals(hub) ? applied : await sync.applied(hub);
+      stats.bytesSent = this.stats.bytesSent;
+      stats.bytesReceived = this.stats.bytesReceived;
+      stats.conflicts = this.stats.conflicts;
+      stats.lastSuccessMs = Date.now();
+      this.stats = stats;
+      this.lastError = '';
+      this.options.onEvent?.('connected', this.options.hub);
+      // The hub's cursor for this site, or further: what it acknowledged under an earlier identity.
+      const sendFrom = Math.max(Number(welcome.applied), await sync.storedAck(hub));
+      await runLink(
+        sync,
+        io,
+        {
+          role: 'edge',
+          peer: hub,
+          filter: { localOnly: true, peer: undefined, prefixes: this.options.pushPrefixes ?? [] },
+          sendFrom,
+        },
+        stats,
+        this.stopping.signal,
+      );
+      return true;
+    } finally {
+      this.stopping.signal.removeEventListener('abort', cancel);
+      call.cancel();
+      client.close();
+    }
+  }
+
+  /** Local changes the hub has not acknowledged (counted up to `limit`). */
+  async waitingUp(limit = 1_000_000): Promise<number> {
+    const from = this.stats.peerApplied || (await this.pushedFloor());
+    return this.sync.kv.committer.run(async (b) => {
+      if (from + 1 < b.compactRev) return 0;
+      const batch = await readChanges(
+        b.ops,
+        from,
+        b.rev,
+        { localOnly: true, peer: undefined, prefixes: this.options.pushPrefixes ?? [] },
+        limit * 64,
+        this.sync.site,
+      );
+      return batch.changes.length;
+    });
+  }
+
+  private async pushedFloor(): Promise<number> {
+    const hub = await this.sync.knownHub();
+    return hub ? this.sync.storedAck(hub) : 0;
+  }
+}
