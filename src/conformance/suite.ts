@@ -26,6 +26,7 @@ import { rangeArgs } from '../store/kv/kv-api.js';
 import { resolveBackend } from '../store/open-store.js';
 import { largeBlobConformance } from './large-blob-suite.js';
 import { mvccConformance } from './mvcc-suite.js';
+import { syncConformance } from './sync-suite.js';
 
 export interface ConformanceOptions {
   /** For a Backend object: a module URL or path whose default export is it (used by the kill -9 test). */
@@ -672,6 +673,7 @@ export function conformance(backendOrName: string | Backend, options: Conformanc
       () => db,
       (name, extra) => open(name, extra),
     );
+    syncConformance((name, extra) => open(name, extra));
   });
 }
 
