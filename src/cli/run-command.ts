@@ -260,7 +260,9 @@ async function startEdge(db: BuffDb, sync: RunSyncOptions, log: ReturnType<typeo
     onEvent: (event, detail) => {
       if (event === 'connected') log.info({ hub: detail }, 'sync: connected to the hub');
       else if (event === 'disconnected') log.warn({ hub: sync.to, err: detail }, 'sync: lost the hub; retrying');
-      else log.warn({ site: detail }, 'sync: this store is a restored or copied image: it took a new sync identity');
+      else if (event === 'reset') {
+        log.warn({ hub: detail }, 'sync: away longer than the hub keeps history: receiving its current state (reset)');
+      } else log.warn({ site: detail }, 'sync: this store is a restored or copied image: it took a new sync identity');
     },
   });
   if (db.kv.identity.renewedFrom) {

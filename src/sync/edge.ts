@@ -34,20 +34,38 @@ export interface EdgeOptions {
   /** Sent as `authorization: Bearer …` when the hub has auth on. */
   token?: string;
   /** Called on link state changes (for the log): never with keys, values or the token. */
-  onEvent?: (event: 'connected' | 'disconnected' | 'new-identity', detail: string) => void;
+  onEvent?: (event: 'connected' | 'disconnected' | 'new-identity' | 'reset', detail: string) => void;
 }
 
-/** A grpc-js bidi call as the link's message pair. */
+/** A grpc-js bidi call (either end) as the link's message pair. */
 export function callIo(
   call: ClientDuplexStream<pb.SyncMessage, pb.SyncMessage> | ServerDuplexStream<pb.SyncMessage, pb.SyncMessage>,
 ): MessageIo {
   const stream = call as unknown as Duplex;
+  // A write racing the other end's close fails through its callback below; the stream's own
+  // 'error' must not become an uncaught exception (the iterator sees the end of the call).
+  stream.on('error', () => {});
+  const closed = (): Error => new Error('the sync link closed');
   return {
     send: (msg) =>
       new Promise((resolve, reject) => {
-        const ok = stream.write(msg as never, (err?: Error | null) => (err ? reject(err) : undefined));
-        if (ok) resolve();
-        else stream.once('drain', () => resolve());
+        if (stream.destroyed || !stream.writable) {
+          reject(closed());
+          return;
+        }
+        const onClose = (): void => reject(closed());
+        const ok = stream.write(msg as never, (err?: Error | null) => {
+          if (err) reject(err);
+        });
+        if (ok) {
+          resolve();
+          return;
+        }
+        stream.once('close', onClose);
+        stream.once('drain', () => {
+          stream.off('close', onClose);
+          resolve();
+        });
       }),
     messages: stream[Symbol.asyncIterator]() as AsyncIterator<pb.SyncMessage>,
   };
@@ -154,6 +172,7 @@ export class EdgeSync {
       this.stats = stats;
       this.lastError = '';
       this.options.onEvent?.('connected', this.options.hub);
+      if (welcome.reset) this.options.onEvent?.('reset', this.options.hub);
       // The hub's cursor for this site, or further: what it acknowledged under an earlier identity.
       const sendFrom = Math.max(Number(welcome.applied), await sync.storedAck(hub));
       await runLink(

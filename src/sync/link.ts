@@ -117,6 +117,8 @@ async function send(
   let emptySince = 0;
   const ship = async (msg: pb.SyncMessage, changes: number): Promise<number> => {
     const ack = acks.wait();
+    // If the send fails, the link is failing anyway: the acknowledgement will never come.
+    ack.catch(() => {});
     await io.send(msg);
     stats.bytesSent += (msg.changes?.gzip.length ?? 0) + 32;
     stats.changesSent += changes;

@@ -33,12 +33,26 @@ export class Site {
     return this.proc.addr;
   }
 
-  /** (Re)starts the process on the same address and stores. */
+  /**
+   * (Re)starts the process on the same address and stores. The port is picked below the kernel's
+   * ephemeral range (32768+), so no other test's port-0 socket takes it while this site is down.
+   */
   async restart(extra: string[] = []): Promise<void> {
-    const args = this.stores.args(...this.extra, ...extra);
-    if (this.port !== 0) args[0] = `127.0.0.1:${this.port}`;
-    this.proc = await spawnServer(args, this.stores.dir, { BUFFDB_SHUTDOWN_GRACE_MS: '2000', ...this.env });
-    this.port = Number(this.proc.addr.slice(this.proc.addr.lastIndexOf(':') + 1));
+    const env = { BUFFDB_SHUTDOWN_GRACE_MS: '2000', ...this.env };
+    for (let attempt = 0; ; attempt++) {
+      const first = this.port === 0;
+      const port = first ? 20_000 + Math.floor(Math.random() * 12_000) : this.port;
+      const args = this.stores.args(...this.extra, ...extra);
+      args[0] = `127.0.0.1:${port}`;
+      try {
+        this.proc = await spawnServer(args, this.stores.dir, env);
+        this.port = port;
+        return;
+      } catch (err) {
+        // Another test's site drew the same port: draw again (only before this site has one).
+        if (!first || attempt > 5 || !/EADDRINUSE/.test((err as Error).message)) throw err;
+      }
+    }
   }
 
   async kill9(): Promise<void> {
@@ -69,8 +83,14 @@ export class Site {
     }).finally(() => client.close());
   }
 
-  dump(options: DumpOptions = {}): Promise<StoreDump> {
-    return dumpStore(this.addr, options);
+  /** The site's dump; a failure names the site and ends with its log (a crash shows there). */
+  async dump(options: DumpOptions = {}): Promise<StoreDump> {
+    try {
+      return await dumpStore(this.addr, options);
+    } catch (err) {
+      const log = this.proc?.stderr().slice(-2000) ?? '(not running)';
+      throw new Error(`dump of ${this.name} failed: ${(err as Error).message}\n${this.name} log: ${log}`);
+    }
   }
 }
 
@@ -140,6 +160,20 @@ export async function versionsUnder(addr: string, prefix: string): Promise<Map<s
       etcd.kv.range(RangeRequest.fromPartial({ key, rangeEnd }), (err, r) => (err ? reject(err) : resolve(r))),
     );
     return new Map(res.kvs.map((kv) => [kv.key.toString(), Number(kv.version)]));
+  } finally {
+    etcd.kv.close();
+  }
+}
+
+/** Whether history at revision `rev` is compacted on the server at `addr` (an etcd Range at it fails). */
+export async function isCompacted(addr: string, rev: number): Promise<boolean> {
+  const etcd = connectEtcd(addr);
+  try {
+    return await new Promise<boolean>((resolve) =>
+      etcd.kv.range(RangeRequest.fromPartial({ key: Buffer.from('a'), revision: BigInt(rev) }), (err) =>
+        resolve(err !== null && /compacted/.test(err.details)),
+      ),
+    );
   } finally {
     etcd.kv.close();
   }
