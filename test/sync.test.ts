@@ -37,7 +37,7 @@ describe('sync: a hub and two edges', () => {
     p1 = await startProxy(hubTarget());
     p2 = await startProxy(hubTarget());
     e1 = await Site.start('e1', BACKEND, ['--sync-to', p1.address]);
-    e2 = await Site.start('e2', BACKEND, ['--sync-to', p2.address]);
+    e2 = await Site.start('e2', BACKEND, ['--sync-to', p2.address, '--metrics-addr', '127.0.0.1:0']);
   });
   after(async () => {
     await Promise.all([e1?.dispose(), e2?.dispose(), hub?.dispose()]);
@@ -53,6 +53,11 @@ describe('sync: a hub and two edges', () => {
     assert.equal(valueIn(dump, 'from/hub'), 'h');
     assert.equal(valueIn(dump, 'from/e1'), '1');
     assert.equal(valueIn(dump, 'from/e2'), '2');
+    const metricsUrl = /^metrics on (\S+)/m.exec(e2.proc!.stdout())![1]!;
+    const metrics = await (await fetch(metricsUrl)).text();
+    assert.match(metrics, /^buffdb_sync_connected 1$/m);
+    assert.match(metrics, /^buffdb_sync_waiting_up_changes 0$/m);
+    assert.match(metrics, /^buffdb_sync_sent_bytes [1-9]\d*$/m);
     await deleteKeys(e2.addr, ['from/hub']);
     const after = await converged([hub, e1, e2], 'a delete on an edge reaches every site');
     assert.equal(valueIn(after, 'from/hub'), undefined);

@@ -17,6 +17,7 @@ import { ReloadableTls } from '../server/tls.js';
 import { BuffDb } from '../store/buffdb.js';
 import { displayLocation } from '../store/open-store.js';
 import type { EdgeSync } from '../sync/edge.js';
+import type { SyncHub } from '../sync/hub.js';
 import type { AutoCompactSetting } from './etcd-options.js';
 import { CliError, EXIT } from './exit-codes.js';
 import { channelCredentials } from './remote.js';
@@ -176,6 +177,7 @@ export async function runServer(options: RunOptions): Promise<void> {
     'Request and response data the calls hold now (bytes; the limit is --memory-budget)',
     () => running.memoryBudget.used,
   );
+  if (metrics) registerSyncMetrics(metrics, running.syncHub, edge);
   // Transaction ids name this server, so a server sharing the store can say where one lives.
   db.transactions.serverName = running.addr;
   // Handlers first: a supervisor may signal as soon as it reads the line below.
@@ -273,4 +275,40 @@ async function startEdge(db: BuffDb, sync: RunSyncOptions, log: ReturnType<typeo
   }
   edge.start();
   return edge;
+}
+
+/** The figures of `buffdb sync status` as gauges (read at each scrape). */
+function registerSyncMetrics(metrics: Metrics, hub: SyncHub, edge: EdgeSync | undefined): void {
+  metrics.registerGauge(
+    'buffdb_sync_edges_connected',
+    'Edges whose sync link to this hub is open now',
+    () => hub.edges.size,
+  );
+  if (!edge) return;
+  const gauges: [string, string, () => number | Promise<number>][] = [
+    [
+      'buffdb_sync_connected',
+      '1 while the link to the hub (--sync-to) is up, else 0',
+      () => (edge.stats.connected ? 1 : 0),
+    ],
+    [
+      'buffdb_sync_last_success_timestamp_seconds',
+      'When a batch last went either way (0: never)',
+      () => edge.stats.lastSuccessMs / 1000,
+    ],
+    ['buffdb_sync_waiting_up_changes', 'Local changes the hub has not acknowledged', () => edge.waitingUp()],
+    [
+      'buffdb_sync_waiting_down_revisions',
+      'Hub revisions known but not applied here',
+      () => Math.max(0, edge.stats.peerRev - edge.stats.applied),
+    ],
+    ['buffdb_sync_sent_bytes', 'Bytes of changes sent to the hub since start', () => edge.stats.bytesSent],
+    [
+      'buffdb_sync_received_bytes',
+      'Bytes of changes received from the hub since start',
+      () => edge.stats.bytesReceived,
+    ],
+    ['buffdb_sync_conflicts', 'Concurrent writes resolved on the link since start', () => edge.stats.conflicts],
+  ];
+  for (const [name, help, read] of gauges) metrics.registerGauge(name, help, read);
 }

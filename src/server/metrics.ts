@@ -145,13 +145,13 @@ export class Metrics {
    * A gauge read at each scrape, for other parts of the server (the memory budget registers
    * `buffdb_memory_budget_bytes_in_use` here).
    */
-  registerGauge(name: string, help: string, read: () => number): void {
+  registerGauge(name: string, help: string, read: () => number | Promise<number>): void {
     new Gauge({
       name,
       help,
       registers: [this.registry],
-      collect() {
-        this.set(read());
+      async collect() {
+        this.set(await read());
       },
     });
   }

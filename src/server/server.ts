@@ -17,6 +17,7 @@ import { AdminService } from '../generated/admin.js';
 import { SyncService } from '../generated/sync.js';
 import type { BuffDb } from '../store/buffdb.js';
 import type { EdgeSync } from '../sync/edge.js';
+import { SyncHub } from '../sync/hub.js';
 import { type AdminOptions, adminService } from './admin-service.js';
 import { type AuthSource, authInterceptor } from './auth-interceptor.js';
 import { OpenStreams } from './etcd/common.js';
@@ -99,6 +100,8 @@ export interface RunningServer {
   etcdAddr?: string;
   /** What the calls hold now (`used`), at most (`limit`), and the most so far (`peak`). */
   memoryBudget: MemoryBudget;
+  /** This server as a sync hub: the edges' links open now. */
+  syncHub: SyncHub;
   /**
    * grpc.health.v1 status: SERVING while no reason against it holds. Raise a reason with
    * `health.set('database connection lost', true)` and clear it with `…, false)`.
@@ -149,9 +152,10 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
   const memoryBudget = addBuffDbServices(server, db, serve);
   server.addService(metrics ? countBytes(AdminService, metrics) : AdminService, adminService(db, options.admin));
   const syncStop = new AbortController();
+  const syncHub = new SyncHub(db.sync);
   server.addService(
     (metrics ? countBytes(SyncService, metrics) : SyncService) as unknown as ServiceDefinition,
-    syncService(db, { edge: options.syncEdge, signal: syncStop.signal }),
+    syncService(db, { hub: syncHub, edge: options.syncEdge, signal: syncStop.signal }),
   );
   // Loaded here: grpc-health-check parses its .proto when imported.
   const { HealthStatus } = await import('./health.js');
@@ -211,5 +215,5 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
     return stopping;
   };
   const etcdAddr = etcd && options.etcdListen ? withPort(options.etcdListen, etcd.port) : undefined;
-  return { server, addr: withPort(addr, port), port, etcdAddr, memoryBudget, health, shutdown };
+  return { server, addr: withPort(addr, port), port, etcdAddr, memoryBudget, syncHub, health, shutdown };
 }

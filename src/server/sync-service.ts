@@ -9,11 +9,13 @@ import type {
 import type * as pb from '../generated/sync.js';
 import type { BuffDb } from '../store/buffdb.js';
 import { callIo, type EdgeSync } from '../sync/edge.js';
-import { SyncHub } from '../sync/hub.js';
+import type { SyncHub } from '../sync/hub.js';
 import { writable } from './query-service.js';
 import { toServiceError } from './stream-handler.js';
 
 export interface SyncServiceOptions {
+  /** The hub end of every edge's link (its `edges` are the links open now). */
+  hub: SyncHub;
   /** This server's link to its hub (`--sync-to`), reported by Status. */
   edge?: EdgeSync;
   /** Aborted at shutdown: ends every edge's link. */
@@ -42,7 +44,7 @@ export async function syncStatus(db: BuffDb, hub: SyncHub, edge: EdgeSync | unde
 }
 
 export function syncService(db: BuffDb, options: SyncServiceOptions): UntypedServiceImplementation {
-  const hub = new SyncHub(db.sync);
+  const { hub } = options;
   return {
     exchange: async (call: ServerDuplexStream<pb.SyncMessage, pb.SyncMessage>) => {
       const stop = new AbortController();
