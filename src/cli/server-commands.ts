@@ -205,7 +205,10 @@ export function buildRun(program: CommandUnknownOpts): void {
         .default(DEFAULT_SYNC_MAX_OFFLINE_MS, '30d'),
     )
     .option('--sync-tls-ca <FILE>', 'the hub serves TLS: trust this PEM CA bundle for it')
-    .option('--sync-token <TOKEN>', "the hub's token for this edge (needs the sync right) [env BUFFDB_SYNC_TOKEN]")
+    .option(
+      '--sync-token <TOKEN>',
+      "the hub's token for this edge (needs the sync right); prefer the environment, which ps does not show",
+    )
     .option('--metrics-addr <HOST:PORT>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--slow-ms <MS>', 'log requests slower than this many milliseconds (0: never)', parseWholeNumber, 1000)
     .addOption(
@@ -268,7 +271,7 @@ export function buildRun(program: CommandUnknownOpts): void {
         pullPrefixes: opts.syncPullPrefix,
         maxOfflineMs: opts.syncMaxOffline,
         tlsCa: opts.syncTlsCa,
-        token: opts.syncToken ?? process.env.BUFFDB_SYNC_TOKEN,
+        token: opts.syncToken,
       },
       slowMs: opts.slowMs,
       logLevel: opts.logLevel,

@@ -17,7 +17,7 @@ const b = (s: string): Buffer => Buffer.from(s);
 const EVERYTHING = rangeArgs(prefixSpan(Buffer.alloc(0)));
 
 /** Edge → hub: the edge's own writes. Hub → edge: everything not the edge's. */
-function filterFor(from: BuffDb, to: BuffDb, fromIsEdge: boolean, prefixes: Buffer[] = []): ChangeFilter {
+function filterFor(to: BuffDb, fromIsEdge: boolean, prefixes: Buffer[] = []): ChangeFilter {
   return fromIsEdge
     ? { localOnly: true, peer: undefined, prefixes }
     : { localOnly: false, peer: to.sync.site, prefixes };
@@ -26,7 +26,7 @@ function filterFor(from: BuffDb, to: BuffDb, fromIsEdge: boolean, prefixes: Buff
 /** Sends `from`'s next batch to `to`, as a link would. */
 async function ship(from: BuffDb, to: BuffDb, fromIsEdge: boolean, prefixes: Buffer[] = []) {
   const cursor = await to.sync.applied(from.sync.site);
-  const read: ReadResult = await from.sync.read(cursor, filterFor(from, to, fromIsEdge, prefixes), 1 << 20);
+  const read: ReadResult = await from.sync.read(cursor, filterFor(to, fromIsEdge, prefixes), 1 << 20);
   assert.ok(!('compacted' in read), `history after ${cursor} is compacted`);
   const result = await to.sync.apply(read, {
     peer: from.sync.site,
@@ -64,7 +64,7 @@ export function syncConformance(open: Open): void {
     it('every store has its own site id; writes carry its stamp, and sync bookkeeping stays out of the key space', async () => {
       assert.notDeepEqual(a.sync.site, hub.sync.site);
       await a.kv.setValue('stamp/x', '1');
-      const read = await a.sync.read(0, filterFor(a, hub, true), 1 << 20);
+      const read = await a.sync.read(0, filterFor(hub, true), 1 << 20);
       assert.ok(!('compacted' in read));
       const change = read.changes.find((c) => c.key.toString() === 'stamp/x');
       assert.ok(change, 'the write is in the change stream');
@@ -106,7 +106,7 @@ export function syncConformance(open: Open): void {
       const { read } = await ship(e, hub, true);
       assert.equal(read.changes.filter((c) => c.key.toString() === 'hot').length, 1);
       assert.equal(await value(hub, 'hot'), '49');
-      const back = await hub.sync.read(0, filterFor(hub, e, false), 1 << 20);
+      const back = await hub.sync.read(0, filterFor(e, false), 1 << 20);
       assert.ok(!('compacted' in back));
       assert.ok(!back.changes.some((c) => c.key.toString() === 'hot'), 'the hub does not echo the edge its own write');
     });
@@ -162,7 +162,7 @@ export function syncConformance(open: Open): void {
       await ship(e, hub, true);
       const stampOf = async (db: BuffDb) =>
         db.kv.committer.run(async (bt) => (await bt.ops.maps.get('sync_stamp', b('skew')))?.toString('hex'));
-      const onHub = await hub.sync.read(0, filterFor(hub, e, false), 1 << 20);
+      const onHub = await hub.sync.read(0, filterFor(e, false), 1 << 20);
       assert.ok(!('compacted' in onHub));
       const echoed = onHub.changes.find((c) => c.key.toString() === 'skew');
       assert.ok(echoed, 'a clamped write goes back to its own site');
@@ -195,7 +195,7 @@ export function syncConformance(open: Open): void {
         // The tombstone of r/gone is forgotten too (as after --sync-max-offline).
         await h.kv.committer.run((bt) => bt.ops.maps.delete('sync_stamp', b('r/gone')));
         const cursor = await edge.sync.applied(h.sync.site);
-        const read = await h.sync.read(cursor, filterFor(h, edge, false), 1 << 20);
+        const read = await h.sync.read(cursor, filterFor(edge, false), 1 << 20);
         assert.ok('compacted' in read, 'the cursor is older than the history kept');
         const page = await h.sync.snapshotPage(prefixSpan(Buffer.alloc(0)), Buffer.alloc(0));
         await edge.sync.applySnapshot(page, rev, true, { hub: h.sync.site, hubSeen: 0, dropMissing: true });
