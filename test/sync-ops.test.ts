@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { makePki } from './helpers/ops.js';
 import { CLI, eventually, TEST_BACKENDS } from './helpers/server.js';
 import { converged, deleteKeys, isCompacted, Site, setKeys, valueIn } from './helpers/sync.js';
 
@@ -128,6 +129,23 @@ describe('sync in operation', { concurrency: 3 }, () => {
       );
       // The sync right alone does not read keys through Kv.
       assert.equal(get.status, 4, get.stderr);
+    }));
+
+  it('an edge reaches a hub that serves TLS with --sync-tls-ca', () =>
+    withSites(async (track) => {
+      const hub = track(await Site.start('tlshub', BACKEND));
+      const pki = makePki(hub.stores.dir);
+      await hub.stop();
+      await hub.restart(['--tls-cert', pki.serverCert, '--tls-key', pki.serverKey]);
+      const edge = track(await Site.start('edge', BACKEND, ['--sync-to', hub.addr, '--sync-tls-ca', pki.caCert]));
+      await setKeys(edge.addr, [['tls/up', 'secure']]);
+      const cli = (...args: string[]) =>
+        spawnSync(process.execPath, [CLI, 'kv', ...args, '--addr', hub.addr, '--tls-ca', pki.caCert], {
+          encoding: 'utf8',
+        });
+      await eventually(() => cli('get', 'tls/up').stdout === 'secure', 'the write reaches the TLS hub');
+      assert.equal(cli('set', 'tls/down', 'back').status, 0);
+      await eventually(async () => valueIn(await edge.dump(), 'tls/down') === 'back', 'and comes back down');
     }));
 
   it('a site away longer than --sync-max-offline gets a reset: deleted keys stay deleted, its own writes arrive', () =>
