@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, readdirSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { makePki } from './helpers/ops.js';
@@ -94,6 +94,38 @@ describe('sync in operation', { concurrency: 3 }, () => {
       const dump = await converged([hub, edge, copy], 'writes of both reach every site');
       assert.equal(valueIn(dump, 'copy/original'), 'o');
       assert.equal(valueIn(dump, 'copy/copy'), 'c');
+    }));
+
+  it('a store restored in place from an older copy (same file) is told by the hub to take a new identity', () =>
+    withSites(async (track) => {
+      const hub = track(await Site.start('hub', BACKEND));
+      const edge = track(await Site.start('edge', BACKEND, ['--sync-to', hub.addr]));
+      await setKeys(edge.addr, [['restore/1', 'a']]);
+      await converged([hub, edge], 'first sync');
+      await edge.stop();
+      const saved = join(edge.stores.dir, 'saved');
+      mkdirSync(saved);
+      const files = readdirSync(edge.stores.dir).filter((f) => f.startsWith('kv.db'));
+      for (const f of files) cpSync(join(edge.stores.dir, f), join(saved, f));
+      await edge.restart();
+      await setKeys(edge.addr, [['restore/2', 'b']]);
+      await converged([hub, edge], 'second sync');
+      const site = (await edge.status()).site;
+      await edge.stop();
+      // Back to the older image, over the same files (same inode): only the hub can tell.
+      for (const f of readdirSync(edge.stores.dir)) {
+        if (f.startsWith('kv.db') && !files.includes(f)) rmSync(join(edge.stores.dir, f));
+      }
+      // Written over in place: the files keep their inodes.
+      for (const f of files) writeFileSync(join(edge.stores.dir, f), readFileSync(join(saved, f)));
+      await edge.restart();
+      await edge.proc!.waitForStderr(/restored or copied image: it took a new sync identity/, 30_000);
+      assert.doesNotMatch(edge.proc!.stderr(), /lives somewhere new/);
+      assert.notEqual((await edge.status()).site, site);
+      await setKeys(edge.addr, [['restore/3', 'c']]);
+      const dump = await converged([hub, edge], 'writes after the restore arrive, and the hub state comes back');
+      assert.equal(valueIn(dump, 'restore/2'), 'b');
+      assert.equal(valueIn(dump, 'restore/3'), 'c');
     }));
 
   it('a hub with auth on takes an edge with a sync token, and refuses one without', () =>
