@@ -4,9 +4,10 @@
  * a slow, throttled link still converges.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { eventually } from './helpers/server.js';
-import { converged, Site, setKeys, versionsUnder } from './helpers/sync.js';
+import { converged, Site, setKeys, valueIn, versionsUnder } from './helpers/sync.js';
 import { startProxy, type TcpProxy } from './helpers/tcp-proxy.js';
 
 const BACKEND = 'sqlite';
@@ -57,6 +58,17 @@ describe('sync under faults', () => {
     await converged([hub, edge], 'the hub gets every write after its restart');
     await appliedOnce(hub, 'k9hub/', 6000);
     await appliedOnce(edge, 'k9hub/', 6000);
+  });
+
+  it("a value larger than gRPC's default 4 MiB message travels both ways", async () => {
+    const big = (seed: number) => randomBytes(6 * 1024 * 1024).toString('base64') + seed;
+    const down = big(1);
+    const up = big(2);
+    await setKeys(hub.addr, [['big/down', down]]);
+    await setKeys(edge.addr, [['big/up', up]]);
+    const dump = await converged([hub, edge], 'both large values reach the other side');
+    assert.equal(valueIn(dump, 'big/down'), down);
+    assert.equal(valueIn(dump, 'big/up'), up);
   });
 
   it('a silent dead link is noticed within 30 s; after it heals, both sides converge', async () => {

@@ -14,6 +14,7 @@ import {
   Metadata,
   type ServerDuplexStream,
 } from '@grpc/grpc-js';
+import { DEFAULT_MAX_MESSAGE_SIZE } from '../defaults.js';
 import * as pb from '../generated/sync.js';
 import { readChanges } from '../store/sync/changes.js';
 import type { SyncStore } from '../store/sync/sync-store.js';
@@ -128,6 +129,9 @@ export class EdgeSync {
       'grpc.keepalive_time_ms': KEEPALIVE_MS,
       'grpc.keepalive_timeout_ms': KEEPALIVE_MS,
       'grpc.keepalive_permit_without_calls': 1,
+      // A batch is ~1 MiB, but one revision travels whole: allow what the hub's Kv allows.
+      'grpc.max_receive_message_length': DEFAULT_MAX_MESSAGE_SIZE,
+      'grpc.max_send_message_length': DEFAULT_MAX_MESSAGE_SIZE,
     });
     const metadata = new Metadata();
     if (this.options.token !== undefined) metadata.set('authorization', `Bearer ${this.options.token}`);

@@ -30,7 +30,7 @@ export interface DumpOptions {
 
 /** Dumps the KV key space (etcd Range, one revision across pages) and the blobs of the server at `address`. */
 export async function dumpStore(address: string, options: DumpOptions = {}): Promise<StoreDump> {
-  const etcd = connectEtcd(address);
+  const etcd = connectEtcd(address, undefined, { 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
   const clients = connect(address);
   try {
     const kv = await dumpKv(etcd.kv.range.bind(etcd.kv), BigInt(options.pageSize ?? 1000));
