@@ -49,6 +49,8 @@ export class SyncStore {
 
   static async open(kv: KvStore, options: SyncStoreOptions = {}): Promise<SyncStore> {
     const store = new SyncStore(kv, options);
+    // A damaged store still opens (each request gets DATA_LOSS): it has no sync state to load.
+    if (kv.damaged) return store;
     const { acks, hub } = await kv.committer.run(async (b) => ({
       acks: await readAcks(b.ops.maps),
       hub: await readHub(b.ops.maps),
