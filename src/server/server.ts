@@ -88,6 +88,8 @@ export interface StartOptions extends ServeOptions {
   reflection?: boolean;
   /** This server's link to a hub (`buffdb run --sync-to`): reported by buffdb.sync.Sync/Status, stopped at shutdown. */
   syncEdge?: EdgeSync;
+  /** This server's blob link to the hub, stopped at shutdown. */
+  syncBlobEdge?: { stop(): Promise<void> };
 }
 
 export interface RunningServer {
@@ -194,7 +196,7 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
       // Watches, keep-alives and sync links never end on their own: end them so the grace is for real work.
       streams.endAll();
       syncStop.abort();
-      await options.syncEdge?.stop();
+      await Promise.all([options.syncEdge?.stop(), options.syncBlobEdge?.stop()]);
       etcd?.server.forceShutdown();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {

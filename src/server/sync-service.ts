@@ -7,7 +7,10 @@ import type {
   UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import type * as pb from '../generated/sync.js';
+import { BlobSyncStore } from '../store/blob/blob-sync-store.js';
 import type { BuffDb } from '../store/buffdb.js';
+import { blobIo } from '../sync/blob-link.js';
+import { serveBlobs } from '../sync/blob-sync.js';
 import { callIo, type EdgeSync } from '../sync/edge.js';
 import { SyncHub } from '../sync/hub.js';
 import { writable } from './query-service.js';
@@ -41,24 +44,36 @@ export async function syncStatus(db: BuffDb, hub: SyncHub, edge: EdgeSync | unde
   };
 }
 
+/** A bidi link handler: `serve` runs until the link ends, the call is cancelled or the server stops. */
+function linkHandler<M>(
+  shutdown: AbortSignal,
+  serve: (call: ServerDuplexStream<M, M>, signal: AbortSignal) => Promise<void>,
+): (call: ServerDuplexStream<M, M>) => Promise<void> {
+  return async (call) => {
+    const stop = new AbortController();
+    const end = (): void => stop.abort();
+    shutdown.addEventListener('abort', end);
+    call.on('cancelled', end);
+    try {
+      await serve(call, stop.signal);
+      if (!call.cancelled) call.end();
+    } catch (err) {
+      if (!call.cancelled && !stop.signal.aborted) call.emit('error', toServiceError(err));
+      else call.end();
+    } finally {
+      shutdown.removeEventListener('abort', end);
+    }
+  };
+}
+
 export function syncService(db: BuffDb, options: SyncServiceOptions): UntypedServiceImplementation {
   const hub = new SyncHub(db.sync);
+  const blobs = new BlobSyncStore(db.blob);
   return {
-    exchange: async (call: ServerDuplexStream<pb.SyncMessage, pb.SyncMessage>) => {
-      const stop = new AbortController();
-      const end = (): void => stop.abort();
-      options.signal.addEventListener('abort', end);
-      call.on('cancelled', end);
-      try {
-        await hub.serve(callIo(call), stop.signal);
-        if (!call.cancelled) call.end();
-      } catch (err) {
-        if (!call.cancelled && !stop.signal.aborted) call.emit('error', toServiceError(err));
-        else call.end();
-      } finally {
-        options.signal.removeEventListener('abort', end);
-      }
-    },
+    blobExchange: linkHandler<pb.BlobMessage>(options.signal, (call, signal) =>
+      serveBlobs(blobs, db.kv.identity.site, blobIo(call), signal),
+    ),
+    exchange: linkHandler<pb.SyncMessage>(options.signal, (call, signal) => hub.serve(callIo(call), signal)),
     status: (
       _call: ServerUnaryCall<pb.StatusRequest, pb.StatusResponse>,
       callback: sendUnaryData<pb.StatusResponse>,
