@@ -4,11 +4,11 @@
  * deletes and concurrent writes converge.
  */
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { type BlobClient, connect } from '../src/client/network.js';
-import type { StoreRequest } from '../src/generated/blob.js';
+import { connect } from '../src/client/network.js';
 import { ID_SLOT } from '../src/store/blob/blob-sync-log.js';
+import { converged, type Fleet, sha, stopAll, storeOne } from './helpers/blob-sync.js';
 import { dumpStore, type StoreDump } from './helpers/dump.js';
 import {
   bidi,
@@ -22,41 +22,6 @@ import {
 
 const MiB = 1024 * 1024;
 
-export async function storeOne(blob: BlobClient, req: StoreRequest): Promise<bigint> {
-  const res = await bidi(blob.store(), [req]);
-  assert.equal(res.err, undefined, res.err?.details);
-  return res.out[0]!.id;
-}
-
-export const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
-
-/** Waits until every server's blob dump equals `expected` (blobs by id); answers the dumps. */
-export async function converged(
-  addrs: string[],
-  ids: bigint[],
-  expected: StoreDump['blobs'],
-  deadlineMs = 30_000,
-): Promise<void> {
-  let last: StoreDump['blobs'][] = [];
-  expected = [...expected].sort((x, y) => (BigInt(x[0]) < BigInt(y[0]) ? -1 : 1));
-  try {
-    await eventually(
-      async () => {
-        last = await Promise.all(addrs.map(async (a) => (await dumpStore(a, { blobIds: ids })).blobs));
-        return last.every((d) => JSON.stringify(d) === JSON.stringify(expected));
-      },
-      'every server holds the same blobs',
-      deadlineMs,
-    );
-  } catch (err) {
-    assert.deepEqual(
-      last,
-      addrs.map(() => expected),
-      (err as Error).message,
-    );
-  }
-}
-
 /** The dump of one server whose blob writes won (whatever the winner, the others must match it). */
 async function convergedToOne(addrs: string[], ids: bigint[]): Promise<StoreDump['blobs']> {
   let last: string[] = [];
@@ -69,19 +34,6 @@ async function convergedToOne(addrs: string[], ids: bigint[]): Promise<StoreDump
     30_000,
   );
   return JSON.parse(last[0]!) as StoreDump['blobs'];
-}
-
-export interface Fleet {
-  stores: ServerStores[];
-  procs: ServerProcess[];
-}
-
-export async function stopAll(fleet: Fleet): Promise<void> {
-  for (const p of fleet.procs) {
-    if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
-    await p.exited;
-  }
-  for (const s of fleet.stores) await s.dispose();
 }
 
 for (const backend of TEST_BACKENDS) {

@@ -127,13 +127,17 @@ class Replies {
   private waiter: { resolve: (m: pb.BlobMessage) => void; reject: (e: Error) => void } | undefined;
   private error: Error | undefined;
 
+  /** The next answer (a link that fails first rejects it: awaited or not, that is no unhandled rejection). */
   next(): Promise<pb.BlobMessage> {
     const m = this.queue.shift();
     if (m) return Promise.resolve(m);
-    if (this.error) return Promise.reject(this.error);
-    return new Promise((resolve, reject) => {
-      this.waiter = { resolve, reject };
-    });
+    const next = this.error
+      ? Promise.reject(this.error)
+      : new Promise<pb.BlobMessage>((resolve, reject) => {
+          this.waiter = { resolve, reject };
+        });
+    next.catch(() => {});
+    return next;
   }
 
   push(m: pb.BlobMessage): void {
