@@ -5,11 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect } from '../src/client/network.js';
 import { ID_SLOT } from '../src/store/blob/blob-sync-log.js';
 import { converged, type Fleet, sha, stopAll, storeOne } from './helpers/blob-sync.js';
 import { dumpStore, type StoreDump } from './helpers/dump.js';
+import { cliSync } from './helpers/ops.js';
 import {
   bidi,
   eventually,
@@ -125,6 +128,34 @@ for (const backend of TEST_BACKENDS) {
       } finally {
         for (const c of [ca, cb, ch]) c.close();
       }
+    });
+
+    it("a blob the CLI stores in a stopped edge's BLOB store gets a fleet id and goes up when the edge is back", async () => {
+      const stores = fleet.stores[1]!;
+      const args = stores.args('--sync-to', hub.addr);
+      const probe = await storeOne(connect(edgeA.addr).blob, { bytes: Buffer.from('probe') });
+      edgeA.child.kill('SIGTERM');
+      await edgeA.exited;
+      writeFileSync(join(stores.dir, 'offline.bin'), 'stored offline');
+      const blobStore = args[args.indexOf('--blob-store') + 1]!;
+      const r = cliSync(stores.dir, [
+        'blob',
+        'store',
+        'offline.bin',
+        'cli',
+        '--store',
+        blobStore,
+        '--backend',
+        backend,
+      ]);
+      assert.equal(r.status, 0, r.stderr);
+      const id = BigInt(r.out.trim());
+      assert.equal(id % BigInt(ID_SLOT), probe % BigInt(ID_SLOT), "the edge's node tag");
+      assert.ok(id > probe);
+      edgeA = await spawnServer(args, stores.dir);
+      fleet.procs.push(edgeA);
+      const expected: StoreDump['blobs'] = [[id.toString(), sha(Buffer.from('stored offline')), 'cli']];
+      await converged([hub.addr, edgeA.addr, edgeB.addr], [id], expected);
     });
   });
 }

@@ -9,11 +9,13 @@
  *               'sync_max_id'       → the largest blob id handed out or received
  *               'sync_in:' + site   → the last sequence of that peer's log applied here
  *               'sync_hub'          → an edge's hub (its site id)
+ *               'sync_site'         → the site whose node tag the ids carry (for writers without the KV store)
  *
  * The log keeps one entry per blob: a newer change of a blob removes its older entry, so a peer
  * that was away gets each blob's latest state once.
  */
 import type { BlobEngineOps } from '../../backends/backend.js';
+import { HybridClock } from '../sync/clock.js';
 import { decodeStamp, encodeStamp, type SiteId, type Stamp } from '../sync/stamp.js';
 import { readU64, u64 } from './large-layout.js';
 
@@ -60,6 +62,7 @@ const META = {
   seq: Buffer.from('sync_seq'),
   maxId: Buffer.from('sync_max_id'),
   hub: Buffer.from('sync_hub'),
+  site: Buffer.from('sync_site'),
 } as const;
 const inKey = (peer: SiteId): Buffer => Buffer.concat([Buffer.from('sync_in:'), peer]);
 
@@ -80,8 +83,28 @@ export class BlobSyncLog {
   /** Once known to take part (it never stops). */
   private joined = false;
   private readonly listeners = new Set<() => void>();
+  /** Stamps writes made without the KV store (the CLI on the BLOB store file alone). */
+  private readonly ownClock = new HybridClock();
 
   constructor(readonly stamper: BlobStamper | undefined) {}
+
+  /**
+   * Who stamps this store's writes: the KV store's identity, or — opened alone — the site it
+   * stored when it joined, with a clock moved past the newest change logged.
+   */
+  private async identity(ops: BlobEngineOps): Promise<BlobStamper | undefined> {
+    if (this.stamper) return this.stamper;
+    const site = await ops.maps.get('meta', META.site);
+    if (site === undefined) return undefined;
+    const [newest] = await ops.maps.range('blob_log', {
+      start: Buffer.alloc(0),
+      end: undefined,
+      limit: 1,
+      reverse: true,
+    });
+    if (newest) this.ownClock.observe(decodeEntry(readU64(newest[0]), newest[1]).stamp.hlc);
+    return { site: Buffer.from(site), clock: this.ownClock };
+  }
 
   /** Called (after the writing batch is queued) whenever the log grows. */
   onChange(listener: () => void): () => void {
@@ -91,7 +114,6 @@ export class BlobSyncLog {
 
   /** The first fleet id, once this store takes part in sync; undefined before. */
   async floor(ops: BlobEngineOps): Promise<number | undefined> {
-    if (this.stamper === undefined) return undefined;
     const raw = await ops.maps.get('meta', META.floor);
     if (raw !== undefined) this.joined = true;
     return raw === undefined ? undefined : readU64(raw);
@@ -104,7 +126,10 @@ export class BlobSyncLog {
 
   /** Makes this store a sync participant: ids handed out from now on are fleet ids. */
   async join(ops: BlobEngineOps): Promise<void> {
-    if (this.stamper === undefined || (await this.participating(ops))) return;
+    if (this.stamper === undefined) return;
+    const site = await ops.maps.get('meta', META.site);
+    if (!site?.equals(this.stamper.site)) await ops.maps.put('meta', META.site, this.stamper.site);
+    if (await this.participating(ops)) return;
     const top = Math.max(await this.maxId(ops), await counter(ops, META.maxId));
     await ops.maps.put('meta', META.floor, u64((Math.floor(top / ID_SLOT) + 1) * ID_SLOT));
     this.joined = true;
@@ -120,9 +145,10 @@ export class BlobSyncLog {
    * when the store does not take part in sync (then the engine's own ids go on: 1, 2, 3, …).
    */
   async reserve(ops: BlobEngineOps): Promise<number | undefined> {
-    if (!(await this.participating(ops))) return undefined;
+    const identity = (await this.participating(ops)) ? await this.identity(ops) : undefined;
+    if (identity === undefined) return undefined;
     const top = Math.max(await this.maxId(ops), await counter(ops, META.maxId));
-    const id = nextFleetId(top, nodeTag(this.stamper!.site));
+    const id = nextFleetId(top, nodeTag(identity.site));
     await ops.maps.put('meta', META.maxId, u64(id));
     return id;
   }
@@ -145,7 +171,9 @@ export class BlobSyncLog {
     if (floor === undefined) return;
     if (id < floor && (await this.stampOf(ops, id)) === undefined) return;
     if (op !== 'delete' && (await ops.get(id)) === undefined) return; // a no-op update of a missing blob
-    const stamp = { hlc: this.stamper!.clock.tick(), site: this.stamper!.site };
+    const identity = await this.identity(ops);
+    if (identity === undefined) return;
+    const stamp = { hlc: identity.clock.tick(), site: identity.site };
     await this.record(ops, { id, op, stamp, local: true });
   }
 
