@@ -8,7 +8,9 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { credentials } from '@grpc/grpc-js';
 import { connect } from '../src/client/network.js';
+import { type StatusResponse, SyncClient } from '../src/generated/sync.js';
 import { ID_SLOT } from '../src/store/blob/blob-sync-log.js';
 import { converged, type Fleet, sha, stopAll, storeOne } from './helpers/blob-sync.js';
 import { dumpStore, type StoreDump } from './helpers/dump.js';
@@ -24,6 +26,16 @@ import {
 } from './helpers/server.js';
 
 const MiB = 1024 * 1024;
+
+/** buffdb.sync.Sync/Status of a server. */
+async function edgeStatus(addr: string): Promise<StatusResponse> {
+  const client = new SyncClient(addr, credentials.createInsecure());
+  try {
+    return await new Promise((resolve, reject) => client.status({}, (err, s) => (err ? reject(err) : resolve(s))));
+  } finally {
+    client.close();
+  }
+}
 
 /** The dump of one server whose blob writes won (whatever the winner, the others must match it). */
 async function convergedToOne(addrs: string[], ids: bigint[]): Promise<StoreDump['blobs']> {
@@ -73,6 +85,12 @@ for (const backend of TEST_BACKENDS) {
           [b1.toString(), sha(Buffer.alloc(0)), null],
         ];
         await converged(addrs, ids, expected);
+        const status = await edgeStatus(edgeA.addr);
+        assert.equal(status.blobConnected, true);
+        assert.ok(
+          status.blobsSent >= 2n && status.blobBytesSent >= BigInt(big.length),
+          JSON.stringify(status, (_, v) => (typeof v === 'bigint' ? Number(v) : v)),
+        );
         // The hub took part once an edge linked: its blobs get fleet ids and travel down too.
         const hubData = randomBytes(700 * 1024);
         const h1 = await storeOne(ch.blob, { bytes: hubData, metadata: 'h1' });

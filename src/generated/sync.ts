@@ -139,6 +139,13 @@ export interface StatusResponse {
   lastError: string;
   /** As a hub: the edges connected now. */
   edgesConnected: number;
+  /** The edge's blob link (BlobExchange): connected or not, blob changes and data bytes each way. */
+  blobConnected: boolean;
+  blobsSent: bigint;
+  blobsReceived: bigint;
+  blobBytesSent: bigint;
+  blobBytesReceived: bigint;
+  blobLastError: string;
 }
 
 export interface ConflictsRequest {
@@ -1082,6 +1089,12 @@ function createBaseStatusResponse(): StatusResponse {
     generation: 0n,
     lastError: "",
     edgesConnected: 0,
+    blobConnected: false,
+    blobsSent: 0n,
+    blobsReceived: 0n,
+    blobBytesSent: 0n,
+    blobBytesReceived: 0n,
+    blobLastError: "",
   };
 }
 
@@ -1146,6 +1159,36 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     }
     if (message.edgesConnected !== 0) {
       writer.uint32(104).uint32(message.edgesConnected);
+    }
+    if (message.blobConnected !== false) {
+      writer.uint32(112).bool(message.blobConnected);
+    }
+    if (message.blobsSent !== 0n) {
+      if (BigInt.asUintN(64, message.blobsSent) !== message.blobsSent) {
+        throw new globalThis.Error("value provided for field message.blobsSent of type uint64 too large");
+      }
+      writer.uint32(120).uint64(message.blobsSent);
+    }
+    if (message.blobsReceived !== 0n) {
+      if (BigInt.asUintN(64, message.blobsReceived) !== message.blobsReceived) {
+        throw new globalThis.Error("value provided for field message.blobsReceived of type uint64 too large");
+      }
+      writer.uint32(128).uint64(message.blobsReceived);
+    }
+    if (message.blobBytesSent !== 0n) {
+      if (BigInt.asUintN(64, message.blobBytesSent) !== message.blobBytesSent) {
+        throw new globalThis.Error("value provided for field message.blobBytesSent of type uint64 too large");
+      }
+      writer.uint32(136).uint64(message.blobBytesSent);
+    }
+    if (message.blobBytesReceived !== 0n) {
+      if (BigInt.asUintN(64, message.blobBytesReceived) !== message.blobBytesReceived) {
+        throw new globalThis.Error("value provided for field message.blobBytesReceived of type uint64 too large");
+      }
+      writer.uint32(144).uint64(message.blobBytesReceived);
+    }
+    if (message.blobLastError !== "") {
+      writer.uint32(154).string(message.blobLastError);
     }
     return writer;
   },
@@ -1267,6 +1310,54 @@ export const StatusResponse: MessageFns<StatusResponse> = {
             message.edgesConnected = reader.uint32();
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.blobConnected = reader.bool();
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.blobsSent = reader.uint64() as bigint;
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.blobsReceived = reader.uint64() as bigint;
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.blobBytesSent = reader.uint64() as bigint;
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.blobBytesReceived = reader.uint64() as bigint;
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.blobLastError = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1305,6 +1396,18 @@ export const StatusResponse: MessageFns<StatusResponse> = {
       : 0n;
     message.lastError = object.lastError ?? "";
     message.edgesConnected = object.edgesConnected ?? 0;
+    message.blobConnected = object.blobConnected ?? false;
+    message.blobsSent = (object.blobsSent !== undefined && object.blobsSent !== null) ? BigInt(object.blobsSent) : 0n;
+    message.blobsReceived = (object.blobsReceived !== undefined && object.blobsReceived !== null)
+      ? BigInt(object.blobsReceived)
+      : 0n;
+    message.blobBytesSent = (object.blobBytesSent !== undefined && object.blobBytesSent !== null)
+      ? BigInt(object.blobBytesSent)
+      : 0n;
+    message.blobBytesReceived = (object.blobBytesReceived !== undefined && object.blobBytesReceived !== null)
+      ? BigInt(object.blobBytesReceived)
+      : 0n;
+    message.blobLastError = object.blobLastError ?? "";
     return message;
   },
 };

@@ -16,6 +16,7 @@ import {
 import { AdminService } from '../generated/admin.js';
 import { SyncService } from '../generated/sync.js';
 import type { BuffDb } from '../store/buffdb.js';
+import type { BlobEdgeSync } from '../sync/blob-sync.js';
 import type { EdgeSync } from '../sync/edge.js';
 import { type AdminOptions, adminService } from './admin-service.js';
 import { type AuthSource, authInterceptor } from './auth-interceptor.js';
@@ -88,8 +89,8 @@ export interface StartOptions extends ServeOptions {
   reflection?: boolean;
   /** This server's link to a hub (`buffdb run --sync-to`): reported by buffdb.sync.Sync/Status, stopped at shutdown. */
   syncEdge?: EdgeSync;
-  /** This server's blob link to the hub, stopped at shutdown. */
-  syncBlobEdge?: { stop(): Promise<void> };
+  /** This server's blob link to the hub: reported by Status, stopped at shutdown. */
+  syncBlobEdge?: BlobEdgeSync;
 }
 
 export interface RunningServer {
@@ -153,7 +154,7 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
   const syncStop = new AbortController();
   server.addService(
     (metrics ? countBytes(SyncService, metrics) : SyncService) as unknown as ServiceDefinition,
-    syncService(db, { edge: options.syncEdge, signal: syncStop.signal }),
+    syncService(db, { edge: options.syncEdge, blobEdge: options.syncBlobEdge, signal: syncStop.signal }),
   );
   // Loaded here: grpc-health-check parses its .proto when imported.
   const { HealthStatus } = await import('./health.js');

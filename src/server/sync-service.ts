@@ -10,7 +10,7 @@ import type * as pb from '../generated/sync.js';
 import { BlobSyncStore } from '../store/blob/blob-sync-store.js';
 import type { BuffDb } from '../store/buffdb.js';
 import { blobIo } from '../sync/blob-link.js';
-import { serveBlobs } from '../sync/blob-sync.js';
+import { type BlobEdgeSync, serveBlobs } from '../sync/blob-sync.js';
 import { callIo, type EdgeSync } from '../sync/edge.js';
 import { SyncHub } from '../sync/hub.js';
 import { writable } from './query-service.js';
@@ -19,14 +19,22 @@ import { toServiceError } from './stream-handler.js';
 export interface SyncServiceOptions {
   /** This server's link to its hub (`--sync-to`), reported by Status. */
   edge?: EdgeSync;
+  /** This server's blob link to its hub, reported by Status. */
+  blobEdge?: BlobEdgeSync;
   /** Aborted at shutdown: ends every edge's link. */
   signal: AbortSignal;
 }
 
 const DEFAULT_CONFLICTS = 1000;
 
-export async function syncStatus(db: BuffDb, hub: SyncHub, edge: EdgeSync | undefined): Promise<pb.StatusResponse> {
+export async function syncStatus(
+  db: BuffDb,
+  hub: SyncHub,
+  edge: EdgeSync | undefined,
+  blobEdge?: BlobEdgeSync,
+): Promise<pb.StatusResponse> {
   const s = edge?.stats;
+  const b = blobEdge?.stats;
   return {
     edge: edge !== undefined,
     hub: edge?.hubAddress ?? '',
@@ -41,6 +49,12 @@ export async function syncStatus(db: BuffDb, hub: SyncHub, edge: EdgeSync | unde
     generation: BigInt(db.kv.identity.generation),
     lastError: edge?.lastError ?? '',
     edgesConnected: hub.edges.size,
+    blobConnected: b?.connected ?? false,
+    blobsSent: BigInt(b?.blobsSent ?? 0),
+    blobsReceived: BigInt(b?.blobsReceived ?? 0),
+    blobBytesSent: BigInt(b?.bytesSent ?? 0),
+    blobBytesReceived: BigInt(b?.bytesReceived ?? 0),
+    blobLastError: blobEdge?.lastError ?? '',
   };
 }
 
@@ -78,7 +92,7 @@ export function syncService(db: BuffDb, options: SyncServiceOptions): UntypedSer
       _call: ServerUnaryCall<pb.StatusRequest, pb.StatusResponse>,
       callback: sendUnaryData<pb.StatusResponse>,
     ) => {
-      syncStatus(db, hub, options.edge).then(
+      syncStatus(db, hub, options.edge, options.blobEdge).then(
         (s) => callback(null, s),
         (err: unknown) => callback(toServiceError(err) as never),
       );

@@ -126,7 +126,7 @@ export class BlobEdgeSync {
       );
       return true;
     } catch (err) {
-      if (linked) this.lastError = (err as Error).message.split('\n')[0] ?? '';
+      this.lastError = (err as Error).message.split('\n')[0] ?? '';
       return linked;
     } finally {
       this.stopping.signal.removeEventListener('abort', cancel);
