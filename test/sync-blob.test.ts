@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { credentials } from '@grpc/grpc-js';
+import { credentials, type ServiceError } from '@grpc/grpc-js';
 import { connect } from '../src/client/network.js';
 import { type StatusResponse, SyncClient } from '../src/generated/sync.js';
 import { ID_SLOT } from '../src/store/blob/blob-sync-log.js';
@@ -26,6 +26,12 @@ import {
 } from './helpers/server.js';
 
 const MiB = 1024 * 1024;
+
+type Unary<Req, Res> = (req: Req, cb: (err: ServiceError | null, res?: Res) => void) => unknown;
+
+function txCall<Res, Req = object>(f: Unary<Req, Res>, req: Req): Promise<Res> {
+  return new Promise((resolve, reject) => f(req, (err, res) => (err ? reject(err) : resolve(res!))));
+}
 
 /** buffdb.sync.Sync/Status of a server. */
 async function edgeStatus(addr: string): Promise<StatusResponse> {
@@ -145,6 +151,37 @@ for (const backend of TEST_BACKENDS) {
         assert.ok(final.some(([id]) => id === h1.toString()));
       } finally {
         for (const c of [ca, cb, ch]) c.close();
+      }
+    });
+
+    it('blob writes of a transaction travel once it commits; a rolled-back id is not handed out again', async () => {
+      const c = connect(edgeB.addr);
+      try {
+        const before = await storeOne(c.blob, { bytes: Buffer.from('outside') });
+        const tx = await txCall<{ transactionId: string }>(c.kv.beginTransaction.bind(c.kv), {});
+        const transactionId = tx.transactionId;
+        const inTx = await storeOne(c.blob, { bytes: Buffer.from('inside'), metadata: 'tx', transactionId });
+        await bidi(c.blob.update(), [{ id: before, shouldUpdateMetadata: true, metadata: 'tx too', transactionId }]);
+        assert.ok(inTx > before && inTx % BigInt(ID_SLOT) === before % BigInt(ID_SLOT), `${inTx} after ${before}`);
+        assert.equal(
+          (
+            await txCall<{ success: boolean }, { transactionId: string }>(c.kv.commitTransaction.bind(c.kv), {
+              transactionId,
+            })
+          ).success,
+          true,
+        );
+        const expected: StoreDump['blobs'] = [
+          [before.toString(), sha(Buffer.from('outside')), 'tx too'],
+          [inTx.toString(), sha(Buffer.from('inside')), 'tx'],
+        ];
+        await converged([hub.addr, edgeA.addr, edgeB.addr], [before, inTx], expected);
+        const rolled = await txCall<{ transactionId: string }>(c.kv.beginTransaction.bind(c.kv), {});
+        const reserved = await storeOne(c.blob, { bytes: Buffer.from('gone'), transactionId: rolled.transactionId });
+        await txCall(c.kv.rollbackTransaction.bind(c.kv), { transactionId: rolled.transactionId });
+        assert.ok((await storeOne(c.blob, { bytes: Buffer.from('after') })) > reserved);
+      } finally {
+        c.close();
       }
     });
 
