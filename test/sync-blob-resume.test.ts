@@ -2,7 +2,7 @@
  * A large blob on its way from an edge to the hub, interrupted mid-transfer — the link cut by a
  * TCP proxy, then the edge killed with SIGKILL and restarted — resumes where it stopped: the bytes
  * through the proxy show at most one chunk sent again per interruption, and KV changes still
- * travel while the blob does.
+ * travel while the blob does. A blob coming down from the hub resumes the same way.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -39,9 +39,12 @@ for (const backend of TEST_BACKENDS) {
       await stopAll(fleet);
     });
 
+    /** The edge running now. */
+    let current: ServerProcess | undefined;
     const startEdge = async (): Promise<ServerProcess> => {
       const edge = await spawnServer(fleet.stores[1]!.args('--sync-to', proxy.address), fleet.stores[1]!.dir);
       fleet.procs.push(edge);
+      current = edge;
       return edge;
     };
 
@@ -95,6 +98,22 @@ for (const backend of TEST_BACKENDS) {
         killed.sent <= 32 * MiB + CHUNK_SIZE + OVERHEAD,
         `${killed.sent} bytes sent for a ${32 * MiB}-byte blob whose edge was killed once`,
       );
+    });
+
+    it('a blob coming down from the hub resumes after a cut link', async (t) => {
+      proxy.setRate(RATE);
+      const edge = current ?? (await startEdge());
+      const size = 32 * MiB;
+      const data = randomBytes(size);
+      const client = connect(hub.addr);
+      const { id } = await client.upload(data, { metadata: 'from the hub' }).finally(() => client.close());
+      const from = proxy.bytes.down;
+      await eventually(() => proxy.bytes.down - from > size / 2, 'half the blob came through the proxy', 30_000);
+      proxy.cut();
+      await converged([hub.addr, edge.addr], [id], [[id.toString(), sha(data), 'from the hub']], 60_000);
+      const sent = proxy.bytes.down - from;
+      t.diagnostic(`cut once: ${sent - size} bytes beyond the blob's ${size}`);
+      assert.ok(sent <= size + CHUNK_SIZE + OVERHEAD, `${sent} bytes sent down for a ${size}-byte blob cut once`);
     });
   });
 }
