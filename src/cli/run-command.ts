@@ -137,7 +137,7 @@ export async function runServer(options: RunOptions): Promise<void> {
     sync: { maxOfflineMs: options.sync?.maxOfflineMs, edge: options.sync?.to !== undefined },
   });
   const edge = options.sync?.to === undefined ? undefined : await startEdge(db, options.sync, log);
-  const blobEdge = options.sync?.to === undefined ? undefined : await startBlobEdge(db, options.sync);
+  const blobEdge = options.sync?.to === undefined ? undefined : await startBlobEdge(db, options.sync, log);
   let metrics: Metrics | undefined;
   let metricsServer: MetricsServer | undefined;
   if (options.metricsAddr !== undefined) {
@@ -251,7 +251,11 @@ export async function runServer(options: RunOptions): Promise<void> {
 }
 
 /** Starts the edge's blob link to its hub, beside the KV link (docs/sync.md "Blobs"). */
-async function startBlobEdge(db: BuffDb, sync: RunSyncOptions): Promise<BlobEdgeSync> {
+async function startBlobEdge(
+  db: BuffDb,
+  sync: RunSyncOptions,
+  log: ReturnType<typeof createLogger>,
+): Promise<BlobEdgeSync> {
   const { BlobEdgeSync } = await import('../sync/blob-sync.js');
   const { BlobSyncStore } = await import('../store/blob/blob-sync-store.js');
   const credentials = sync.tlsCa === undefined ? undefined : channelCredentials({ addr: sync.to!, tlsCa: sync.tlsCa });
@@ -260,6 +264,7 @@ async function startBlobEdge(db: BuffDb, sync: RunSyncOptions): Promise<BlobEdge
     site: () => db.kv.identity.site,
     credentials,
     token: sync.token,
+    onLost: (err) => log.warn({ hub: sync.to, err }, 'sync: lost the blob link to the hub; retrying'),
   });
   // Before the server listens: every blob stored from now on gets a fleet id.
   await edge.sync.join();

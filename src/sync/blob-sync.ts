@@ -44,6 +44,8 @@ export interface BlobEdgeOptions {
   site: () => SiteId;
   credentials?: ChannelCredentials;
   token?: string;
+  /** Called when a working blob link is lost (for the log): never with blob data or the token. */
+  onLost?: (error: string) => void;
 }
 
 /** The edge's blob link to its hub, kept open for as long as the server runs. */
@@ -79,6 +81,7 @@ export class BlobEdgeSync {
       } catch (err) {
         this.lastError = (err as Error).message.split('\n')[0] ?? '';
       }
+      if (linked && !this.stopping.signal.aborted) this.options.onLost?.(this.lastError);
       this.stats.connected = false;
       attempt = linked ? 1 : attempt + 1;
       if (this.stopping.signal.aborted) break;
