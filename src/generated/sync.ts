@@ -2360,8 +2360,9 @@ export const SyncService = {
   /**
    * Blob replication beside Exchange (docs/sync.md "Blobs"), so blob data never holds KV changes
    * back: the edge sends BlobHello, the hub answers BlobWelcome; then each side sends its blob
-   * changes one at a time (BlobChange), the other answers BlobWant (send the data from an offset)
-   * or BlobAck (committed, or not needed), and data follows in BlobData chunks.
+   * changes (BlobChange), the other answers each, in order, with BlobWant (send the data from an
+   * offset; then BlobData chunks follow) or BlobAck (committed, or not needed). A change whose
+   * data may be wanted is sent only when every change before it is answered.
    */
   blobExchange: {
     path: "/buffdb.sync.Sync/BlobExchange" as const,
@@ -2404,8 +2405,9 @@ export interface SyncServer extends UntypedServiceImplementation {
   /**
    * Blob replication beside Exchange (docs/sync.md "Blobs"), so blob data never holds KV changes
    * back: the edge sends BlobHello, the hub answers BlobWelcome; then each side sends its blob
-   * changes one at a time (BlobChange), the other answers BlobWant (send the data from an offset)
-   * or BlobAck (committed, or not needed), and data follows in BlobData chunks.
+   * changes (BlobChange), the other answers each, in order, with BlobWant (send the data from an
+   * offset; then BlobData chunks follow) or BlobAck (committed, or not needed). A change whose
+   * data may be wanted is sent only when every change before it is answered.
    */
   blobExchange: handleBidiStreamingCall<BlobMessage, BlobMessage>;
   /** This server's sync state (as an edge: its link to the hub). */
@@ -2426,8 +2428,9 @@ export interface SyncClient extends Client {
   /**
    * Blob replication beside Exchange (docs/sync.md "Blobs"), so blob data never holds KV changes
    * back: the edge sends BlobHello, the hub answers BlobWelcome; then each side sends its blob
-   * changes one at a time (BlobChange), the other answers BlobWant (send the data from an offset)
-   * or BlobAck (committed, or not needed), and data follows in BlobData chunks.
+   * changes (BlobChange), the other answers each, in order, with BlobWant (send the data from an
+   * offset; then BlobData chunks follow) or BlobAck (committed, or not needed). A change whose
+   * data may be wanted is sent only when every change before it is answered.
    */
   blobExchange(): ClientDuplexStream<BlobMessage, BlobMessage>;
   blobExchange(options: Partial<CallOptions>): ClientDuplexStream<BlobMessage, BlobMessage>;

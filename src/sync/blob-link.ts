@@ -23,6 +23,8 @@ import { SITE_BYTES, type SiteId } from '../store/sync/stamp.js';
 
 /** Log entries read per page. */
 const PAGE = 64;
+/** Changes that need no data in flight at once (a slow link is not one round trip per blob). */
+const WINDOW = 32;
 /** With nothing to send, the sender looks again at least this often (other processes' writes). */
 const IDLE_POLL_MS = 2000;
 
@@ -209,11 +211,27 @@ async function sendChanges(
       continue;
     }
     let sent = false;
+    // Changes that carry all they need (deletes, inline blobs) go without waiting for each answer,
+    // up to WINDOW at a time; one whose data may be wanted goes once every answer before it is in.
+    const unanswered: number[] = [];
+    const answered = async (max: number): Promise<void> => {
+      while (unanswered.length > max) {
+        expectAck(await replies.next(), unanswered.shift()!);
+        stats.blobsSent++;
+      }
+    };
     for (const entry of entries) {
       if (signal.aborted) return;
       const out = wantedBy(entry, plan.filter) ? await sync.outgoing(entry) : undefined;
-      if (out) {
+      if (out && out.reader === undefined) {
+        await io.send({ change: toPb(out.change) });
+        stats.bytesSent += out.change.inline?.length ?? 0;
+        unanswered.push(out.change.seq);
+        await answered(WINDOW - 1);
+        sent = true;
+      } else if (out) {
         try {
+          await answered(0);
           await offer(io, out.change, out.reader, stats, replies);
         } finally {
           out.reader?.close();
@@ -222,6 +240,7 @@ async function sendChanges(
       }
       cursor = entry.seq;
     }
+    await answered(0);
     if (!sent) {
       // Nothing here for the peer: move its cursor past these, so it is not offered them again.
       const reply = replies.next();
