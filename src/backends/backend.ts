@@ -65,7 +65,7 @@ export interface MapOps {
 /** Maps kept in the KV store file. */
 export const KV_MAPS = ['meta', 'history', 'lease', 'lease_key', 'sync_stamp', 'sync_peer', 'sync_conflict'] as const;
 /** Maps kept in the BLOB store file. */
-export const BLOB_MAPS = ['meta', 'chunk', 'large', 'upload'] as const;
+export const BLOB_MAPS = ['meta', 'chunk', 'large', 'upload', 'blob_log', 'blob_stamp'] as const;
 export type MapName = (typeof KV_MAPS)[number] | (typeof BLOB_MAPS)[number];
 
 export interface BlobRecord {

@@ -16,6 +16,7 @@ import { startServer } from '../server/server.js';
 import { ReloadableTls } from '../server/tls.js';
 import { BuffDb } from '../store/buffdb.js';
 import { displayLocation } from '../store/open-store.js';
+import type { BlobEdgeSync } from '../sync/blob-sync.js';
 import type { EdgeSync } from '../sync/edge.js';
 import type { SyncHub } from '../sync/hub.js';
 import type { AutoCompactSetting } from './etcd-options.js';
@@ -137,6 +138,7 @@ export async function runServer(options: RunOptions): Promise<void> {
     sync: { maxOfflineMs: options.sync?.maxOfflineMs, edge: options.sync?.to !== undefined },
   });
   const edge = options.sync?.to === undefined ? undefined : await startEdge(db, options.sync, log);
+  const blobEdge = options.sync?.to === undefined ? undefined : await startBlobEdge(db, options.sync, log);
   let metrics: Metrics | undefined;
   let metricsServer: MetricsServer | undefined;
   if (options.metricsAddr !== undefined) {
@@ -165,9 +167,10 @@ export async function runServer(options: RunOptions): Promise<void> {
       // Backup copies are made beside the stores (same filesystem, and room for them).
       admin: { workDir: dirname(resolve(options.kvStore)) },
       syncEdge: edge,
+      syncBlobEdge: blobEdge,
     });
   } catch (err) {
-    await edge?.stop();
+    await Promise.all([edge?.stop(), blobEdge?.stop()]);
     await metricsServer?.close();
     await db.close();
     throw new Error(`cannot listen on ${options.addr}: ${(err as Error).message}`);
@@ -247,6 +250,28 @@ export async function runServer(options: RunOptions): Promise<void> {
   if (metricsServer) process.stdout.write(`metrics on http://${metricsServer.addr}/metrics\n`);
   process.stdout.write(`listening on ${running.addr}\n`);
   if (running.etcdAddr) process.stdout.write(`etcd listening on ${running.etcdAddr}\n`);
+}
+
+/** Starts the edge's blob link to its hub, beside the KV link (docs/sync.md "Blobs"). */
+async function startBlobEdge(
+  db: BuffDb,
+  sync: RunSyncOptions,
+  log: ReturnType<typeof createLogger>,
+): Promise<BlobEdgeSync> {
+  const { BlobEdgeSync } = await import('../sync/blob-sync.js');
+  const { BlobSyncStore } = await import('../store/blob/blob-sync-store.js');
+  const credentials = sync.tlsCa === undefined ? undefined : channelCredentials({ addr: sync.to!, tlsCa: sync.tlsCa });
+  const edge = new BlobEdgeSync(new BlobSyncStore(db.blob), {
+    hub: sync.to!,
+    site: () => db.kv.identity.site,
+    credentials,
+    token: sync.token,
+    onLost: (err) => log.warn({ hub: sync.to, err }, 'sync: lost the blob link to the hub; retrying'),
+  });
+  // Before the server listens: every blob stored from now on gets a fleet id.
+  await edge.sync.join();
+  edge.start();
+  return edge;
 }
 
 /** Starts the edge's link to its hub (it retries in the background for as long as the server runs). */

@@ -37,6 +37,14 @@ export async function printStatus(target: RemoteTarget, json: boolean): Promise<
       generation: Number(s.generation),
       lastError: s.lastError || null,
       edgesConnected: s.edgesConnected,
+      blobs: {
+        connected: s.blobConnected,
+        sent: Number(s.blobsSent),
+        received: Number(s.blobsReceived),
+        bytesSent: Number(s.blobBytesSent),
+        bytesReceived: Number(s.blobBytesReceived),
+        lastError: s.blobLastError || null,
+      },
     };
     if (json) {
       process.stdout.write(`${JSON.stringify(status)}\n`);
@@ -50,6 +58,9 @@ export async function printStatus(target: RemoteTarget, json: boolean): Promise<
           `bytes          ${status.bytesSent} sent, ${status.bytesReceived} received`,
           `conflicts      ${status.conflicts} resolved on this link`,
           ...(s.lastError ? [`last error     ${s.lastError}`] : []),
+          `blobs          ${s.blobConnected ? 'connected' : 'not connected'}: ${status.blobs.sent} sent, ` +
+            `${status.blobs.received} received (${status.blobs.bytesSent} / ${status.blobs.bytesReceived} data bytes)`,
+          ...(s.blobLastError ? [`blob error     ${s.blobLastError}`] : []),
         ]
       : ['not an edge (no --sync-to)'];
     lines.push(

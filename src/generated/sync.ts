@@ -27,6 +27,15 @@ export const protobufPackage = "buffdb.sync";
 
 export const protobufFileName = "sync.proto";
 
+export enum BlobOp {
+  /** BLOB_OP_NONE - Nothing to apply: only the receiver's cursor moves to `seq` (changes it does not get). */
+  BLOB_OP_NONE = 0,
+  BLOB_OP_PUT = 1,
+  BLOB_OP_META = 2,
+  BLOB_OP_DELETE = 3,
+  UNRECOGNIZED = -1,
+}
+
 export interface SyncMessage {
   hello?: Hello | undefined;
   welcome?: Welcome | undefined;
@@ -130,6 +139,13 @@ export interface StatusResponse {
   lastError: string;
   /** As a hub: the edges connected now. */
   edgesConnected: number;
+  /** The edge's blob link (BlobExchange): connected or not, blob changes and data bytes each way. */
+  blobConnected: boolean;
+  blobsSent: bigint;
+  blobsReceived: bigint;
+  blobBytesSent: bigint;
+  blobBytesReceived: bigint;
+  blobLastError: string;
 }
 
 export interface ConflictsRequest {
@@ -147,6 +163,67 @@ export interface Conflict {
   winnerHlc: bigint;
   winnerSite: Buffer;
   resolvedMs: bigint;
+}
+
+export interface BlobMessage {
+  hello?: BlobHello | undefined;
+  welcome?: BlobWelcome | undefined;
+  change?: BlobChange | undefined;
+  want?: BlobWant | undefined;
+  data?: BlobData | undefined;
+  ack?: BlobAck | undefined;
+}
+
+export interface BlobHello {
+  /** The protocol version (1). */
+  protocol: number;
+  /** The edge's site id (8 bytes). */
+  site: Buffer;
+  /** The hub whose blob log `applied` counts (empty: never synced blobs). */
+  hubSite: Buffer;
+  /** The last sequence of the hub's blob log the edge has applied. */
+  applied: bigint;
+}
+
+export interface BlobWelcome {
+  site: Buffer;
+  /** The last sequence of the edge's blob log the hub has applied. */
+  applied: bigint;
+}
+
+export interface BlobChange {
+  /** The sender's log sequence of the change. */
+  seq: bigint;
+  id: bigint;
+  op: BlobOp;
+  /** The write's hybrid logical clock and site: the last writer wins, per blob id. */
+  hlc: bigint;
+  site: Buffer;
+  /** The blob as the change left it (put, meta). */
+  hasMetadata: boolean;
+  metadata: string;
+  size: bigint;
+  sha256: Buffer;
+  /** A small blob's data (at most one chunk); larger ones follow in BlobData when wanted. */
+  isInline: boolean;
+  inlineData: Buffer;
+}
+
+export interface BlobWant {
+  seq: bigint;
+  /** The bytes the receiver already holds: send from here. */
+  offset: bigint;
+}
+
+export interface BlobData {
+  seq: bigint;
+  offset: bigint;
+  data: Buffer;
+}
+
+export interface BlobAck {
+  /** The change is committed here (or was not needed): the receiver's cursor is at `seq`. */
+  seq: bigint;
 }
 
 function createBaseSyncMessage(): SyncMessage {
@@ -1012,6 +1089,12 @@ function createBaseStatusResponse(): StatusResponse {
     generation: 0n,
     lastError: "",
     edgesConnected: 0,
+    blobConnected: false,
+    blobsSent: 0n,
+    blobsReceived: 0n,
+    blobBytesSent: 0n,
+    blobBytesReceived: 0n,
+    blobLastError: "",
   };
 }
 
@@ -1076,6 +1159,36 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     }
     if (message.edgesConnected !== 0) {
       writer.uint32(104).uint32(message.edgesConnected);
+    }
+    if (message.blobConnected !== false) {
+      writer.uint32(112).bool(message.blobConnected);
+    }
+    if (message.blobsSent !== 0n) {
+      if (BigInt.asUintN(64, message.blobsSent) !== message.blobsSent) {
+        throw new globalThis.Error("value provided for field message.blobsSent of type uint64 too large");
+      }
+      writer.uint32(120).uint64(message.blobsSent);
+    }
+    if (message.blobsReceived !== 0n) {
+      if (BigInt.asUintN(64, message.blobsReceived) !== message.blobsReceived) {
+        throw new globalThis.Error("value provided for field message.blobsReceived of type uint64 too large");
+      }
+      writer.uint32(128).uint64(message.blobsReceived);
+    }
+    if (message.blobBytesSent !== 0n) {
+      if (BigInt.asUintN(64, message.blobBytesSent) !== message.blobBytesSent) {
+        throw new globalThis.Error("value provided for field message.blobBytesSent of type uint64 too large");
+      }
+      writer.uint32(136).uint64(message.blobBytesSent);
+    }
+    if (message.blobBytesReceived !== 0n) {
+      if (BigInt.asUintN(64, message.blobBytesReceived) !== message.blobBytesReceived) {
+        throw new globalThis.Error("value provided for field message.blobBytesReceived of type uint64 too large");
+      }
+      writer.uint32(144).uint64(message.blobBytesReceived);
+    }
+    if (message.blobLastError !== "") {
+      writer.uint32(154).string(message.blobLastError);
     }
     return writer;
   },
@@ -1197,6 +1310,54 @@ export const StatusResponse: MessageFns<StatusResponse> = {
             message.edgesConnected = reader.uint32();
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.blobConnected = reader.bool();
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.blobsSent = reader.uint64() as bigint;
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.blobsReceived = reader.uint64() as bigint;
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.blobBytesSent = reader.uint64() as bigint;
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.blobBytesReceived = reader.uint64() as bigint;
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.blobLastError = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1235,6 +1396,18 @@ export const StatusResponse: MessageFns<StatusResponse> = {
       : 0n;
     message.lastError = object.lastError ?? "";
     message.edgesConnected = object.edgesConnected ?? 0;
+    message.blobConnected = object.blobConnected ?? false;
+    message.blobsSent = (object.blobsSent !== undefined && object.blobsSent !== null) ? BigInt(object.blobsSent) : 0n;
+    message.blobsReceived = (object.blobsReceived !== undefined && object.blobsReceived !== null)
+      ? BigInt(object.blobsReceived)
+      : 0n;
+    message.blobBytesSent = (object.blobBytesSent !== undefined && object.blobBytesSent !== null)
+      ? BigInt(object.blobBytesSent)
+      : 0n;
+    message.blobBytesReceived = (object.blobBytesReceived !== undefined && object.blobBytesReceived !== null)
+      ? BigInt(object.blobBytesReceived)
+      : 0n;
+    message.blobLastError = object.blobLastError ?? "";
     return message;
   },
 };
@@ -1468,6 +1641,706 @@ export const Conflict: MessageFns<Conflict> = {
   },
 };
 
+function createBaseBlobMessage(): BlobMessage {
+  return { hello: undefined, welcome: undefined, change: undefined, want: undefined, data: undefined, ack: undefined };
+}
+
+export const BlobMessage: MessageFns<BlobMessage> = {
+  encode(message: BlobMessage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hello !== undefined) {
+      BlobHello.encode(message.hello, writer.uint32(10).fork()).join();
+    }
+    if (message.welcome !== undefined) {
+      BlobWelcome.encode(message.welcome, writer.uint32(18).fork()).join();
+    }
+    if (message.change !== undefined) {
+      BlobChange.encode(message.change, writer.uint32(26).fork()).join();
+    }
+    if (message.want !== undefined) {
+      BlobWant.encode(message.want, writer.uint32(34).fork()).join();
+    }
+    if (message.data !== undefined) {
+      BlobData.encode(message.data, writer.uint32(42).fork()).join();
+    }
+    if (message.ack !== undefined) {
+      BlobAck.encode(message.ack, writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BlobMessage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBlobMessage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hello = BlobHello.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.welcome = BlobWelcome.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.change = BlobChange.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.want = BlobWant.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.data = BlobData.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.ack = BlobAck.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<BlobMessage>): BlobMessage {
+    return BlobMessage.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BlobMessage>): BlobMessage {
+    const message = createBaseBlobMessage();
+    message.hello = (object.hello !== undefined && object.hello !== null)
+      ? BlobHello.fromPartial(object.hello)
+      : undefined;
+    message.welcome = (object.welcome !== undefined && object.welcome !== null)
+      ? BlobWelcome.fromPartial(object.welcome)
+      : undefined;
+    message.change = (object.change !== undefined && object.change !== null)
+      ? BlobChange.fromPartial(object.change)
+      : undefined;
+    message.want = (object.want !== undefined && object.want !== null) ? BlobWant.fromPartial(object.want) : undefined;
+    message.data = (object.data !== undefined && object.data !== null) ? BlobData.fromPartial(object.data) : undefined;
+    message.ack = (object.ack !== undefined && object.ack !== null) ? BlobAck.fromPartial(object.ack) : undefined;
+    return message;
+  },
+};
+
+function createBaseBlobHello(): BlobHello {
+  return { protocol: 0, site: Buffer.alloc(0), hubSite: Buffer.alloc(0), applied: 0n };
+}
+
+export const BlobHello: MessageFns<BlobHello> = {
+  encode(message: BlobHello, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.protocol !== 0) {
+      writer.uint32(8).uint32(message.protocol);
+    }
+    if (message.site.length !== 0) {
+      writer.uint32(18).bytes(message.site);
+    }
+    if (message.hubSite.length !== 0) {
+      writer.uint32(26).bytes(message.hubSite);
+    }
+    if (message.applied !== 0n) {
+      if (BigInt.asUintN(64, message.applied) !== message.applied) {
+        throw new globalThis.Error("value provided for field message.applied of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.applied);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BlobHello {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBlobHello();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.protocol = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.site = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.hubSite = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.applied = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<BlobHello>): BlobHello {
+    return BlobHello.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BlobHello>): BlobHello {
+    const message = createBaseBlobHello();
+    message.protocol = object.protocol ?? 0;
+    message.site = object.site ?? Buffer.alloc(0);
+    message.hubSite = object.hubSite ?? Buffer.alloc(0);
+    message.applied = (object.applied !== undefined && object.applied !== null) ? BigInt(object.applied) : 0n;
+    return message;
+  },
+};
+
+function createBaseBlobWelcome(): BlobWelcome {
+  return { site: Buffer.alloc(0), applied: 0n };
+}
+
+export const BlobWelcome: MessageFns<BlobWelcome> = {
+  encode(message: BlobWelcome, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.site.length !== 0) {
+      writer.uint32(10).bytes(message.site);
+    }
+    if (message.applied !== 0n) {
+      if (BigInt.asUintN(64, message.applied) !== message.applied) {
+        throw new globalThis.Error("value provided for field message.applied of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.applied);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BlobWelcome {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBlobWelcome();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.site = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.applied = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<BlobWelcome>): BlobWelcome {
+    return BlobWelcome.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BlobWelcome>): BlobWelcome {
+    const message = createBaseBlobWelcome();
+    message.site = object.site ?? Buffer.alloc(0);
+    message.applied = (object.applied !== undefined && object.applied !== null) ? BigInt(object.applied) : 0n;
+    return message;
+  },
+};
+
+function createBaseBlobChange(): BlobChange {
+  return {
+    seq: 0n,
+    id: 0n,
+    op: 0,
+    hlc: 0n,
+    site: Buffer.alloc(0),
+    hasMetadata: false,
+    metadata: "",
+    size: 0n,
+    sha256: Buffer.alloc(0),
+    isInline: false,
+    inlineData: Buffer.alloc(0),
+  };
+}
+
+export const BlobChange: MessageFns<BlobChange> = {
+  encode(message: BlobChange, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seq !== 0n) {
+      if (BigInt.asUintN(64, message.seq) !== message.seq) {
+        throw new globalThis.Error("value provided for field message.seq of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.seq);
+    }
+    if (message.id !== 0n) {
+      if (BigInt.asUintN(64, message.id) !== message.id) {
+        throw new globalThis.Error("value provided for field message.id of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.id);
+    }
+    if (message.op !== 0) {
+      writer.uint32(24).int32(message.op);
+    }
+    if (message.hlc !== 0n) {
+      if (BigInt.asUintN(64, message.hlc) !== message.hlc) {
+        throw new globalThis.Error("value provided for field message.hlc of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.hlc);
+    }
+    if (message.site.length !== 0) {
+      writer.uint32(42).bytes(message.site);
+    }
+    if (message.hasMetadata !== false) {
+      writer.uint32(48).bool(message.hasMetadata);
+    }
+    if (message.metadata !== "") {
+      writer.uint32(58).string(message.metadata);
+    }
+    if (message.size !== 0n) {
+      if (BigInt.asUintN(64, message.size) !== message.size) {
+        throw new globalThis.Error("value provided for field message.size of type uint64 too large");
+      }
+      writer.uint32(64).uint64(message.size);
+    }
+    if (message.sha256.length !== 0) {
+      writer.uint32(74).bytes(message.sha256);
+    }
+    if (message.isInline !== false) {
+      writer.uint32(80).bool(message.isInline);
+    }
+    if (message.inlineData.length !== 0) {
+      writer.uint32(90).bytes(message.inlineData);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BlobChange {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBlobChange();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.seq = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.id = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.op = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.hlc = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.site = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.hasMetadata = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.metadata = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.size = reader.uint64() as bigint;
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.sha256 = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.isInline = reader.bool();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.inlineData = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<BlobChange>): BlobChange {
+    return BlobChange.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BlobChange>): BlobChange {
+    const message = createBaseBlobChange();
+    message.seq = (object.seq !== undefined && object.seq !== null) ? BigInt(object.seq) : 0n;
+    message.id = (object.id !== undefined && object.id !== null) ? BigInt(object.id) : 0n;
+    message.op = object.op ?? 0;
+    message.hlc = (object.hlc !== undefined && object.hlc !== null) ? BigInt(object.hlc) : 0n;
+    message.site = object.site ?? Buffer.alloc(0);
+    message.hasMetadata = object.hasMetadata ?? false;
+    message.metadata = object.metadata ?? "";
+    message.size = (object.size !== undefined && object.size !== null) ? BigInt(object.size) : 0n;
+    message.sha256 = object.sha256 ?? Buffer.alloc(0);
+    message.isInline = object.isInline ?? false;
+    message.inlineData = object.inlineData ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseBlobWant(): BlobWant {
+  return { seq: 0n, offset: 0n };
+}
+
+export const BlobWant: MessageFns<BlobWant> = {
+  encode(message: BlobWant, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seq !== 0n) {
+      if (BigInt.asUintN(64, message.seq) !== message.seq) {
+        throw new globalThis.Error("value provided for field message.seq of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.seq);
+    }
+    if (message.offset !== 0n) {
+      if (BigInt.asUintN(64, message.offset) !== message.offset) {
+        throw new globalThis.Error("value provided for field message.offset of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.offset);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BlobWant {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBlobWant();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.seq = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.offset = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<BlobWant>): BlobWant {
+    return BlobWant.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BlobWant>): BlobWant {
+    const message = createBaseBlobWant();
+    message.seq = (object.seq !== undefined && object.seq !== null) ? BigInt(object.seq) : 0n;
+    message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
+    return message;
+  },
+};
+
+function createBaseBlobData(): BlobData {
+  return { seq: 0n, offset: 0n, data: Buffer.alloc(0) };
+}
+
+export const BlobData: MessageFns<BlobData> = {
+  encode(message: BlobData, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seq !== 0n) {
+      if (BigInt.asUintN(64, message.seq) !== message.seq) {
+        throw new globalThis.Error("value provided for field message.seq of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.seq);
+    }
+    if (message.offset !== 0n) {
+      if (BigInt.asUintN(64, message.offset) !== message.offset) {
+        throw new globalThis.Error("value provided for field message.offset of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.offset);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(26).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BlobData {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBlobData();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.seq = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.offset = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<BlobData>): BlobData {
+    return BlobData.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BlobData>): BlobData {
+    const message = createBaseBlobData();
+    message.seq = (object.seq !== undefined && object.seq !== null) ? BigInt(object.seq) : 0n;
+    message.offset = (object.offset !== undefined && object.offset !== null) ? BigInt(object.offset) : 0n;
+    message.data = object.data ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseBlobAck(): BlobAck {
+  return { seq: 0n };
+}
+
+export const BlobAck: MessageFns<BlobAck> = {
+  encode(message: BlobAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seq !== 0n) {
+      if (BigInt.asUintN(64, message.seq) !== message.seq) {
+        throw new globalThis.Error("value provided for field message.seq of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.seq);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BlobAck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBlobAck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.seq = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<BlobAck>): BlobAck {
+    return BlobAck.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BlobAck>): BlobAck {
+    const message = createBaseBlobAck();
+    message.seq = (object.seq !== undefined && object.seq !== null) ? BigInt(object.seq) : 0n;
+    return message;
+  },
+};
+
 export type SyncService = typeof SyncService;
 export const SyncService = {
   /**
@@ -1483,6 +2356,22 @@ export const SyncService = {
     requestDeserialize: (value: Buffer): SyncMessage => SyncMessage.decode(value),
     responseSerialize: (value: SyncMessage): Buffer => Buffer.from(SyncMessage.encode(value).finish()),
     responseDeserialize: (value: Buffer): SyncMessage => SyncMessage.decode(value),
+  },
+  /**
+   * Blob replication beside Exchange (docs/sync.md "Blobs"), so blob data never holds KV changes
+   * back: the edge sends BlobHello, the hub answers BlobWelcome; then each side sends its blob
+   * changes (BlobChange), the other answers each, in order, with BlobWant (send the data from an
+   * offset; then BlobData chunks follow) or BlobAck (committed, or not needed). A change whose
+   * data may be wanted is sent only when every change before it is answered.
+   */
+  blobExchange: {
+    path: "/buffdb.sync.Sync/BlobExchange" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: BlobMessage): Buffer => Buffer.from(BlobMessage.encode(value).finish()),
+    requestDeserialize: (value: Buffer): BlobMessage => BlobMessage.decode(value),
+    responseSerialize: (value: BlobMessage): Buffer => Buffer.from(BlobMessage.encode(value).finish()),
+    responseDeserialize: (value: Buffer): BlobMessage => BlobMessage.decode(value),
   },
   /** This server's sync state (as an edge: its link to the hub). */
   status: {
@@ -1513,6 +2402,14 @@ export interface SyncServer extends UntypedServiceImplementation {
    * they are committed, until either side ends the stream.
    */
   exchange: handleBidiStreamingCall<SyncMessage, SyncMessage>;
+  /**
+   * Blob replication beside Exchange (docs/sync.md "Blobs"), so blob data never holds KV changes
+   * back: the edge sends BlobHello, the hub answers BlobWelcome; then each side sends its blob
+   * changes (BlobChange), the other answers each, in order, with BlobWant (send the data from an
+   * offset; then BlobData chunks follow) or BlobAck (committed, or not needed). A change whose
+   * data may be wanted is sent only when every change before it is answered.
+   */
+  blobExchange: handleBidiStreamingCall<BlobMessage, BlobMessage>;
   /** This server's sync state (as an edge: its link to the hub). */
   status: handleUnaryCall<StatusRequest, StatusResponse>;
   /** Losing values of concurrent writes this server resolved, oldest first. */
@@ -1528,6 +2425,16 @@ export interface SyncClient extends Client {
   exchange(): ClientDuplexStream<SyncMessage, SyncMessage>;
   exchange(options: Partial<CallOptions>): ClientDuplexStream<SyncMessage, SyncMessage>;
   exchange(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<SyncMessage, SyncMessage>;
+  /**
+   * Blob replication beside Exchange (docs/sync.md "Blobs"), so blob data never holds KV changes
+   * back: the edge sends BlobHello, the hub answers BlobWelcome; then each side sends its blob
+   * changes (BlobChange), the other answers each, in order, with BlobWant (send the data from an
+   * offset; then BlobData chunks follow) or BlobAck (committed, or not needed). A change whose
+   * data may be wanted is sent only when every change before it is answered.
+   */
+  blobExchange(): ClientDuplexStream<BlobMessage, BlobMessage>;
+  blobExchange(options: Partial<CallOptions>): ClientDuplexStream<BlobMessage, BlobMessage>;
+  blobExchange(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<BlobMessage, BlobMessage>;
   /** This server's sync state (as an edge: its link to the hub). */
   status(
     request: StatusRequest,

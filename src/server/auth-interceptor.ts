@@ -77,6 +77,7 @@ const RULES: Record<string, Rule> = {
   '/buffdb.admin.Admin/Backup': need('admin', 'read'),
   // An edge's link reads and writes the whole store (within its prefixes): the sync right.
   '/buffdb.sync.Sync/Exchange': need('sync', 'write'),
+  '/buffdb.sync.Sync/BlobExchange': need('sync', 'write'),
   '/buffdb.sync.Sync/Status': need('sync', 'read'),
   '/buffdb.sync.Sync/Conflicts': need('sync', 'read'),
   '/grpc.health.v1.Health/Check': { kind: 'open' },

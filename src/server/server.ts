@@ -16,6 +16,7 @@ import {
 import { AdminService } from '../generated/admin.js';
 import { SyncService } from '../generated/sync.js';
 import type { BuffDb } from '../store/buffdb.js';
+import type { BlobEdgeSync } from '../sync/blob-sync.js';
 import type { EdgeSync } from '../sync/edge.js';
 import { SyncHub } from '../sync/hub.js';
 import { type AdminOptions, adminService } from './admin-service.js';
@@ -89,6 +90,8 @@ export interface StartOptions extends ServeOptions {
   reflection?: boolean;
   /** This server's link to a hub (`buffdb run --sync-to`): reported by buffdb.sync.Sync/Status, stopped at shutdown. */
   syncEdge?: EdgeSync;
+  /** This server's blob link to the hub: reported by Status, stopped at shutdown. */
+  syncBlobEdge?: BlobEdgeSync;
 }
 
 export interface RunningServer {
@@ -155,7 +158,7 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
   const syncHub = new SyncHub(db.sync);
   server.addService(
     (metrics ? countBytes(SyncService, metrics) : SyncService) as unknown as ServiceDefinition,
-    syncService(db, { hub: syncHub, edge: options.syncEdge, signal: syncStop.signal }),
+    syncService(db, { hub: syncHub, edge: options.syncEdge, blobEdge: options.syncBlobEdge, signal: syncStop.signal }),
   );
   // Loaded here: grpc-health-check parses its .proto when imported.
   const { HealthStatus } = await import('./health.js');
@@ -198,7 +201,7 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
       // Watches, keep-alives and sync links never end on their own: end them so the grace is for real work.
       streams.endAll();
       syncStop.abort();
-      await options.syncEdge?.stop();
+      await Promise.all([options.syncEdge?.stop(), options.syncBlobEdge?.stop()]);
       etcd?.server.forceShutdown();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {

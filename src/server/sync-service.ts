@@ -7,7 +7,10 @@ import type {
   UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import type * as pb from '../generated/sync.js';
+import { BlobSyncStore } from '../store/blob/blob-sync-store.js';
 import type { BuffDb } from '../store/buffdb.js';
+import { blobIo } from '../sync/blob-link.js';
+import { type BlobEdgeSync, serveBlobs } from '../sync/blob-sync.js';
 import { callIo, type EdgeSync } from '../sync/edge.js';
 import type { SyncHub } from '../sync/hub.js';
 import { writable } from './query-service.js';
@@ -18,14 +21,22 @@ export interface SyncServiceOptions {
   hub: SyncHub;
   /** This server's link to its hub (`--sync-to`), reported by Status. */
   edge?: EdgeSync;
+  /** This server's blob link to its hub, reported by Status. */
+  blobEdge?: BlobEdgeSync;
   /** Aborted at shutdown: ends every edge's link. */
   signal: AbortSignal;
 }
 
 const DEFAULT_CONFLICTS = 1000;
 
-export async function syncStatus(db: BuffDb, hub: SyncHub, edge: EdgeSync | undefined): Promise<pb.StatusResponse> {
+export async function syncStatus(
+  db: BuffDb,
+  hub: SyncHub,
+  edge: EdgeSync | undefined,
+  blobEdge?: BlobEdgeSync,
+): Promise<pb.StatusResponse> {
   const s = edge?.stats;
+  const b = blobEdge?.stats;
   return {
     edge: edge !== undefined,
     hub: edge?.hubAddress ?? '',
@@ -40,32 +51,50 @@ export async function syncStatus(db: BuffDb, hub: SyncHub, edge: EdgeSync | unde
     generation: BigInt(db.kv.identity.generation),
     lastError: edge?.lastError ?? '',
     edgesConnected: hub.edges.size,
+    blobConnected: b?.connected ?? false,
+    blobsSent: BigInt(b?.blobsSent ?? 0),
+    blobsReceived: BigInt(b?.blobsReceived ?? 0),
+    blobBytesSent: BigInt(b?.bytesSent ?? 0),
+    blobBytesReceived: BigInt(b?.bytesReceived ?? 0),
+    blobLastError: blobEdge?.lastError ?? '',
+  };
+}
+
+/** A bidi link handler: `serve` runs until the link ends, the call is cancelled or the server stops. */
+function linkHandler<M>(
+  shutdown: AbortSignal,
+  serve: (call: ServerDuplexStream<M, M>, signal: AbortSignal) => Promise<void>,
+): (call: ServerDuplexStream<M, M>) => Promise<void> {
+  return async (call) => {
+    const stop = new AbortController();
+    const end = (): void => stop.abort();
+    shutdown.addEventListener('abort', end);
+    call.on('cancelled', end);
+    try {
+      await serve(call, stop.signal);
+      if (!call.cancelled) call.end();
+    } catch (err) {
+      if (!call.cancelled && !stop.signal.aborted) call.emit('error', toServiceError(err));
+      else call.end();
+    } finally {
+      shutdown.removeEventListener('abort', end);
+    }
   };
 }
 
 export function syncService(db: BuffDb, options: SyncServiceOptions): UntypedServiceImplementation {
   const { hub } = options;
+  const blobs = new BlobSyncStore(db.blob);
   return {
-    exchange: async (call: ServerDuplexStream<pb.SyncMessage, pb.SyncMessage>) => {
-      const stop = new AbortController();
-      const end = (): void => stop.abort();
-      options.signal.addEventListener('abort', end);
-      call.on('cancelled', end);
-      try {
-        await hub.serve(callIo(call), stop.signal);
-        if (!call.cancelled) call.end();
-      } catch (err) {
-        if (!call.cancelled && !stop.signal.aborted) call.emit('error', toServiceError(err));
-        else call.end();
-      } finally {
-        options.signal.removeEventListener('abort', end);
-      }
-    },
+    blobExchange: linkHandler<pb.BlobMessage>(options.signal, (call, signal) =>
+      serveBlobs(blobs, db.kv.identity.site, blobIo(call), signal),
+    ),
+    exchange: linkHandler<pb.SyncMessage>(options.signal, (call, signal) => hub.serve(callIo(call), signal)),
     status: (
       _call: ServerUnaryCall<pb.StatusRequest, pb.StatusResponse>,
       callback: sendUnaryData<pb.StatusResponse>,
     ) => {
-      syncStatus(db, hub, options.edge).then(
+      syncStatus(db, hub, options.edge, options.blobEdge).then(
         (s) => callback(null, s),
         (err: unknown) => callback(toServiceError(err) as never),
       );

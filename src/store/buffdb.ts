@@ -127,6 +127,8 @@ export class BuffDb {
         maxGetBytes: (options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE) - GET_OVERHEAD,
         uploadTtlMs: options.uploadTtlMs,
         background: options.background ?? true,
+        // Blob writes are stamped by the KV store's sync identity (docs/sync.md "Blobs").
+        stamper: kv.identity,
       });
     } catch (err) {
       await kv.close();

@@ -72,6 +72,36 @@ export function callIo(
   };
 }
 
+/** A Sync client of the hub (keepalive on) and the metadata of its calls (the token). */
+export function hubClient(options: Pick<EdgeOptions, 'hub' | 'credentials' | 'token'>): {
+  client: pb.SyncClient;
+  metadata: Metadata;
+} {
+  const client = new pb.SyncClient(options.hub, options.credentials ?? credentials.createInsecure(), {
+    'grpc.keepalive_time_ms': KEEPALIVE_MS,
+    'grpc.keepalive_timeout_ms': KEEPALIVE_MS,
+    'grpc.keepalive_permit_without_calls': 1,
+    // A batch is ~1 MiB, but one revision travels whole: allow what the hub's Kv allows.
+    'grpc.max_receive_message_length': DEFAULT_MAX_MESSAGE_SIZE,
+    'grpc.max_send_message_length': DEFAULT_MAX_MESSAGE_SIZE,
+  });
+  const metadata = new Metadata();
+  if (options.token !== undefined) metadata.set('authorization', `Bearer ${options.token}`);
+  return { client, metadata };
+}
+
+/** Waits before retry `attempt`: full jitter, so a fleet of edges does not come back in step. */
+export function backoff(attempt: number, onWake: (wake: () => void) => void): Promise<void> {
+  const cap = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** Math.min(attempt, 16));
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, Math.random() * cap);
+    onWake(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
 export class EdgeSync {
   stats = new LinkStats();
   lastError = '';
@@ -111,30 +141,15 @@ export class EdgeSync {
       this.stats.connected = false;
       attempt = handshook ? 0 : attempt + 1;
       if (attempt === 0 && !this.stopping.signal.aborted) continue;
-      // Full jitter: a fleet of edges does not come back in step.
-      const cap = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** Math.min(attempt, 16));
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.random() * cap);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
+      await backoff(attempt, (wake) => {
+        this.wake = wake;
       });
     }
   }
 
   /** One connection: handshake, then the link until it fails. Returns whether the handshake worked. */
   private async session(): Promise<boolean> {
-    const client = new pb.SyncClient(this.options.hub, this.options.credentials ?? credentials.createInsecure(), {
-      'grpc.keepalive_time_ms': KEEPALIVE_MS,
-      'grpc.keepalive_timeout_ms': KEEPALIVE_MS,
-      'grpc.keepalive_permit_without_calls': 1,
-      // A batch is ~1 MiB, but one revision travels whole: allow what the hub's Kv allows.
-      'grpc.max_receive_message_length': DEFAULT_MAX_MESSAGE_SIZE,
-      'grpc.max_send_message_length': DEFAULT_MAX_MESSAGE_SIZE,
-    });
-    const metadata = new Metadata();
-    if (this.options.token !== undefined) metadata.set('authorization', `Bearer ${this.options.token}`);
+    const { client, metadata } = hubClient(this.options);
     const call = client.exchange(metadata);
     const cancel = (): void => call.cancel();
     this.stopping.signal.addEventListener('abort', cancel);

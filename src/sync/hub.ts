@@ -15,7 +15,7 @@ export const PROTOCOL = 1;
 /** An edge that sends no Hello within this long is dropped. */
 const HELLO_TIMEOUT_MS = 30_000;
 
-export async function firstMessage(io: MessageIo, what: string): Promise<pb.SyncMessage> {
+export async function firstMessage<M = pb.SyncMessage>(io: { messages: AsyncIterator<M> }, what: string): Promise<M> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(

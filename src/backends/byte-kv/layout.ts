@@ -43,6 +43,8 @@ export const MAP_TAG: Record<MapName, number> = {
   sync_stamp: 0x53, // 'S'
   sync_peer: 0x45, // 'E'
   sync_conflict: 0x46, // 'F'
+  blob_log: 0x42, // 'B'
+  blob_stamp: 0x54, // 'T'
 };
 
 /** The layout version, in the `#format` counter. buffdb 0.1 wrote none. */

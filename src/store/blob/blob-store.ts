@@ -11,6 +11,7 @@ import { type Done, GroupCommitter, type Sequence } from '../group-commit.js';
 import { then } from '../maybe-promise.js';
 import type { BlobRequests } from '../requests.js';
 import { type BlobLimit, checkBlobSize } from './blob-limit.js';
+import { type BlobOp, type BlobStamper, BlobSyncLog } from './blob-sync-log.js';
 import { assemble, discardData, LargeBlobs, largeRefOf, setLargeRef } from './large-blobs.js';
 import type { LargeRef } from './large-layout.js';
 import { type CompleteUpload, expireUploads, Upload, type UploadContext, type UploadHeader } from './upload.js';
@@ -50,6 +51,8 @@ export interface BlobStoreOptions {
   background?: boolean;
   /** The backend's largest blob (its `maxBlobBytes` capability); undefined: no limit. */
   limit?: BlobLimit | undefined;
+  /** Stamps blob writes for sync (the KV store's identity); undefined: this store never syncs. */
+  stamper?: BlobStamper | undefined;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -151,6 +154,8 @@ export class BlobStore implements BlobRequests {
   readonly large: LargeBlobs;
   readonly maxGetBytes: number;
   readonly limit: BlobLimit | undefined;
+  /** Fleet ids and the change log sync reads (docs/sync.md "Blobs"). */
+  readonly syncLog: BlobSyncLog;
   private readonly uploads: UploadContext;
   private expiryTimer: NodeJS.Timeout | undefined;
 
@@ -162,6 +167,7 @@ export class BlobStore implements BlobRequests {
     this.large = new LargeBlobs(this.committer);
     this.maxGetBytes = options.maxGetBytes ?? Number.MAX_SAFE_INTEGER;
     this.limit = options.limit;
+    this.syncLog = new BlobSyncLog(options.stamper);
     this.uploads = {
       committer: this.committer,
       ttlMs: options.uploadTtlMs ?? DEFAULT_UPLOAD_TTL_MS,
@@ -202,7 +208,7 @@ export class BlobStore implements BlobRequests {
     this.committer.submit(
       (ops) => {
         this.checkSize(bytes);
-        return ops.insert(bytes, metadata ?? null);
+        return this.syncLog.insert(ops, bytes, metadata ?? null);
       },
       done,
       seq,
@@ -213,11 +219,24 @@ export class BlobStore implements BlobRequests {
     this.committer.submit(
       (ops) => {
         this.checkSize(update.bytes);
-        return updateBlob(ops, id, update);
+        return this.logged(ops, id, update.bytes === undefined ? 'meta' : 'put', updateBlob(ops, id, update));
       },
       this.collecting(done),
       seq,
     );
+  }
+
+  /** A write's result, once the write is in the sync log (a blob that was not there is not logged). */
+  private async logged<T>(ops: BlobEngineOps, id: BlobId, op: BlobOp, write: MaybePromise<T>): Promise<T> {
+    const result = await write;
+    const local = toLocalId(id);
+    if (local !== undefined) await this.syncLog.recordLocal(ops, local, op);
+    return result;
+  }
+
+  /** A fresh id for a blob stored later (a transaction's): a fleet id when the store syncs. */
+  async reserveId(ops: BlobEngineOps): Promise<number> {
+    return (await this.syncLog.reserve(ops)) ?? ops.reserveId();
   }
 
   /** Refuses data over the backend's largest blob (RESOURCE_EXHAUSTED). */
@@ -226,7 +245,7 @@ export class BlobStore implements BlobRequests {
   }
 
   delete(id: BlobId, done: Done<void>, seq?: Sequence): void {
-    this.committer.submit((ops) => deleteBlob(ops, id), this.collecting(done), seq);
+    this.committer.submit((ops) => this.logged(ops, id, 'delete', deleteBlob(ops, id)), this.collecting(done), seq);
   }
 
   digest(id: BlobId, done: Done<Buffer>, seq?: Sequence): void {
@@ -255,8 +274,9 @@ export class BlobStore implements BlobRequests {
         discarded = await dropLarge(ops, existing);
         await ops.update(existing, EMPTY, header.shouldUpdateMetadata ? (header.metadata ?? null) : undefined);
         local = existing;
+        await this.syncLog.recordLocal(ops, local, 'put');
       } else {
-        local = await ops.insert(EMPTY, header.metadata ?? null);
+        local = await this.syncLog.insert(ops, EMPTY, header.metadata ?? null);
       }
       await setLargeRef(ops, local, ref);
       await ops.maps.delete('upload', stateKey);
@@ -334,16 +354,21 @@ export class BlobStore implements BlobRequests {
   storeBlob(bytes: Uint8Array, metadata?: string): Promise<number> {
     return this.committer.run((ops) => {
       this.checkSize(bytes);
-      return ops.insert(bytes, metadata ?? null);
+      return this.syncLog.insert(ops, bytes, metadata ?? null);
     });
   }
 
   async updateBlob(id: BlobId, update: BlobUpdate): Promise<void> {
     this.checkSize(update.bytes); // an async function: a refusal is a rejection
-    if (await this.committer.run((ops) => updateBlob(ops, id, update))) void this.large.collect();
+    const op = update.bytes === undefined ? 'meta' : 'put';
+    if (await this.committer.run((ops) => this.logged(ops, id, op, updateBlob(ops, id, update)))) {
+      void this.large.collect();
+    }
   }
 
   async deleteBlob(id: BlobId): Promise<void> {
-    if (await this.committer.run((ops) => deleteBlob(ops, id))) void this.large.collect();
+    if (await this.committer.run((ops) => this.logged(ops, id, 'delete', deleteBlob(ops, id)))) {
+      void this.large.collect();
+    }
   }
 }

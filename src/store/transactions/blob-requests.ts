@@ -60,7 +60,7 @@ export function txBlobRequests(store: BlobStore, txId: string, enqueue: Enqueue)
       enqueue(true, seq, done, async (tx) => {
         store.checkSize(data);
         // The id is reserved now (so the client gets it now) and the blob stored at commit.
-        const id = await store.committer.run((ops) => ops.reserveId());
+        const id = await store.committer.run((ops) => store.reserveId(ops));
         tx.blobWrites.set(id, { record: { data, metadata: metadata ?? null, large: undefined }, isNew: true });
         return id;
       });
@@ -110,7 +110,7 @@ export function txBlobRequests(store: BlobStore, txId: string, enqueue: Enqueue)
       return store.beginUploadWith(header, (ref, h, uploadState) =>
         call(enqueue, true, async (tx) => {
           if (h.id === undefined) {
-            const id = await store.committer.run((ops) => ops.reserveId());
+            const id = await store.committer.run((ops) => store.reserveId(ops));
             tx.blobWrites.set(id, {
               record: { data: undefined, large: ref, metadata: h.metadata ?? null },
               isNew: true,

@@ -7,6 +7,7 @@
 import type { BlobEngineOps } from '../../backends/backend.js';
 import { asStoreError, internal, type StoreError } from '../../errors.js';
 import { type BlobStore, dropLarge, loadBlob } from '../blob/blob-store.js';
+import type { BlobSyncLog } from '../blob/blob-sync-log.js';
 import { discardData, largeRefOf, setLargeRef } from '../blob/large-blobs.js';
 import type { KvStore } from '../kv/kv-store.js';
 import type { MvccBatch } from '../kv/mvcc-batch.js';
@@ -48,11 +49,11 @@ const EMPTY = Buffer.alloc(0);
  * Applies a transaction's blob writes; every form is idempotent, so a replayed commit log is safe.
  * Answers whether chunks were discarded (the store collects them after the commit).
  */
-async function applyBlob(ops: BlobEngineOps, writes: WriteSet['blob']): Promise<boolean> {
+async function applyBlob(ops: BlobEngineOps, writes: WriteSet['blob'], log: BlobSyncLog): Promise<boolean> {
   let discarded = false;
   for (const [id, blob, isNew, uploadState] of writes) {
     if (blob === null) {
-      await ops.delete(id);
+      if (await ops.delete(id)) await log.recordLocal(ops, id, 'delete');
       discarded = (await dropLarge(ops, id)) || discarded;
       continue;
     }
@@ -67,6 +68,7 @@ async function applyBlob(ops: BlobEngineOps, writes: WriteSet['blob']): Promise<
     if (blob.large) await setLargeRef(ops, id, blob.large);
     else if (old) await setLargeRef(ops, id, undefined);
     if (uploadState) await ops.maps.delete('upload', uploadState);
+    await log.recordLocal(ops, id, 'put');
   }
   return discarded;
 }
@@ -106,7 +108,7 @@ export class Committer {
                   await this.log!.write(ops, logName, tx.id, writes);
                   logWritten = true;
                 }
-                discarded = await applyBlob(ops, writes.blob);
+                discarded = await applyBlob(ops, writes.blob, this.blob.syncLog);
               });
             } catch (err) {
               if (logWritten) await this.log!.remove(logName!);
@@ -157,7 +159,8 @@ export class Committer {
     if (!this.log) return 0;
     let replayed = 0;
     for (const { name, writes } of await this.log.pending()) {
-      if (writes.blob.length > 0) await this.blob.committer.run((ops) => applyBlob(ops, writes.blob));
+      if (writes.blob.length > 0)
+        await this.blob.committer.run((ops) => applyBlob(ops, writes.blob, this.blob.syncLog));
       if (writes.kv.length > 0) {
         await this.kv.committer.run(async (b) => {
           const marker = this.log!.marker(name);
