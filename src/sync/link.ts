@@ -117,6 +117,8 @@ async function send(
   let emptySince = 0;
   const ship = async (msg: pb.SyncMessage, changes: number): Promise<number> => {
     const ack = acks.wait();
+    // When the send itself fails, the link fails with that error (and so does `ack`, read by no one).
+    ack.catch(() => {});
     await io.send(msg);
     stats.bytesSent += (msg.changes?.gzip.length ?? 0) + 32;
     stats.changesSent += changes;
