@@ -59,6 +59,9 @@ interface WriteRec {
 const OWN = 200;
 const SPACED = 60;
 const CONFLICT = 30;
+const PAD = `:${'0123456789abcdef'.repeat(6144 / 16)}`;
+/** A held dead link lasts this long: the edge must report itself disconnected by then (issue #15 item 7). */
+const DEAD_LINK_MS = 32_000;
 /** Writes this far apart (answer → next send) are ordered by their clocks on one machine. */
 const SPACING_MS = 1000;
 
@@ -117,7 +120,8 @@ export async function runSyncTorture(options: SyncTortureOptions): Promise<SyncT
       }
       const del = rand() < 0.15;
       const etcdApi = rand() < 0.3;
-      const value = del ? null : `${site.name}#${seq++}`;
+      // One write in ten carries ~4 KiB (batches worth throttling and killing in the middle of).
+      const value = del ? null : `${site.name}#${seq++}${rand() < 0.1 ? PAD.slice(0, 2048 + int(4096)) : ''}`;
       const rec: WriteRec = { key, value, site: site.name, sentAt: performance.now(), doneAt: 0, outcome: 'pending' };
       const list = history.get(key) ?? [];
       list.push(rec);
@@ -153,17 +157,36 @@ export async function runSyncTorture(options: SyncTortureOptions): Promise<SyncT
 
   /** One fault at a time per target; each restores what it changed before it resolves. */
   const busyTargets = new Set<string>();
-  const fault = async (): Promise<void> => {
-    const kind = ['cut', 'block', 'delay', 'throttle', 'kill-edge', 'kill-edge', 'kill-hub'][int(7)]!;
+  const timeline: string[] = [];
+  const started = performance.now();
+  let deadLinkDone = options.seconds * 1000 < DEAD_LINK_MS * 1.5;
+  const fault = async (remainingMs: number): Promise<void> => {
+    const deadLink = !deadLinkDone && remainingMs > DEAD_LINK_MS && rand() < 0.3;
+    const kinds = ['cut', 'block', 'delay', 'throttle', 'kill-edge', 'kill-edge', 'kill-hub'];
+    const kind = deadLink ? 'dead-link' : kinds[int(kinds.length)]!;
     const i = int(2);
     const target = kind === 'kill-hub' ? 'hub' : kind === 'kill-edge' ? edges[i]!.name : `proxy${i}`;
-    if (busyTargets.has(target)) return;
+    if (busyTargets.has(target) || (deadLink && busyTargets.has(edges[i]!.name))) return;
     busyTargets.add(target);
+    if (deadLink) {
+      deadLinkDone = true;
+      busyTargets.add(edges[i]!.name); // stays up: it must notice the dead link itself
+    }
     count(kind);
+    timeline.push(`${((performance.now() - started) / 1000).toFixed(1)} s ${kind} ${target}`);
     const p = proxies[i]!;
     try {
       if (kind === 'cut') p.cut();
-      else if (kind === 'block') {
+      else if (deadLink) {
+        p.block();
+        await sleep(DEAD_LINK_MS);
+        const s = await syncStatus(edges[i]!.addr).catch((err: Error) => err);
+        if (s instanceof Error || s.connected) {
+          const what = s instanceof Error ? `Status failed: ${s.message}` : 'Status still says connected';
+          violations.push(`${edges[i]!.name}: ${DEAD_LINK_MS / 1000} s into a silent dead link to the hub, ${what}`);
+        }
+        p.unblock();
+      } else if (kind === 'block') {
         p.block();
         await sleep(between(1000, 6000));
         p.unblock();
@@ -183,6 +206,7 @@ export async function runSyncTorture(options: SyncTortureOptions): Promise<SyncT
       }
     } finally {
       busyTargets.delete(target);
+      if (deadLink) busyTargets.delete(edges[i]!.name);
     }
   };
 
@@ -195,7 +219,7 @@ export async function runSyncTorture(options: SyncTortureOptions): Promise<SyncT
     while (performance.now() < end) {
       await sleep(between(300, 2000));
       await checkCrashes();
-      const f = fault().catch((err: Error) => {
+      const f = fault(end - performance.now()).catch((err: Error) => {
         violations.push(`fault handling failed: ${err.message}`);
       });
       pendingFaults.add(f);
@@ -240,7 +264,8 @@ export async function runSyncTorture(options: SyncTortureOptions): Promise<SyncT
     noop: recs.filter((r) => r.outcome === 'noop').length,
   };
   if (violations.length === 0) rmSync(dir, { recursive: true, force: true });
-  else log(`sync torture: files kept in ${dir}`);
+  else log(`sync torture: files kept in ${dir}; faults: ${timeline.join(', ')}`);
+  if (process.env.SYNC_TORTURE_TIMELINE) log(`faults: ${timeline.join(', ')}`);
   return { seed, writes, faults, convergeSeconds, keysChecked, violations };
 }
 
