@@ -282,11 +282,13 @@ async function converge(b: Bench, n: number): Promise<void> {
 /** (c) Wire bytes vs gzip of the net changed data: unique keys and overwritten keys, offline and live. */
 async function bandwidth(b: Bench, hub: Child, n: number): Promise<void> {
   const hot = 1000;
-  const overwrites = (tag: string): Pairs =>
-    Array.from({ length: n }, (_, i) => [key16(`ow${tag}-`, i % hot), randomValue()]);
+  // Offline: 50 writes per key in both modes (a backlog of 50k writes, coalesced to 1k changes).
+  const offlineWrites = 50 * hot;
+  const overwrites = (tag: string, writes: number): Pairs =>
+    Array.from({ length: writes }, (_, i) => [key16(`ow${tag}-`, i % hot), randomValue()]);
   for (const [name, data] of [
     [`${n} unique keys, written offline`, pairs('bu-', n)],
-    [`${hot} keys × ${n / hot} overwrites, written offline`, overwrites('o')],
+    [`${hot} keys × ${offlineWrites / hot} overwrites, written offline`, overwrites('o', offlineWrites)],
   ] as const) {
     const { wire, edge } = await offlineThenConnect(b, hub, data);
     await sleep(300);
@@ -295,7 +297,7 @@ async function bandwidth(b: Bench, hub: Child, n: number): Promise<void> {
   }
   for (const [name, data, informational] of [
     [`${n} unique keys, written live`, pairs('bl-', n), false],
-    [`${hot} keys × ${n / hot} overwrites, written live`, overwrites('l'), true],
+    [`${hot} keys × ${n / hot} overwrites, written live`, overwrites('l', n), true],
   ] as const) {
     const proxy = await b.proxy(hub);
     const edge = await b.site(b.fresh('edge'), proxy.address, PUSH_ONLY);
