@@ -43,6 +43,8 @@ export interface SyncTortureResult {
   faults: Record<string, number>;
   convergeSeconds: number;
   keysChecked: number;
+  /** Each edge's Status once converged: conflicts resolved and bytes over its current link. */
+  edges: string[];
   violations: string[];
 }
 
@@ -211,6 +213,7 @@ export async function runSyncTorture(options: SyncTortureOptions): Promise<SyncT
   };
 
   let convergeSeconds = Number.NaN;
+  const edgeSummaries: string[] = [];
   let final: StoreDump | undefined;
   try {
     const writers = sites.flatMap((s) => Array.from({ length: options.writers ?? 4 }, () => writer(s)));
@@ -238,6 +241,12 @@ export async function runSyncTorture(options: SyncTortureOptions): Promise<SyncT
       if (same) {
         convergeSeconds = (performance.now() - t0) / 1000;
         final = dumps[0];
+        for (const e of edges) {
+          const st = await syncStatus(e.addr);
+          edgeSummaries.push(
+            `${e.name}: connected ${st.connected}, conflicts ${st.conflicts}, sent ${st.bytesSent} B, received ${st.bytesReceived} B`,
+          );
+        }
         break;
       }
       if (performance.now() - t0 > convergeMs) {
@@ -266,7 +275,7 @@ export async function runSyncTorture(options: SyncTortureOptions): Promise<SyncT
   if (violations.length === 0) rmSync(dir, { recursive: true, force: true });
   else log(`sync torture: files kept in ${dir}; faults: ${timeline.join(', ')}`);
   if (process.env.SYNC_TORTURE_TIMELINE) log(`faults: ${timeline.join(', ')}`);
-  return { seed, writes, faults, convergeSeconds, keysChecked, violations };
+  return { seed, writes, faults, convergeSeconds, keysChecked, edges: edgeSummaries, violations };
 }
 
 const jsonBig = (_k: string, v: unknown): unknown => (typeof v === 'bigint' ? v.toString() : v);
@@ -348,6 +357,7 @@ async function main(): Promise<void> {
       `${r.writes.noop} deletes of nothing; faults ${JSON.stringify(r.faults)}; converged in ` +
       `${r.convergeSeconds.toFixed(1)} s; ${r.keysChecked} keys checked; ${r.violations.length} violations`,
   );
+  console.log(`  ${r.edges.join('\n  ')}`);
   for (const v of r.violations.slice(0, 30)) console.log(`VIOLATION ${v}`);
   if (r.violations.length > 30) console.log(`… and ${r.violations.length - 30} more`);
   if (r.violations.length > 0) process.exitCode = 1;
