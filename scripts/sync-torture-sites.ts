@@ -11,8 +11,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type ClientDuplexStream, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { connectEtcd, type EtcdClients } from '../src/client/etcd.js';
 import { type BuffDbClients, connect } from '../src/client/network.js';
-import { DeleteRangeRequest, PutRequest } from '../src/generated/etcd/etcdserverpb/rpc.js';
+import {
+  DeleteRangeRequest,
+  PutRequest,
+  RangeRequest,
+  type RangeResponse,
+  TxnRequest,
+  type TxnResponse,
+} from '../src/generated/etcd/etcdserverpb/rpc.js';
 import type * as kvPb from '../src/generated/kv.js';
+import { prefixEnd } from './sync-sites.js';
 
 const CLI = resolve(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
 const CALL_MS = 15_000;
@@ -172,6 +180,36 @@ export class Site {
     return new Promise((res, rej) =>
       this.etcd!.kv.deleteRange(req, new Metadata(), { deadline: Date.now() + CALL_MS }, (err, r) =>
         err ? rej(err) : res(Number(r!.deleted) > 0 ? 'acked' : 'noop'),
+      ),
+    );
+  }
+
+  /** One etcd Txn writing (or deleting) every key of `keys`: a transaction that must travel whole. */
+  etcdTxn(keys: string[], value: string | null): Promise<Outcome> {
+    if (!this.up) return Promise.reject(new Error(`${this.name} is down`));
+    const success = keys.map((k) =>
+      value === null
+        ? { requestDeleteRange: DeleteRangeRequest.fromPartial({ key: Buffer.from(k) }) }
+        : { requestPut: PutRequest.fromPartial({ key: Buffer.from(k), value: Buffer.from(value) }) },
+    );
+    const req = TxnRequest.fromPartial({ success });
+    return new Promise((res, rej) =>
+      this.etcd!.kv.txn(req, new Metadata(), { deadline: Date.now() + CALL_MS }, (err, r?: TxnResponse) => {
+        if (err) return rej(err);
+        const deleted = r!.responses.reduce((n, op) => n + Number(op.responseDeleteRange?.deleted ?? 0), 0);
+        res(value !== null || deleted > 0 ? 'acked' : 'noop');
+      }),
+    );
+  }
+
+  /** Every key under `prefix` with its value, read at one revision. */
+  rangePrefix(prefix: string): Promise<[key: string, value: string][]> {
+    if (!this.up) return Promise.reject(new Error(`${this.name} is down`));
+    const key = Buffer.from(prefix);
+    const req = RangeRequest.fromPartial({ key, rangeEnd: prefixEnd(key) });
+    return new Promise((res, rej) =>
+      this.etcd!.kv.range(req, new Metadata(), { deadline: Date.now() + CALL_MS }, (err, r?: RangeResponse) =>
+        err ? rej(err) : res(r!.kvs.map((kv) => [kv.key.toString('utf8'), kv.value.toString('utf8')])),
       ),
     );
   }

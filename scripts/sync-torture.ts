@@ -11,6 +11,9 @@
  *  - spaced keys (`s/…`, any site, a write only once the last one answered > 1 s ago): the same;
  *  - conflict keys (`c/…`, any site, any time): a value somebody wrote (or absent after a delete),
  *    and not one an acknowledged write made > 1 s after it should have beaten;
+ *  - transaction pairs (`t/N/a` + `t/N/b` in one etcd Txn, any site, any time): as conflict keys,
+ *    and every read of them (on a random site, all along) and the converged content hold both
+ *    keys with one value or neither;
  *  - no key nobody wrote; no site exits on its own.
  *
  *   npm run sync-torture -- [--seconds 60] [--seed N] [--converge-seconds 60]
@@ -26,7 +29,8 @@ import { dumpStore, type StoreDump } from '../test/helpers/dump.js';
 import { startProxy, type TcpProxy } from '../test/helpers/tcp-proxy.js';
 import { rng } from './fuzz.js';
 import { syncStatus } from './sync-sites.js';
-import { type Outcome, Site } from './sync-torture-sites.js';
+import { checkFinal, describeDiff, pairMismatches, SPACING_MS, type WriteRec } from './sync-torture-check.js';
+import { Site } from './sync-torture-sites.js';
 
 export interface SyncTortureOptions {
   seconds: number;
@@ -48,24 +52,14 @@ export interface SyncTortureResult {
   violations: string[];
 }
 
-interface WriteRec {
-  key: string;
-  /** null: a delete. */
-  value: string | null;
-  site: string;
-  sentAt: number;
-  doneAt: number;
-  outcome: Outcome | 'uncertain' | 'pending';
-}
-
 const OWN = 200;
 const SPACED = 60;
 const CONFLICT = 30;
+/** Transaction pairs t/N/a + t/N/b, written by any site at any time in one etcd Txn. */
+const PAIRS = 20;
 const PAD = `:${'0123456789abcdef'.repeat(6144 / 16)}`;
 /** A held dead link lasts this long: the edge must report itself disconnected by then (issue #15 item 7). */
 const DEAD_LINK_MS = 32_000;
-/** Writes this far apart (answer → next send) are ordered by their clocks on one machine. */
-const SPACING_MS = 1000;
 
 export async function runSyncTorture(options: SyncTortureOptions): Promise<SyncTortureResult> {
   const log = options.log ?? ((line: string) => console.log(line));
@@ -110,7 +104,7 @@ export async function runSyncTorture(options: SyncTortureOptions): Promise<SyncT
       if (busyKeys.has(key) || (last && performance.now() - last.doneAt < SPACING_MS)) return undefined;
       return key;
     }
-    return `c/${int(CONFLICT)}`;
+    return r < 0.87 ? `t/${int(PAIRS)}` : `c/${int(CONFLICT)}`;
   };
 
   const writer = async (site: Site): Promise<void> => {
@@ -124,25 +118,41 @@ export async function runSyncTorture(options: SyncTortureOptions): Promise<SyncT
       const etcdApi = rand() < 0.3;
       // One write in ten carries ~4 KiB (batches worth throttling and killing in the middle of).
       const value = del ? null : `${site.name}#${seq++}${rand() < 0.1 ? PAD.slice(0, 2048 + int(4096)) : ''}`;
-      const rec: WriteRec = { key, value, site: site.name, sentAt: performance.now(), doneAt: 0, outcome: 'pending' };
-      const list = history.get(key) ?? [];
-      list.push(rec);
-      history.set(key, list);
-      const exclusive = !key.startsWith('c/');
+      const pair = key.startsWith('t/');
+      const keys = pair ? [`${key}/a`, `${key}/b`] : [key];
+      const sentAt = performance.now();
+      const recs = keys.map(
+        (k): WriteRec => ({ key: k, value, site: site.name, sentAt, doneAt: 0, outcome: 'pending' }),
+      );
+      for (const rec of recs) history.set(rec.key, [...(history.get(rec.key) ?? []), rec]);
+      const exclusive = key.startsWith('o/') || key.startsWith('s/');
       if (exclusive) busyKeys.add(key);
+      let outcome: WriteRec['outcome'];
       try {
-        rec.outcome = await (value === null
-          ? etcdApi
-            ? site.etcdDelete(key)
-            : site.delete(key)
-          : etcdApi
-            ? site.etcdPut(key, value)
-            : site.set(key, value));
+        outcome = await (pair
+          ? site.etcdTxn(keys, value)
+          : value === null
+            ? etcdApi
+              ? site.etcdDelete(key)
+              : site.delete(key)
+            : etcdApi
+              ? site.etcdPut(key, value)
+              : site.set(key, value));
       } catch {
-        rec.outcome = 'uncertain';
+        outcome = 'uncertain';
       }
-      rec.doneAt = performance.now();
+      for (const rec of recs) Object.assign(rec, { outcome, doneAt: performance.now() });
       if (exclusive) busyKeys.delete(key);
+    }
+  };
+
+  /** Reads the transaction pairs on a random site now and then: each is whole or absent, never in part. */
+  const pairReader = async (): Promise<void> => {
+    while (!stopWriters) {
+      await sleep(50);
+      const site = sites[int(sites.length)]!;
+      const kvs = site.up ? await site.rangePrefix('t/').catch(() => undefined) : undefined;
+      for (const m of pairMismatches(kvs ?? [])) violations.push(`${site.name} read a transaction in part: ${m}`);
     }
   };
 
@@ -217,6 +227,7 @@ export async function runSyncTorture(options: SyncTortureOptions): Promise<SyncT
   let final: StoreDump | undefined;
   try {
     const writers = sites.flatMap((s) => Array.from({ length: options.writers ?? 4 }, () => writer(s)));
+    writers.push(pairReader());
     const pendingFaults = new Set<Promise<void>>();
     const end = performance.now() + options.seconds * 1000;
     while (performance.now() < end) {
@@ -279,61 +290,6 @@ export async function runSyncTorture(options: SyncTortureOptions): Promise<SyncT
 }
 
 const jsonBig = (_k: string, v: unknown): unknown => (typeof v === 'bigint' ? v.toString() : v);
-
-function describeDiff(dumps: StoreDump[], sites: Site[]): string {
-  const maps = dumps.map((d) => new Map(d.kv));
-  const keys = new Set(dumps.flatMap((d) => d.kv.map(([k]) => k)));
-  const differing = [...keys].filter((k) => new Set(maps.map((m) => m.get(k))).size > 1);
-  const show = differing.slice(0, 5).map((k) => {
-    const vals = maps.map((m, i) => `${sites[i]!.name}=${decode(m.get(k)) ?? 'absent'}`);
-    return `${decode(k)}: ${vals.join(' ')}`;
-  });
-  return `${differing.length} keys differ (${dumps.map((d, i) => `${sites[i]!.name} ${d.kv.length} keys`).join(', ')}); ${show.join('; ')}`;
-}
-
-const decode = (b64: string | undefined): string | undefined =>
-  b64 === undefined ? undefined : Buffer.from(b64, 'base64').toString('utf8');
-
-const show = (r: WriteRec, t0: number): string =>
-  `${r.value ?? 'DELETE'} (${r.outcome}, sent ${((r.sentAt - t0) / 1000).toFixed(3)} s, answered ${((r.doneAt - t0) / 1000).toFixed(3)} s)`;
-
-/** Checks the converged content against the write history; returns the keys checked. */
-export function checkFinal(final: StoreDump, history: Map<string, WriteRec[]>, violations: string[]): number {
-  const content = new Map(final.kv.map(([k, v]) => [decode(k)!, decode(v)!]));
-  for (const key of content.keys()) if (!history.has(key)) violations.push(`key ${key} holds a value nobody wrote`);
-  const t0 = Math.min(...[...history.values()].map((l) => l[0]!.sentAt));
-  for (const [key, all] of history) {
-    const recs = all.filter((r) => r.outcome !== 'noop');
-    const got = content.get(key) ?? null;
-    const fail = (why: string): void => {
-      violations.push(
-        `key ${key} holds ${got ?? 'nothing'}: ${why}; last writes: ${recs
-          .slice(-4)
-          .map((r) => show(r, t0))
-          .join(' | ')}`,
-      );
-    };
-    if (!key.startsWith('c/')) {
-      // One write at a time: the last acknowledged, or an uncertain one after it.
-      let last = -1;
-      for (let i = 0; i < recs.length; i++) if (recs[i]!.outcome === 'acked') last = i;
-      const allowed = new Set<string | null>(last >= 0 ? [recs[last]!.value] : [null]);
-      for (let i = last + 1; i < recs.length; i++) allowed.add(recs[i]!.value);
-      if (!allowed.has(got)) fail('expected the last acknowledged write (or an uncertain later one)');
-      continue;
-    }
-    // Any write: a value somebody wrote that no acknowledged write clearly later should have beaten.
-    const candidates = recs.filter((r) => r.value === got);
-    const beaten = (c: { doneAt: number }): boolean =>
-      recs.some((x) => x.outcome === 'acked' && x.sentAt > c.doneAt + SPACING_MS);
-    const neverWritten = got === null ? [{ doneAt: -Infinity }] : [];
-    if (candidates.length === 0 && neverWritten.length === 0) fail('a value nobody wrote');
-    else if ([...candidates, ...neverWritten].every(beaten)) {
-      fail(`an acknowledged write made > ${SPACING_MS} ms later should have won`);
-    }
-  }
-  return history.size;
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
