@@ -64,7 +64,7 @@ export function checkFinal(final: StoreDump, history: Map<string, WriteRec[]>, v
           .join(' | ')}`,
       );
     };
-    if (key.startsWith('o/') || key.startsWith('s/')) {
+    if (key.startsWith('o/') || key.startsWith('s/') || key.startsWith('b/')) {
       // One write at a time: the last acknowledged, or an uncertain one after it.
       let last = -1;
       for (let i = 0; i < recs.length; i++) if (recs[i]!.outcome === 'acked') last = i;

@@ -8,6 +8,7 @@
  *  - own keys (`o/SITE/…`, written by one site, one write at a time): the final value is the last
  *    acknowledged one, or an uncertain (in flight at a kill) write made after it — an older value
  *    coming back would be a write applied twice or a lost one;
+ *    Bulk keys (`b/SITE/…`, bursts of Sets pipelined on one stream, one burst at a time) likewise;
  *  - spaced keys (`s/…`, any site, a write only once the last one answered > 1 s ago): the same;
  *  - conflict keys (`c/…`, any site, any time): a value somebody wrote (or absent after a delete),
  *    and not one an acknowledged write made > 1 s after it should have beaten;
@@ -57,6 +58,8 @@ const SPACED = 60;
 const CONFLICT = 30;
 /** Transaction pairs t/N/a + t/N/b, written by any site at any time in one etcd Txn. */
 const PAIRS = 20;
+/** Keys of one bulk burst (~120 B each: a few batches' worth from the three sites). */
+const BULK = 3000;
 const PAD = `:${'0123456789abcdef'.repeat(6144 / 16)}`;
 /** A held dead link lasts this long: the edge must report itself disconnected by then (issue #15 item 7). */
 const DEAD_LINK_MS = 32_000;
@@ -146,6 +149,26 @@ export async function runSyncTorture(options: SyncTortureOptions): Promise<SyncT
     }
   };
 
+  /** Now and then a burst of BULK Sets pipelined on one stream (`b/SITE/N`): backlogs of several batches. */
+  const bulkWriter = async (site: Site): Promise<void> => {
+    while (!stopWriters) {
+      await sleep(between(1000, 5000));
+      if (!site.up || stopWriters) continue;
+      const sentAt = performance.now();
+      const burst = Array.from({ length: BULK }, (_, n): WriteRec => {
+        const value = `${site.name}#${seq++}${PAD.slice(0, 100)}`;
+        return { key: `b/${site.name}/${n}`, value, site: site.name, sentAt, doneAt: 0, outcome: 'pending' };
+      });
+      await Promise.all(
+        burst.map(async (rec) => {
+          history.set(rec.key, [...(history.get(rec.key) ?? []), rec]);
+          rec.outcome = await site.set(rec.key, rec.value!).catch(() => 'uncertain' as const);
+          rec.doneAt = performance.now();
+        }),
+      );
+    }
+  };
+
   /** Reads the transaction pairs on a random site now and then: each is whole or absent, never in part. */
   const pairReader = async (): Promise<void> => {
     while (!stopWriters) {
@@ -227,7 +250,7 @@ export async function runSyncTorture(options: SyncTortureOptions): Promise<SyncT
   let final: StoreDump | undefined;
   try {
     const writers = sites.flatMap((s) => Array.from({ length: options.writers ?? 4 }, () => writer(s)));
-    writers.push(pairReader());
+    writers.push(pairReader(), ...sites.map(bulkWriter));
     const pendingFaults = new Set<Promise<void>>();
     const end = performance.now() + options.seconds * 1000;
     while (performance.now() < end) {
