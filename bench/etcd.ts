@@ -17,7 +17,7 @@ export function etcdBinary(): string | undefined {
   return res.status === 0 && path ? path : undefined;
 }
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);

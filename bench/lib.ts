@@ -12,6 +12,23 @@ import {
 } from '@grpc/grpc-js';
 import { serializer } from '../src/server/codec.js';
 
+/** One row of the bench table. */
+export interface Row {
+  group: string;
+  name: string;
+  /** buffdb's figure and the reference's, in `unit` (medians). */
+  value: number;
+  reference?: number;
+  referenceName?: string;
+  unit: string;
+  /** Median of the per-round ratios value/reference (higher is better unless `lowerIsBetter`). */
+  ratio?: number;
+  lowerIsBetter?: boolean;
+  target?: string;
+  pass?: boolean;
+  note?: string;
+}
+
 export const MAX_MESSAGE = 64 * 1024 * 1024;
 export const CLIENT_OPTIONS = {
   'grpc.max_receive_message_length': MAX_MESSAGE,

@@ -5,7 +5,7 @@
  *   npm run bench                 full run (100k messages per stream test, 5 rounds)
  *   npm run bench -- --quick      under a minute (fewer messages and rounds)
  *   npm run bench -- --json       the results as one JSON object on stdout (progress on stderr)
- *   npm run bench -- --only=kv,blob,etcd,etcd-api,library,backends,postgres,ops,cold,rss   just those sections
+ *   npm run bench -- --only=kv,blob,etcd,etcd-api,sync,library,backends,postgres,ops,cold,rss   just those sections
  *   npm run bench -- --profile[=set|get|blob]
  *                                 `buffdb run` under Kv Set (or Get, or Blob Store+Get) load with
  *                                 --cpu-prof; prints self time by area and the top functions
@@ -38,6 +38,7 @@ import {
   memoryOf,
   pump,
   pumpMany,
+  type Row,
   startChild,
   TUNED_CLIENT,
   VALUE_100,
@@ -46,6 +47,7 @@ import {
 import { measureOpsOverhead } from './ops.js';
 import { postgresLibrary, postgresServer } from './postgres.js';
 import { summarizeProfile } from './profile-summary.js';
+import { syncSection } from './sync.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const CLI = join(ROOT, 'dist', 'cli', 'main.js');
@@ -54,7 +56,7 @@ const ECHO = join(ROOT, 'bench', 'echo-server.mjs');
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
 const JSON_OUT = argv.includes('--json');
-/** `--only=kv,blob,etcd,etcd-api,library,backends,postgres,ops,cold,rss`: run just those sections. */
+/** `--only=kv,blob,etcd,etcd-api,sync,library,backends,postgres,ops,cold,rss`: run just those sections. */
 const ONLY = argv
   .find((a) => a.startsWith('--only='))
   ?.slice('--only='.length)
@@ -102,22 +104,6 @@ const cfg = QUICK
     };
 
 const MiB = 1024 * 1024;
-
-interface Row {
-  group: string;
-  name: string;
-  /** buffdb's figure and the reference's, in `unit` (medians). */
-  value: number;
-  reference?: number;
-  referenceName?: string;
-  unit: string;
-  /** Median of the per-round ratios value/reference (higher is better unless `lowerIsBetter`). */
-  ratio?: number;
-  lowerIsBetter?: boolean;
-  target?: string;
-  pass?: boolean;
-  note?: string;
-}
 
 const rows: Row[] = [];
 const notes: string[] = [];
@@ -664,6 +650,7 @@ async function profile(dir: string, workload: string): Promise<void> {
 function fmt(x: number | undefined, unit: string): string {
   if (x === undefined || Number.isNaN(x)) return '';
   if (unit === 'ms' || unit === 'MiB' || unit === 'MB/s') return x.toFixed(1);
+  if (unit === 's') return x.toFixed(2);
   return Math.round(x).toLocaleString('en-US');
 }
 
@@ -738,6 +725,15 @@ async function main(): Promise<void> {
         );
     }
     await buff.stop();
+    if (want('sync'))
+      await syncSection({
+        cli: CLI,
+        dir,
+        quick: QUICK,
+        push: (row) => {
+          rows.push(row);
+        },
+      });
     if (want('library')) await library(dir);
     // Backends whose stores are files; postgres has its own section (a database server).
     const fileBackends = BACKEND_NAMES.filter((b) => capabilitiesOf(b).storeLocation !== 'url');
