@@ -18,14 +18,32 @@ export function etcdBinary(): string | undefined {
 }
 
 export function freePort(): Promise<number> {
+  return listenOnce(0);
+}
+
+function listenOnce(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
+    srv.listen(port, '127.0.0.1', () => {
+      const bound = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(bound));
     });
   });
+}
+
+/**
+ * A free port below the kernel's ephemeral range (32768+), for a process that is killed and must
+ * come back on the same address: no port-0 socket of another program takes it in between.
+ */
+export async function stablePort(): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await listenOnce(20_000 + Math.floor(Math.random() * 12_000));
+    } catch (err) {
+      if (attempt > 20) throw err;
+    }
+  }
 }
 
 export interface Etcd {

@@ -25,7 +25,7 @@ import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { freePort } from '../bench/etcd.js';
+import { stablePort } from '../bench/etcd.js';
 import { dumpStore, type StoreDump } from '../test/helpers/dump.js';
 import { startProxy, type TcpProxy } from '../test/helpers/tcp-proxy.js';
 import { rng } from './fuzz.js';
@@ -79,12 +79,12 @@ export async function runSyncTorture(options: SyncTortureOptions): Promise<SyncT
   };
   log(`sync torture: ${options.seconds} s, seed ${seed}, dir ${dir}`);
 
-  const hub = new Site('hub', await freePort(), dir, []);
+  const hub = new Site('hub', await stablePort(), dir, []);
   await hub.start();
   const [host, port] = ['127.0.0.1', hub.port];
   const proxies: TcpProxy[] = [await startProxy({ host, port }), await startProxy({ host, port })];
   const edges = await Promise.all(
-    proxies.map(async (p, i) => new Site(`edge${i + 1}`, await freePort(), dir, ['--sync-to', p.address])),
+    proxies.map(async (p, i) => new Site(`edge${i + 1}`, await stablePort(), dir, ['--sync-to', p.address])),
   );
   for (const e of edges) await e.start();
   const sites = [hub, ...edges];

@@ -208,6 +208,18 @@ describe('interop with clients generated from the .proto files', () => {
         await call('/buffdb.query.Query/Query', [{ query: "SELECT value FROM kv WHERE key = 'rpc-q'", target: 'KV' }]),
       ) as { fields: { type_url: string; value: Buffer }[] }[];
       assert.equal(row!.fields[0]!.type_url, 'type.googleapis.com/google.protobuf.StringValue');
+
+      // Sync: this server is a hub, not an edge; links must open with a Hello of a known protocol.
+      const [status] = ok(await call('/buffdb.sync.Sync/Status', [{}])) as { edge: boolean; site: string }[];
+      assert.equal(status!.edge, false);
+      assert.match(status!.site, /^[0-9a-f]{16}$/);
+      assert.deepEqual(ok(await call('/buffdb.sync.Sync/Conflicts', [{}])), []);
+      const badHello = await call('/buffdb.sync.Sync/Exchange', [{ hello: { protocol: 99, site: Buffer.alloc(8, 1) } }]);
+      assert.equal(badHello.err?.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(badHello.err!.details, /protocol 99 is not supported/);
+      const noHello = await call('/buffdb.sync.Sync/BlobExchange', [{}]);
+      assert.equal(noHello.err?.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(noHello.err!.details, /first message of a link must be BlobHello/);
     } finally {
       raw.close();
     }

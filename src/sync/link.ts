@@ -8,7 +8,7 @@
 import { failedPrecondition, invalidArgument } from '../errors.js';
 import type * as pb from '../generated/sync.js';
 import { prefixSpan } from '../store/kv/key-span.js';
-import type { ChangeFilter } from '../store/sync/changes.js';
+import { type Change, type ChangeFilter, changeBytes } from '../store/sync/changes.js';
 import type { SiteId } from '../store/sync/stamp.js';
 import type { SyncStore } from '../store/sync/sync-store.js';
 import { decodeChanges, encodeBatch, encodeSnapshotPage } from './wire.js';
@@ -19,6 +19,24 @@ export const BATCH_BYTES = 1024 * 1024;
 const EMPTY_BATCH_MS = 1000;
 /** With nothing to send, the sender looks again at least this often. */
 const IDLE_POLL_MS = 5000;
+/**
+ * Batching by time: a batch smaller than LINGER_BYTES waits this long for more writes first, so a
+ * burst goes in fewer batches and writes superseded within the wait are coalesced.
+ */
+const LINGER_MS = 50;
+const LINGER_BYTES = 64 * 1024;
+
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done);
+  });
+}
 
 /** The messages of one link (a gRPC bidi call on either end). */
 export interface MessageIo {
@@ -105,6 +123,15 @@ export async function runLink(
   }
 }
 
+function lingerable(changes: readonly Change[]): boolean {
+  let bytes = 0;
+  for (const c of changes) {
+    bytes += changeBytes(c);
+    if (bytes >= LINGER_BYTES) return false;
+  }
+  return true;
+}
+
 async function send(
   sync: SyncStore,
   io: MessageIo,
@@ -144,9 +171,15 @@ async function send(
       }
     }
     emptySince = 0;
-    const acked = await ship(await encodeBatch(read), read.changes.length);
-    if (acked !== read.to) throw failedPrecondition(`sync: revision ${read.to} sent, ${acked} acknowledged`);
-    cursor = read.to;
+    let batch = read;
+    if (read.changes.length > 0 && lingerable(read.changes)) {
+      await pause(LINGER_MS, signal);
+      const again = await sync.read(cursor, plan.filter, BATCH_BYTES);
+      if (!('compacted' in again)) batch = again;
+    }
+    const acked = await ship(await encodeBatch(batch), batch.changes.length);
+    if (acked !== batch.to) throw failedPrecondition(`sync: revision ${batch.to} sent, ${acked} acknowledged`);
+    cursor = batch.to;
     stats.peerApplied = cursor;
     stats.lastSuccessMs = Date.now();
     sync.acknowledged(plan.peer, cursor);

@@ -89,7 +89,7 @@ export async function readChanges(
     for (const e of events) {
       const id = e.kv.key.toString('latin1');
       const before = last.get(id);
-      if (before) bytes -= before.kv.key.length + before.kv.value.length;
+      if (before) bytes -= before.kv.key.length + before.kv.value.length + 32;
       last.delete(id); // re-inserted below: the map keeps the order of each key's last write
       last.set(id, e);
       bytes += e.kv.key.length + e.kv.value.length + 32;
