@@ -144,6 +144,8 @@ function flatDecoder<T>(fields: readonly FlatField[], fallback: Codec<T>): (read
 
 /** Flat messages get the direct encoder (registered below through `flat`). */
 const flatEncoders = new WeakMap<object, (message: never) => Buffer>();
+/** …and those that reuse their output buffer, the one `method` serializes answers with. */
+const answerEncoders = new WeakMap<object, (message: never) => Buffer>();
 /** Flat messages with a bytes field get the direct decoder too (`decodeStrict`). */
 const flatDecoders = new WeakMap<object, (reader: BinaryReader) => unknown>();
 
@@ -155,16 +157,18 @@ const REUSE_MAX = 4 * 1024 * 1024 + 1024;
 /**
  * Declares `codec` a flat message (fields 1..n as listed) so `method` encodes it directly.
  *
- * `reuse` (answers that carry stored data: Get, Download): a large answer is serialized into one
- * buffer kept by the encoder and reused for the next answer, rather than into a new one each
- * time, which would be garbage as soon as it is framed. Only for answers: the grpc-js server
- * copies the serialized bytes into the message's frame in the same synchronous call that
- * serializes it (`serializeMessage` in server-interceptors.js), and keeps nothing else of them;
- * a request serializer's output is held by the client until it is sent, so requests never reuse.
+ * `reuse` (answers that carry stored data: Get, Download): as an answer (`responseSerialize`), a
+ * large message is serialized into one buffer kept by the encoder and reused for the next answer,
+ * rather than into a new one each time, which would be garbage as soon as it is framed. The
+ * grpc-js server copies the serialized bytes into the message's frame in the same synchronous call
+ * that serializes it (`serializeMessage` in server-interceptors.js) and keeps nothing else of
+ * them. A request serializer's output is held by the client until it is sent, so `serializer`
+ * (requests, clients) never reuses.
  */
 export function flat<T>(codec: Codec<T>, fields: readonly FlatField[], reuse = false): Codec<T> {
   for (const [field] of fields) if (field < 1 || field > 15) throw new Error('flat fields must be numbered 1..15');
-  flatEncoders.set(codec, flatEncoder(fields, codec, reuse));
+  flatEncoders.set(codec, flatEncoder(fields, codec, false));
+  if (reuse) answerEncoders.set(codec, flatEncoder(fields, codec, true));
   if (fields.some(([, , kind]) => kind === 'bytes')) flatDecoders.set(codec, flatDecoder(fields, codec));
   return codec;
 }
@@ -206,7 +210,7 @@ export function method<Req, Res>(
     responseStream,
     requestSerialize: serializer(req) as (value: Req | DecodeFailure) => Buffer,
     requestDeserialize: (buf) => decodeStrict(req, buf, typeName),
-    responseSerialize: serializer(res),
+    responseSerialize: (answerEncoders.get(res) as ((message: Res) => Buffer) | undefined) ?? serializer(res),
     responseDeserialize: (buf) => res.decode(buf),
     originalName: path.slice(path.lastIndexOf('/') + 1).replace(/^./, (c) => c.toLowerCase()),
   };
