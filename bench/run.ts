@@ -267,6 +267,8 @@ async function blobStreams(buff: Child, echoServer: Child): Promise<void> {
   const { addr } = buff;
   const echoAddr = echoServer.addr;
   const peaksReset = resetPeak(buff.pid) && resetPeak(echoServer.pid);
+  // What each server already holds when the section starts (earlier sections leave some behind).
+  const startRss = { buff: memoryOf(buff.pid).rss, echo: memoryOf(echoServer.pid).rss };
   const db = connect(addr);
   const echo = echoClient(echoAddr, blobPb.StoreRequest);
   const payload = Buffer.alloc(MiB, 0xab);
@@ -323,9 +325,11 @@ async function blobStreams(buff: Child, echoServer: Child): Promise<void> {
       lowerIsBetter: true,
       target: '<= 1.5x',
       pass: ratio <= 1.5,
+      note: `RSS at the section's start: buffdb ${startRss.buff.toFixed(0)} MiB, echo ${startRss.echo.toFixed(0)} MiB`,
     });
     log(
-      `blob section peak RSS: buffdb ${peak.buff.toFixed(0)} MiB vs echo ${peak.echo.toFixed(0)} MiB → ${ratio.toFixed(2)}x`,
+      `blob section peak RSS: buffdb ${peak.buff.toFixed(0)} MiB vs echo ${peak.echo.toFixed(0)} MiB → ${ratio.toFixed(2)}x` +
+        ` (at its start: ${startRss.buff.toFixed(0)} vs ${startRss.echo.toFixed(0)} MiB)`,
     );
   }
 }

@@ -74,6 +74,22 @@ for (const backend of TEST_BACKENDS) {
       assert.ok(Buffer.from(got.out[0]!.bytes).equals(data));
     });
 
+    it('chunks of any size are stored byte for byte (spanning, inside and across the 1 MiB storage chunks)', async () => {
+      const sizes = [3, MiB + MiB / 2, 0, MiB - 3, 5 * MiB + 7, 1, MiB];
+      const data = pattern(
+        sizes.reduce((a, b) => a + b, 0),
+        11,
+      );
+      const msgs: UploadRequest[] = [H({ size: BigInt(data.length), sha256: sha(data) })];
+      for (let at = 0, i = 0; i < sizes.length; at += sizes[i++]!)
+        msgs.push({ chunk: data.subarray(at, at + sizes[i]!) });
+      const up = await rawUpload(blob(), msgs);
+      assert.equal(up.err, undefined, up.err?.details);
+      const down = await downloadMessages(blob(), { id: up.id!, offset: 0n, chunkSize: 0 });
+      assert.equal(down.err, undefined, down.err?.details);
+      assert.ok(Buffer.concat(down.msgs.slice(1).map((m) => m.chunk!)).equals(data));
+    });
+
     it('message rules: one header first, then chunks (INVALID_ARGUMENT otherwise)', async () => {
       const cases: [string, UploadRequest[]][] = [
         ['no header', []],

@@ -59,6 +59,48 @@ function drained(call: ServerWritableStream<unknown, unknown>): Promise<void> {
   });
 }
 
+/** Chunks written to a call and not yet handed to the transport: at most this many at a time. */
+const CHUNKS_IN_FLIGHT = 2;
+
+/**
+ * Writes a call's chunks at most CHUNKS_IN_FLIGHT ahead of the transport. The call's own buffer
+ * would take 16 messages (its object-mode highWaterMark) before `write` answered false: 16 MiB of
+ * 1 MiB chunks per download, each kept long enough to outlive a young-generation GC and wait for a
+ * full one — most of the server's peak RSS while serving downloads.
+ */
+class SendWindow {
+  private inFlight = 0;
+  private gone = false;
+  private wake: (() => void) | undefined;
+
+  constructor(private readonly call: ServerWritableStream<unknown, unknown>) {
+    // A call that is cancelled or closes may never call back for what it had not sent.
+    const end = (): void => {
+      this.gone = true;
+      this.wake?.();
+    };
+    call.once('close', end);
+    call.once('cancelled', end);
+  }
+
+  /** Resolves when the next chunk may be read (`sent` runs once this one is on the transport). */
+  async send(message: unknown, sent: () => void): Promise<void> {
+    this.inFlight++;
+    const more = this.call.write(message, () => {
+      this.inFlight--;
+      sent();
+      this.wake?.();
+    });
+    if (!more) await drained(this.call);
+    while (this.inFlight >= CHUNKS_IN_FLIGHT && !this.gone && !this.call.cancelled) {
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+      this.wake = undefined;
+    }
+  }
+}
+
 export function uploadHandler(db: BuffDb, budget: MemoryBudget) {
   return (
     call: ServerReadableStream<blob.UploadRequest | DecodeFailure, blob.UploadResponse>,
@@ -177,14 +219,15 @@ export function downloadHandler(db: BuffDb, budget: MemoryBudget) {
         length: BigInt(end - offset),
       };
       if (!call.write({ header })) await drained(call);
+      const window = new SendWindow(call);
       for (let at = offset; at < end && !call.cancelled; ) {
         const size = Math.min(chunkSize, end - at);
         // Room in the memory budget first; held until the chunk is written to the transport.
         await mem.acquire(size);
         const chunk = await reader.read(at, size);
         at += chunk.length;
-        // Read the next chunk only once the client has taken this one: a slow reader costs one chunk.
-        if (!call.write({ chunk }, () => mem.release(size))) await drained(call);
+        // The next chunk is read while this one is sent, no sooner: a slow reader costs two chunks.
+        await window.send({ chunk }, () => mem.release(size));
       }
     };
     serve().then(

@@ -41,9 +41,11 @@ const toBuffer = (u8: Uint8Array): Buffer => Buffer.from(u8.buffer, u8.byteOffse
 /**
  * One field of a message made only of length-delimited fields (strings and bytes), which is most
  * buffdb messages. `optional`: proto3 explicit presence (written unless undefined); otherwise the
- * field is written unless empty, exactly as the generated encoder does.
+ * field is written unless empty, exactly as the generated encoder does. A `message` field (always
+ * optional) is left to the generated codec: a message that has it set is encoded and decoded by
+ * the generated code (Upload's header, Download's header: one per call).
  */
-type FlatField = readonly [field: number, name: string, kind: 'string' | 'bytes', optional: boolean];
+type FlatField = readonly [field: number, name: string, kind: 'string' | 'bytes' | 'message', optional: boolean];
 
 const varintSize = (n: number): number => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5);
 
@@ -53,8 +55,15 @@ const varintSize = (n: number): number => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0
  * protobuf share of a Kv Set profile). Output is byte-for-byte the generated encoder's; anything
  * it does not expect (a non-string where a string belongs) goes to the generated encoder.
  */
-function flatEncoder<T>(fields: readonly FlatField[], fallback: Codec<T>): (message: T) => Buffer {
+function flatEncoder<T>(fields: readonly FlatField[], fallback: Codec<T>, reuse: boolean): (message: T) => Buffer {
   const count = fields.length;
+  let scratch: Buffer | undefined;
+  /** An answer of `size` bytes: written into `scratch` when it is reused (see `flat`). */
+  const output = (size: number): Buffer => {
+    if (!reuse || size < REUSE_MIN || size > REUSE_MAX) return Buffer.allocUnsafe(size);
+    if (scratch === undefined || scratch.length < size) scratch = Buffer.allocUnsafeSlow(size);
+    return scratch.subarray(0, size);
+  };
   return (message: T): Buffer => {
     const m = message as Record<string, unknown>;
     let size = 0;
@@ -63,6 +72,7 @@ function flatEncoder<T>(fields: readonly FlatField[], fallback: Codec<T>): (mess
       const v = m[name];
       if (v === undefined && optional) continue;
       let len: number;
+      if (kind === 'message') return toBuffer(fallback.encode(message).finish());
       if (kind === 'string') {
         if (typeof v !== 'string') return toBuffer(fallback.encode(message).finish());
         if (v === '' && !optional) continue;
@@ -74,7 +84,7 @@ function flatEncoder<T>(fields: readonly FlatField[], fallback: Codec<T>): (mess
       }
       size += 1 + varintSize(len) + len;
     }
-    const buf = Buffer.allocUnsafe(size);
+    const buf = output(size);
     let pos = 0;
     for (let i = 0; i < count; i++) {
       const [field, name, kind, optional] = fields[i]!;
@@ -100,13 +110,66 @@ function flatEncoder<T>(fields: readonly FlatField[], fallback: Codec<T>): (mess
   };
 }
 
+/**
+ * A direct decoder for a flat message with a bytes field (a request that carries data): the bytes
+ * are a view of the received message rather than the generated decoder's copy of them (grpc-js
+ * hands each message over in a buffer of its own, a few bytes larger than its data). A small
+ * field in a larger buffer is copied, so a view never keeps more memory alive than it shows.
+ * Anything it does not expect (an unknown field, another wire type, a `message` field) is
+ * decoded by the generated decoder from the start; strings are decoded strictly by both.
+ */
+function flatDecoder<T>(fields: readonly FlatField[], fallback: Codec<T>): (reader: BinaryReader) => T {
+  const byTag = new Map(fields.map((f) => [(f[0] << 3) | 2, f]));
+  return (reader: BinaryReader): T => {
+    const m: Record<string, unknown> = {};
+    for (const [, name, kind, optional] of fields)
+      m[name] = optional ? undefined : kind === 'string' ? '' : Buffer.alloc(0);
+    const start = reader.pos;
+    while (reader.pos < reader.len) {
+      const f = byTag.get(reader.uint32());
+      if (f === undefined || f[2] === 'message') {
+        reader.pos = start;
+        return fallback.decode(reader);
+      }
+      if (f[2] === 'string') m[f[1]] = reader.string();
+      else {
+        const v = reader.bytes();
+        m[f[1]] =
+          v.byteLength * 2 >= v.buffer.byteLength ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : Buffer.from(v);
+      }
+    }
+    return m as T;
+  };
+}
+
 /** Flat messages get the direct encoder (registered below through `flat`). */
 const flatEncoders = new WeakMap<object, (message: never) => Buffer>();
+/** …and those that reuse their output buffer, the one `method` serializes answers with. */
+const answerEncoders = new WeakMap<object, (message: never) => Buffer>();
+/** Flat messages with a bytes field get the direct decoder too (`decodeStrict`). */
+const flatDecoders = new WeakMap<object, (reader: BinaryReader) => unknown>();
 
-/** Declares `codec` a flat message (fields 1..n as listed) so `method` encodes it directly. */
-export function flat<T>(codec: Codec<T>, fields: readonly FlatField[]): Codec<T> {
+/** Answers from this size up may be serialized into a reused buffer (below it: nothing to gain). */
+const REUSE_MIN = 64 * 1024;
+/** …up to the largest Download chunk (4 MiB) and its header: a larger Get answer gets its own. */
+const REUSE_MAX = 4 * 1024 * 1024 + 1024;
+
+/**
+ * Declares `codec` a flat message (fields 1..n as listed) so `method` encodes it directly.
+ *
+ * `reuse` (answers that carry stored data: Get, Download): as an answer (`responseSerialize`), a
+ * large message is serialized into one buffer kept by the encoder and reused for the next answer,
+ * rather than into a new one each time, which would be garbage as soon as it is framed. The
+ * grpc-js server copies the serialized bytes into the message's frame in the same synchronous call
+ * that serializes it (`serializeMessage` in server-interceptors.js) and keeps nothing else of
+ * them. A request serializer's output is held by the client until it is sent, so `serializer`
+ * (requests, clients) never reuses.
+ */
+export function flat<T>(codec: Codec<T>, fields: readonly FlatField[], reuse = false): Codec<T> {
   for (const [field] of fields) if (field < 1 || field > 15) throw new Error('flat fields must be numbered 1..15');
-  flatEncoders.set(codec, flatEncoder(fields, codec));
+  flatEncoders.set(codec, flatEncoder(fields, codec, false));
+  if (reuse) answerEncoders.set(codec, flatEncoder(fields, codec, true));
+  if (fields.some(([, , kind]) => kind === 'bytes')) flatDecoders.set(codec, flatDecoder(fields, codec));
   return codec;
 }
 
@@ -120,7 +183,9 @@ export function serializer<T>(codec: Codec<T>): (value: T) => Buffer {
 export function decodeStrict<T>(codec: Codec<T>, buf: Uint8Array, typeName: string): T | DecodeFailure {
   let message: T | DecodeFailure;
   try {
-    message = codec.decode(new BinaryReader(buf, decodeUtf8));
+    const reader = new BinaryReader(buf, decodeUtf8);
+    const direct = flatDecoders.get(codec) as ((reader: BinaryReader) => T) | undefined;
+    message = direct ? direct(reader) : codec.decode(reader);
   } catch (err) {
     message = new DecodeFailure(`malformed ${typeName} message: ${(err as Error).message}`);
   }
@@ -145,7 +210,7 @@ export function method<Req, Res>(
     responseStream,
     requestSerialize: serializer(req) as (value: Req | DecodeFailure) => Buffer,
     requestDeserialize: (buf) => decodeStrict(req, buf, typeName),
-    responseSerialize: serializer(res),
+    responseSerialize: (answerEncoders.get(res) as ((message: Res) => Buffer) | undefined) ?? serializer(res),
     responseDeserialize: (buf) => res.decode(buf),
     originalName: path.slice(path.lastIndexOf('/') + 1).replace(/^./, (c) => c.toLowerCase()),
   };
@@ -185,9 +250,25 @@ flat(kv.DeleteRequest, [
 flat(kv.DeleteResponse, [[1, 'key', 'string', false]]);
 flat(kv.EqRequest, [[1, 'key', 'string', false]]);
 flat(kv.NotEqRequest, [[1, 'key', 'string', false]]);
-flat(blob.GetResponse, [
-  [1, 'bytes', 'bytes', false],
-  [2, 'metadata', 'string', true],
+flat(
+  blob.GetResponse,
+  [
+    [1, 'bytes', 'bytes', false],
+    [2, 'metadata', 'string', true],
+  ],
+  true,
+);
+flat(
+  blob.DownloadResponse,
+  [
+    [1, 'header', 'message', true],
+    [2, 'chunk', 'bytes', true],
+  ],
+  true,
+);
+flat(blob.UploadRequest, [
+  [1, 'header', 'message', true],
+  [2, 'chunk', 'bytes', true],
 ]);
 flat(blob.StoreRequest, [
   [1, 'bytes', 'bytes', false],

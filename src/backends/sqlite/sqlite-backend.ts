@@ -44,6 +44,14 @@ function maxPageCount(): number | undefined {
   return Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }
 
+/**
+ * The BLOB store's page cache, in KiB: SQLite's stock 2 MiB rather than the 16 MB better-sqlite3
+ * builds it with. Blob data is read or written once per transfer and goes through the cache page
+ * by page, so a larger cache only keeps 16 MB of pages nobody reads again resident in the server
+ * (measured: the peak RSS of the blob bench section; docs/performance.md). The KV store keeps 16 MB.
+ */
+const BLOB_CACHE_KIB = 2048;
+
 /** Large batches synced off the event loop (file stores written with durability full). */
 function walSyncFor(db: Db, path: string, options: OpenOptions): WalSync | undefined {
   const inMemory = path === ':memory:' || path === '';
@@ -364,6 +372,7 @@ export const sqliteBackend: BackendImpl = {
   },
   async openBlob(path, options = {}) {
     const db = openDatabase(path, options, blobSchema);
+    db.pragma(`cache_size = -${BLOB_CACHE_KIB}`);
     const written = { writes: 0, bytes: 0 };
     const engine = new SqliteEngine(db, blobOps(db, written), path, false, written, walSyncFor(db, path, options));
     return withSnapshots(engine, sqliteSnapshot(path));

@@ -16,6 +16,45 @@ export const CHUNK_SIZE = 1024 * 1024;
 
 const HIGH = 2 ** 32;
 
+/**
+ * `pieces` (in order, `total` bytes in all) cut into chunks of CHUNK_SIZE, the last one shorter
+ * if `total` is not a multiple. A chunk within one piece is a view of it; only a chunk that spans
+ * pieces is copied, so bytes received as whole chunks (the usual upload) are never copied, and
+ * nothing allocated here is larger than one chunk.
+ */
+export function toChunks(pieces: readonly Buffer[], total: number): Buffer[] {
+  const chunks: Buffer[] = [];
+  let p = 0;
+  let at = 0; // within pieces[p]
+  for (let start = 0; start < total; start += CHUNK_SIZE) {
+    const size = Math.min(CHUNK_SIZE, total - start);
+    const piece = pieces[p]!;
+    if (piece.length - at >= size) {
+      chunks.push(piece.subarray(at, at + size));
+      at += size;
+    } else {
+      const out = Buffer.allocUnsafe(size);
+      for (let filled = 0; filled < size; ) {
+        const from = pieces[p]!;
+        const n = Math.min(from.length - at, size - filled);
+        from.copy(out, filled, at, at + n);
+        filled += n;
+        at += n;
+        if (at === from.length) {
+          p++;
+          at = 0;
+        }
+      }
+      chunks.push(out);
+    }
+    if (p < pieces.length && at === pieces[p]!.length) {
+      p++;
+      at = 0;
+    }
+  }
+  return chunks;
+}
+
 export function u64(n: number): Buffer {
   const out = Buffer.allocUnsafe(8);
   out.writeUInt32BE(Math.floor(n / HIGH), 0);

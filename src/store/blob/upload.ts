@@ -19,6 +19,7 @@ import {
   decodeUploadState,
   encodeUploadState,
   type LargeRef,
+  toChunks,
   type UploadFingerprint,
   type UploadState,
   u64,
@@ -245,21 +246,24 @@ export class Upload {
    * how many bytes are durable.
    */
   private startFlush(all: boolean): void {
-    const data = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
-    const whole = all ? data.length : Math.floor(data.length / CHUNK_SIZE) * CHUNK_SIZE;
+    const total = this.pendingBytes;
+    const whole = all ? total : Math.floor(total / CHUNK_SIZE) * CHUNK_SIZE;
     if (whole === 0 && !all) return;
+    // Chunk by chunk rather than one buffer of all pending bytes: no copy of whole received chunks.
+    const chunks = toChunks(this.pending, total);
     const firstIndex = this.base / CHUNK_SIZE;
     const durable = this.base + whole;
     const partialTail = all ? whole % CHUNK_SIZE : 0;
     this.pending.length = 0;
-    this.pendingBytes = data.length - whole + partialTail;
-    if (partialTail > 0) this.pending.push(Buffer.from(data.subarray(whole - partialTail, whole)));
-    if (data.length > whole) this.pending.push(Buffer.from(data.subarray(whole)));
+    this.pendingBytes = total - whole + partialTail;
+    // A partial last chunk stays pending (a copy, so it holds no more than its own bytes).
+    if (this.pendingBytes > 0) this.pending.push(Buffer.from(chunks.at(-1)!));
     this.base = durable - partialTail;
+    const written = chunks.slice(0, Math.ceil(whole / CHUNK_SIZE));
     this.inFlight = this.ctx.committer
       .run(async (ops) => {
-        for (let at = 0, i = firstIndex; at < whole; at += CHUNK_SIZE, i++) {
-          await ops.maps.put('chunk', chunkKey(this.dataId, i), data.subarray(at, Math.min(at + CHUNK_SIZE, whole)));
+        for (let k = 0; k < written.length; k++) {
+          await ops.maps.put('chunk', chunkKey(this.dataId, firstIndex + k), written[k]!);
         }
         const state: UploadState = {
           dataId: this.dataId,
