@@ -214,7 +214,9 @@ describe('interop with clients generated from the .proto files', () => {
       assert.equal(status!.edge, false);
       assert.match(status!.site, /^[0-9a-f]{16}$/);
       assert.deepEqual(ok(await call('/buffdb.sync.Sync/Conflicts', [{}])), []);
-      const badHello = await call('/buffdb.sync.Sync/Exchange', [{ hello: { protocol: 99, site: Buffer.alloc(8, 1) } }]);
+      const badHello = await call('/buffdb.sync.Sync/Exchange', [
+        { hello: { protocol: 99, site: Buffer.alloc(8, 1) } },
+      ]);
       assert.equal(badHello.err?.code, grpc.status.INVALID_ARGUMENT);
       assert.match(badHello.err!.details, /protocol 99 is not supported/);
       const noHello = await call('/buffdb.sync.Sync/BlobExchange', [{}]);
