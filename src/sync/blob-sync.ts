@@ -9,8 +9,9 @@ import { invalidArgument } from '../errors.js';
 import type { BlobSyncStore } from '../store/blob/blob-sync-store.js';
 import { SITE_BYTES, type SiteId } from '../store/sync/stamp.js';
 import { type BlobIo, BlobLinkStats, blobIo, runBlobLink } from './blob-link.js';
-import { backoff, hubClient } from './edge.js';
+import { hubClient } from './edge.js';
 import { firstMessage, PROTOCOL } from './hub.js';
+import { ReconnectingLink } from './reconnect.js';
 
 /** The hub's end of one edge's blob link. */
 export async function serveBlobs(sync: BlobSyncStore, self: SiteId, io: BlobIo, signal: AbortSignal): Promise<void> {
@@ -49,50 +50,25 @@ export interface BlobEdgeOptions {
 }
 
 /** The edge's blob link to its hub, kept open for as long as the server runs. */
-export class BlobEdgeSync {
+export class BlobEdgeSync extends ReconnectingLink {
   stats = new BlobLinkStats();
-  lastError = '';
-  private readonly stopping = new AbortController();
-  private loop: Promise<void> | undefined;
-  private wake: (() => void) | undefined;
 
   constructor(
     readonly sync: BlobSyncStore,
     private readonly options: BlobEdgeOptions,
-  ) {}
-
-  start(): void {
-    this.loop ??= this.run();
+  ) {
+    // After a link that worked ends, wait the shortest backoff before the next.
+    super(1);
   }
 
-  async stop(): Promise<void> {
-    this.stopping.abort();
-    this.wake?.();
-    await this.loop;
-  }
-
-  private async run(): Promise<void> {
-    let attempt = 0;
-    while (!this.stopping.signal.aborted) {
-      let linked = false;
-      try {
-        await this.sync.join();
-        linked = await this.session();
-      } catch (err) {
-        this.lastError = (err as Error).message.split('\n')[0] ?? '';
-      }
-      if (linked && !this.stopping.signal.aborted) this.options.onLost?.(this.lastError);
-      this.stats.connected = false;
-      attempt = linked ? 1 : attempt + 1;
-      if (this.stopping.signal.aborted) break;
-      await backoff(attempt, (wake) => {
-        this.wake = wake;
-      });
-    }
+  protected ended(linked: boolean): void {
+    if (linked && !this.stopping.signal.aborted) this.options.onLost?.(this.lastError);
+    this.stats.connected = false;
   }
 
   /** One BlobExchange call; answers whether the handshake worked. */
-  private async session(): Promise<boolean> {
+  protected async session(): Promise<boolean> {
+    await this.sync.join();
     const { client, metadata } = hubClient(this.options);
     const call = client.blobExchange(metadata);
     const cancel = (): void => call.cancel();

@@ -2,7 +2,7 @@
  * The edge's end: `buffdb run --sync-to HOST:PORT` keeps one link to its hub, for ever. Reads and
  * writes never wait for it — local writes are in the history, durable with the write, until the
  * hub acknowledges them. A lost link is retried with exponential backoff and full jitter, capped at
- * MAX_BACKOFF_MS and re-armed by a timer (not by the next write), so an edge catches up within a
+ * 15 s (reconnect.ts) and re-armed by a timer (not by the next write), so an edge catches up within a
  * minute of its hub coming back; gRPC keepalive notices a silent dead link within ~20 s.
  */
 
@@ -20,9 +20,8 @@ import { readChanges } from '../store/sync/changes.js';
 import type { SyncStore } from '../store/sync/sync-store.js';
 import { firstMessage, PROTOCOL } from './hub.js';
 import { LinkStats, type MessageIo, runLink } from './link.js';
+import { ReconnectingLink } from './reconnect.js';
 
-const MIN_BACKOFF_MS = 200;
-export const MAX_BACKOFF_MS = 15_000;
 const KEEPALIVE_MS = 10_000;
 
 export interface EdgeOptions {
@@ -90,65 +89,28 @@ export function hubClient(options: Pick<EdgeOptions, 'hub' | 'credentials' | 'to
   return { client, metadata };
 }
 
-/** Waits before retry `attempt`: full jitter, so a fleet of edges does not come back in step. */
-export function backoff(attempt: number, onWake: (wake: () => void) => void): Promise<void> {
-  const cap = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** Math.min(attempt, 16));
-  return new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, Math.random() * cap);
-    onWake(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-}
-
-export class EdgeSync {
+export class EdgeSync extends ReconnectingLink {
   stats = new LinkStats();
-  lastError = '';
-  private stopping = new AbortController();
-  private loop: Promise<void> | undefined;
-  private wake: (() => void) | undefined;
 
   constructor(
     readonly sync: SyncStore,
     private readonly options: EdgeOptions,
-  ) {}
+  ) {
+    // After a link that worked ends, try again at once.
+    super(0);
+  }
 
   get hubAddress(): string {
     return this.options.hub;
   }
 
-  start(): void {
-    this.loop ??= this.run();
-  }
-
-  async stop(): Promise<void> {
-    this.stopping.abort();
-    this.wake?.();
-    await this.loop;
-  }
-
-  private async run(): Promise<void> {
-    let attempt = 0;
-    while (!this.stopping.signal.aborted) {
-      let handshook = false;
-      try {
-        handshook = await this.session();
-      } catch (err) {
-        this.lastError = (err as Error).message.split('\n')[0] ?? '';
-      }
-      if (this.stats.connected) this.options.onEvent?.('disconnected', this.lastError);
-      this.stats.connected = false;
-      attempt = handshook ? 0 : attempt + 1;
-      if (attempt === 0 && !this.stopping.signal.aborted) continue;
-      await backoff(attempt, (wake) => {
-        this.wake = wake;
-      });
-    }
+  protected ended(): void {
+    if (this.stats.connected) this.options.onEvent?.('disconnected', this.lastError);
+    this.stats.connected = false;
   }
 
   /** One connection: handshake, then the link until it fails. Returns whether the handshake worked. */
-  private async session(): Promise<boolean> {
+  protected async session(): Promise<boolean> {
     const { client, metadata } = hubClient(this.options);
     const call = client.exchange(metadata);
     const cancel = (): void => call.cancel();

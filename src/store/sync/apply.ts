@@ -3,7 +3,7 @@
  * re-sent batch is recognised), all together (one revision: a reader sees all of a transaction's
  * writes or none), each key by last-writer-wins on stamps. Writes that lose are kept as conflicts.
  */
-import type { KvRecord } from '../../backends/backend.js';
+import type { KvEngineOps, KvRecord } from '../../backends/backend.js';
 import { failedPrecondition } from '../../errors.js';
 import type { MvccBatch, Origin } from '../kv/mvcc-batch.js';
 import type { Change, ChangeBatch } from './changes.js';
@@ -61,9 +61,7 @@ export async function applyChanges(b: MvccBatch, batch: ChangeBatch, ctx: ApplyC
       stamp = { hlc: ctx.clock.limit(), site: stamp.site };
     }
     newest = Math.max(newest, stamp.hlc);
-    const record = await b.ops.get(change.key);
-    const raw = await maps.get('sync_stamp', change.key);
-    const local: Stamp | undefined = raw ? decodeStamp(raw) : record ? ZERO_STAMP : undefined;
+    const { record, stamp: local } = await localState(b.ops, change.key);
     const order = local ? compareStamps(stamp, local) : 1;
     // The hub clamped this site's own write: take the clamped stamp, so every site agrees.
     const clampedOwn =
@@ -80,17 +78,31 @@ export async function applyChanges(b: MvccBatch, batch: ChangeBatch, ctx: ApplyC
   }
   if (plans.length > 0) {
     await b.mutate(async () => {
-      for (const { change, record, origin } of plans) {
-        if (change.value !== undefined) await b.put(change.key, change.value, 0n, record, origin);
-        else if (record) await b.delete(record, origin);
-        else await b.markDeleted(change.key, origin);
-      }
+      for (const { change, record, origin } of plans) await writeChange(b, change, record, origin);
     });
   }
   for (const c of conflicts) await recordConflict(maps, c);
   await writeApplied(maps, ctx.peer, batch.to);
   ctx.clock.observe(newest);
   return { duplicate: false, applied: plans.length, conflicts: conflicts.length };
+}
+
+/** A key's state here: its record, and the stamp a change must beat (undefined: never written). */
+export async function localState(
+  ops: KvEngineOps,
+  key: Buffer,
+): Promise<{ record: KvRecord | undefined; stamp: Stamp | undefined }> {
+  const record = await ops.get(key);
+  const raw = await ops.maps.get('sync_stamp', key);
+  // A key written before stamps existed counts as older than any synced write.
+  return { record, stamp: raw ? decodeStamp(raw) : record ? ZERO_STAMP : undefined };
+}
+
+/** Writes a peer's change with its stamp: a put, a delete, or a tombstone for a key not here. */
+export function writeChange(b: MvccBatch, change: Change, record: KvRecord | undefined, origin: Origin) {
+  if (change.value !== undefined) return b.put(change.key, change.value, 0n, record, origin);
+  if (record) return b.delete(record, origin);
+  return b.markDeleted(change.key, origin);
 }
 
 /** Whether the local write an incoming one replaces was unknown to the peer (a concurrent write). */

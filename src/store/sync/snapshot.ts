@@ -10,6 +10,7 @@ import type { KvEngineOps } from '../../backends/backend.js';
 import type { KeySpan } from '../kv/key-span.js';
 import { inSpan, successor } from '../kv/key-span.js';
 import type { MvccBatch, Origin } from '../kv/mvcc-batch.js';
+import { localState, writeChange } from './apply.js';
 import type { Change } from './changes.js';
 import type { HybridClock } from './clock.js';
 import { compareStamps, decodeStamp, type SiteId, ZERO_STAMP } from './stamp.js';
@@ -62,14 +63,9 @@ export async function applySnapshotPage(b: MvccBatch, page: SnapshotPage, ctx: S
   let newest = 0;
   for (const c of page.changes) {
     newest = Math.max(newest, c.stamp.hlc);
-    const record = await b.ops.get(c.key);
-    const raw = await b.ops.maps.get('sync_stamp', c.key);
-    const local = raw ? decodeStamp(raw) : record ? ZERO_STAMP : undefined;
+    const { record, stamp: local } = await localState(b.ops, c.key);
     if (local && compareStamps(c.stamp, local) <= 0) continue;
-    const origin: Origin = { stamp: c.stamp };
-    if (c.value !== undefined) writes.push(() => b.put(c.key, c.value!, 0n, record, origin));
-    else if (record) writes.push(() => b.delete(record, origin));
-    else writes.push(() => b.markDeleted(c.key, origin));
+    writes.push(() => writeChange(b, c, record, { stamp: c.stamp }));
   }
   // Local keys of the range the hub no longer has.
   const mine = !ctx.dropMissing
@@ -77,11 +73,12 @@ export async function applySnapshotPage(b: MvccBatch, page: SnapshotPage, ctx: S
     : await b.ops.range({ start: span.start, end: span.end, limit: Number.MAX_SAFE_INTEGER, reverse: false }, true);
   for (const record of mine) {
     if (!inSpan(record.key, span) || incoming.has(record.key.toString('latin1'))) continue;
-    const raw = await b.ops.maps.get('sync_stamp', record.key);
-    const local = raw ? decodeStamp(raw) : ZERO_STAMP;
-    if (local.site.equals(ctx.self) && record.modRev > ctx.hubSeen) continue; // not sent yet: it goes up
+    // Read whole (the range above was keys only): the delete's history event keeps the value.
+    const { record: current, stamp } = await localState(b.ops, record.key);
+    const local = stamp ?? ZERO_STAMP;
+    if (!current || (local.site.equals(ctx.self) && current.modRev > ctx.hubSeen)) continue; // not sent yet: it goes up
     const origin: Origin = { stamp: { hlc: local.hlc + 1, site: ctx.hub } };
-    writes.push(async () => b.delete((await b.ops.get(record.key))!, origin));
+    writes.push(() => b.delete(current, origin));
   }
   if (writes.length > 0) {
     await b.mutate(async () => {
