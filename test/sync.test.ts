@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import { clockPassed } from '../src/conformance/sync-suite.js';
 import { CLI, eventually } from './helpers/server.js';
 import { converged, deleteKeys, Site, setKeys, valueIn, versionsUnder } from './helpers/sync.js';
 import { startProxy, type TcpProxy } from './helpers/tcp-proxy.js';
@@ -70,7 +71,7 @@ describe('sync: a hub and two edges', () => {
       ['apart/e1', 'one'],
       ['conflict', 'e1-older'],
     ]);
-    await new Promise((r) => setTimeout(r, 20)); // e2's write is the later one by wall clock
+    await clockPassed(Date.now()); // e2's write is the later one by wall clock
     await setKeys(e2.addr, [
       ['apart/e2', 'two'],
       ['conflict', 'e2-later'],
