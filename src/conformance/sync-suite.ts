@@ -8,7 +8,9 @@ import { after, before, describe, it } from 'node:test';
 import type { BuffDb, BuffDbOptions } from '../store/buffdb.js';
 import { prefixSpan } from '../store/kv/key-span.js';
 import { rangeArgs } from '../store/kv/kv-api.js';
-import type { ChangeFilter } from '../store/sync/changes.js';
+import { localState } from '../store/sync/apply.js';
+import type { Change, ChangeFilter } from '../store/sync/changes.js';
+import { compareStamps } from '../store/sync/stamp.js';
 import type { ReadResult } from '../store/sync/sync-store.js';
 
 type Open = (name: string, extra?: Partial<BuffDbOptions>) => Promise<BuffDb>;
@@ -77,6 +79,43 @@ export function syncConformance(open: Open): void {
       assert.ok(Math.abs(change.stamp.hlc / 1024 - Date.now()) < 60_000, 'the stamp is wall-clock time');
       const keys = (await a.kv.range(EVERYTHING)).kvs.map((kv) => kv.key.toString());
       assert.deepEqual(keys, ['stamp/x']);
+    });
+
+    it("a local put's stamp is found after a delete's tombstone and after compaction drops its event, and still wins", async () => {
+      const a = await fresh(); // its history is compacted here, away from the shared sites
+      const stampHere = (db: BuffDb, key: string) =>
+        db.kv.committer.run(async (bt) => (await localState(bt.ops, b(key))).stamp);
+      try {
+        await a.kv.setValue('lazy/k', 'first');
+        await a.kv.deleteKey('lazy/k');
+        const tomb = await stampHere(a, 'lazy/k');
+        await clockPassed(Date.now());
+        await a.kv.setValue('lazy/k', 'again');
+        const put = await stampHere(a, 'lazy/k');
+        assert.ok(
+          tomb && put && compareStamps(put, tomb) > 0,
+          "the re-put, not the older tombstone, is the key's stamp",
+        );
+        assert.deepEqual(put.site, a.sync.site);
+        const row = () => a.kv.committer.run((bt) => bt.ops.maps.get('sync_stamp', b('lazy/k')));
+        assert.ok(await row(), "the delete's tombstone row is still there (the put wrote no row of its own)");
+        await a.sync.upkeep();
+        assert.equal(await row(), undefined, 'upkeep dropped the row the re-put made stale');
+        assert.deepEqual(await stampHere(a, 'lazy/k'), put, 'unchanged by upkeep');
+        await a.kv.compact(a.kv.status().rev, true);
+        assert.deepEqual(await stampHere(a, 'lazy/k'), put, 'unchanged once compaction dropped the event');
+        // A write stamped just before the re-put (another site's, sent late) loses to it.
+        const late = Buffer.alloc(8, 0xee);
+        const older: Change = { key: b('lazy/k'), value: b('older'), stamp: { hlc: put.hlc - 1, site: late } };
+        const result = await a.sync.apply(
+          { changes: [older], from: 0, to: 1 },
+          { peer: late, peerSeen: 0, clampClocks: false, self: a.sync.site },
+        );
+        assert.equal(result.applied, 0);
+        assert.equal(await value(a, 'lazy/k'), 'again');
+      } finally {
+        await a.close();
+      }
     });
 
     it('a batch is applied once: sent again (a lost acknowledgement), it changes nothing', async () => {
@@ -166,7 +205,10 @@ export function syncConformance(open: Open): void {
       await e.kv.setValue('skew', 'ahead');
       await ship(e, hub, true);
       const stampOf = async (db: BuffDb) =>
-        db.kv.committer.run(async (bt) => (await bt.ops.maps.get('sync_stamp', b('skew')))?.toString('hex'));
+        db.kv.committer.run(async (bt) => {
+          const { stamp } = await localState(bt.ops, b('skew'));
+          return stamp && `${stamp.hlc}@${stamp.site.toString('hex')}`;
+        });
       const onHub = await hub.sync.read(0, filterFor(e, false), 1 << 20);
       assert.ok(!('compacted' in onHub));
       const echoed = onHub.changes.find((c) => c.key.toString() === 'skew');

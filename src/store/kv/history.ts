@@ -97,6 +97,12 @@ export function encodeEvent(event: KvEvent): Buffer {
   return out;
 }
 
+/** The stamp of a stored event and whether it was made on this site, without decoding the rest. */
+export function eventStamp(raw: Buffer): { stamp: Stamp; local: boolean } | undefined {
+  if (raw[0] !== FORMAT || !(raw[1]! & FLAG_STAMP)) return undefined;
+  return { stamp: decodeStamp(raw, HEADER_V1), local: (raw[1]! & FLAG_LOCAL) !== 0 };
+}
+
 /** The event stored under history key `key` (whose revision becomes `kv.modRev`). */
 export function decodeEvent(key: Buffer, raw: Buffer): KvEvent {
   if (raw[0] !== FORMAT && raw[0] !== FORMAT_V1) throw new Error(`history event in an unknown format (${raw[0]})`);

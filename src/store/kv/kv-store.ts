@@ -11,6 +11,7 @@ import { failedPrecondition, keyNotFound, StoreError, status } from '../../error
 import { type Done, GroupCommitter, type Sequence } from '../group-commit.js';
 import { then } from '../maybe-promise.js';
 import { SiteIdentity } from '../sync/identity.js';
+import { keepStampOfDropped } from '../sync/key-stamps.js';
 import { decodeEvent, historyKey } from './history.js';
 import { readEvents } from './history-reads.js';
 import {
@@ -308,7 +309,10 @@ export class KvStore {
             limit: COMPACT_PAGE,
             reverse: false,
           });
-          for (const [key] of rows) await b.ops.maps.delete('history', key);
+          for (const [key, raw] of rows) {
+            await keepStampOfDropped(b.ops, key, raw);
+            await b.ops.maps.delete('history', key);
+          }
           return rows.length;
         });
         if (deleted < COMPACT_PAGE) return;

@@ -7,7 +7,7 @@
 import type { KvEngineOps, KvRecord, MaybePromise } from '../../backends/backend.js';
 import { internal, StoreError } from '../../errors.js';
 import type { HybridClock } from '../sync/clock.js';
-import { encodeStamp, type SiteId, type Stamp } from '../sync/stamp.js';
+import { encodeKeyStamp, type SiteId, type Stamp } from '../sync/stamp.js';
 import { EMPTY, encodeEvent, historyKey, type KvEvent, tombstone } from './history.js';
 import { leaseKeyEntry } from './lease-keys.js';
 import { META, readCounter, writeCounter } from './meta.js';
@@ -118,7 +118,12 @@ export class MvccBatch {
     return this.current;
   }
 
-  /** Stamps an event (a local write, or one received with `origin`) and records the key's stamp. */
+  /**
+   * Stamps an event (a local write, or one received with `origin`). A local put's stamp lives only
+   * in its history event — the hot path writes nothing more; compaction copies it to the key's
+   * stamp row when it drops the key's last event. A received write and every delete (whose stamp
+   * is the key's tombstone, outliving its history) write the stamp row now.
+   */
   private stampEvent(revision: Revision, event: KvEvent, origin: Origin | undefined): MaybePromise<void> {
     if (origin) {
       event.stamp = origin.stamp;
@@ -127,9 +132,9 @@ export class MvccBatch {
       revision.stamp ??= { hlc: this.stamper.clock.tick(), site: this.stamper.site };
       event.stamp = revision.stamp;
       event.local = true;
+      if (event.type === 'put') return;
     }
-    // The key's last stamp outlives its history (and, after a delete, is its tombstone).
-    return this.ops.maps.put('sync_stamp', event.kv.key, encodeStamp(event.stamp));
+    return this.ops.maps.put('sync_stamp', event.kv.key, encodeKeyStamp(event.stamp, revision.rev));
   }
 
   /** Writes `key`; `prev` is its current record (read by the caller). Returns the new record. */

@@ -9,8 +9,9 @@ import type { MvccBatch, Origin } from '../kv/mvcc-batch.js';
 import type { Change, ChangeBatch } from './changes.js';
 import type { HybridClock } from './clock.js';
 import { type Conflict, recordConflict } from './conflicts.js';
+import { keyStamp } from './key-stamps.js';
 import { readApplied, writeApplied } from './peers.js';
-import { compareStamps, decodeStamp, type SiteId, type Stamp, ZERO_STAMP } from './stamp.js';
+import { compareStamps, type SiteId, type Stamp } from './stamp.js';
 
 export interface ApplyContext {
   /** The site that sent the batch (its stream's cursor is kept under its id). */
@@ -93,9 +94,7 @@ export async function localState(
   key: Buffer,
 ): Promise<{ record: KvRecord | undefined; stamp: Stamp | undefined }> {
   const record = await ops.get(key);
-  const raw = await ops.maps.get('sync_stamp', key);
-  // A key written before stamps existed counts as older than any synced write.
-  return { record, stamp: raw ? decodeStamp(raw) : record ? ZERO_STAMP : undefined };
+  return { record, stamp: await keyStamp(ops, record, await ops.maps.get('sync_stamp', key)) };
 }
 
 /** Writes a peer's change with its stamp: a put, a delete, or a tombstone for a key not here. */

@@ -13,7 +13,8 @@ import type { MvccBatch, Origin } from '../kv/mvcc-batch.js';
 import { localState, writeChange } from './apply.js';
 import type { Change } from './changes.js';
 import type { HybridClock } from './clock.js';
-import { compareStamps, decodeStamp, type SiteId, ZERO_STAMP } from './stamp.js';
+import { keyStamp } from './key-stamps.js';
+import { compareStamps, decodeKeyStamp, type SiteId, ZERO_STAMP } from './stamp.js';
 
 export interface SnapshotPage {
   /** The keys `[start, end)` the page covers; `end` undefined: to the last key. */
@@ -29,18 +30,19 @@ export async function readSnapshotPage(ops: KvEngineOps, span: KeySpan, start: B
   const records = await ops.range({ start, end: span.end, limit: PAGE_KEYS, reverse: false }, false);
   const full = records.length === PAGE_KEYS;
   const end = full ? successor(records[records.length - 1]!.key) : span.end;
-  const stamps = await ops.maps.range('sync_stamp', { start, end, limit: Number.MAX_SAFE_INTEGER, reverse: false });
-  const live = new Map(records.map((r) => [r.key.toString('latin1'), r]));
+  const rows = await ops.maps.range('sync_stamp', { start, end, limit: Number.MAX_SAFE_INTEGER, reverse: false });
+  const stampRows = new Map(rows.map(([key, raw]) => [key.toString('latin1'), raw]));
   const changes: Change[] = [];
-  const stamped = new Set<string>();
-  for (const [key, raw] of stamps) {
-    const id = key.toString('latin1');
-    stamped.add(id);
-    const record = live.get(id);
-    changes.push({ key, value: record?.value, stamp: decodeStamp(raw) });
-  }
   for (const r of records) {
-    if (!stamped.has(r.key.toString('latin1'))) changes.push({ key: r.key, value: r.value, stamp: ZERO_STAMP });
+    const id = r.key.toString('latin1');
+    const stamp = (await keyStamp(ops, r, stampRows.get(id))) ?? ZERO_STAMP;
+    stampRows.delete(id);
+    changes.push({ key: r.key, value: r.value, stamp });
+  }
+  // The rest are tombstones: keys deleted, their stamp kept.
+  for (const [key, raw] of rows) {
+    if (stampRows.has(key.toString('latin1')))
+      changes.push({ key, value: undefined, stamp: decodeKeyStamp(raw).stamp });
   }
   return { start, end, changes };
 }

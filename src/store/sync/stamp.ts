@@ -44,6 +44,22 @@ export function encodeStamp(s: Stamp): Buffer {
   return out;
 }
 
+/**
+ * A key's stamp row (`sync_stamp`): the stamp, then the revision of the write it belongs to. Rows
+ * written before the revision was added are 16 bytes (`rev` undefined).
+ */
+export function encodeKeyStamp(s: Stamp, rev: number): Buffer {
+  const out = Buffer.allocUnsafe(16 + 8);
+  writeHlc(out, s.hlc, 0);
+  s.site.copy(out, 8);
+  writeHlc(out, rev, 16);
+  return out;
+}
+
+export function decodeKeyStamp(raw: Buffer): { stamp: Stamp; rev: number | undefined } {
+  return { stamp: decodeStamp(raw), rev: raw.length >= 24 ? readHlc(raw, 16) : undefined };
+}
+
 export function decodeStamp(raw: Buffer, at = 0): Stamp {
   return { hlc: readHlc(raw, at), site: Buffer.from(raw.subarray(at + 8, at + 8 + SITE_BYTES)) };
 }

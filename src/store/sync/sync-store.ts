@@ -11,7 +11,7 @@ import { type ChangeBatch, type ChangeFilter, readChanges } from './changes.js';
 import { type Conflict, listConflicts, pruneConflicts } from './conflicts.js';
 import { type PeerAck, readAck, readAcks, readApplied, readHub, writeAck, writeApplied, writeHub } from './peers.js';
 import { applySnapshotPage, readSnapshotPage, type SnapshotApplyContext, type SnapshotPage } from './snapshot.js';
-import { decodeStamp, hlcOf, type SiteId } from './stamp.js';
+import { decodeKeyStamp, hlcOf, type SiteId } from './stamp.js';
 
 /** Acknowledgements are stored at most this often per peer (a stale one only holds more history). */
 const ACK_STORE_MS = 1000;
@@ -190,7 +190,7 @@ export class SyncStore {
 
   /**
    * Drops what the retention window no longer needs: conflicts older than it, and tombstones (the
-   * stamps of deleted keys) older than it — a page of the stamp map per run.
+   * stamps of deleted keys) older than it, and stamp rows later writes made stale — a page of the stamp map per run.
    */
   async upkeep(): Promise<void> {
     const horizonMs = Date.now() - this.maxOfflineMs;
@@ -203,7 +203,12 @@ export class SyncStore {
         reverse: false,
       });
       for (const [key, raw] of rows) {
-        if (decodeStamp(raw).hlc < hlcOf(horizonMs) && (await b.ops.get(key)) === undefined) {
+        const row = decodeKeyStamp(raw);
+        const record = await b.ops.get(key);
+        // A tombstone past the window, or a row a later write of the key made stale.
+        const drop =
+          record === undefined ? row.stamp.hlc < hlcOf(horizonMs) : row.rev !== undefined && row.rev < record.modRev;
+        if (drop) {
           await b.ops.maps.delete('sync_stamp', key);
         }
       }

@@ -1,0 +1,42 @@
+/**
+ * Where a key's sync stamp lives. A local put's stamp is only in its history event, so the hot path
+ * writes nothing more than an etcd revision does; a received write and every delete (whose stamp is
+ * the key's tombstone) also write the key's stamp row, tagged with the revision it belongs to. When
+ * compaction drops a key's last event, its stamp moves to the row.
+ */
+import type { KvEngineOps, KvRecord } from '../../backends/backend.js';
+import { decodeEvent, eventStamp, historyKey } from '../kv/history.js';
+import { decodeKeyStamp, encodeKeyStamp, type Stamp, ZERO_STAMP } from './stamp.js';
+
+/**
+ * The stamp of a key's last write, from its stamp row `raw` and its current `record`: the row when
+ * it belongs to the record's revision (a received write, a delete, or a compacted local put), else
+ * the record's history event (a local put, stamped only there — see MvccBatch).
+ */
+export async function keyStamp(
+  ops: KvEngineOps,
+  record: KvRecord | undefined,
+  raw: Buffer | undefined,
+): Promise<Stamp | undefined> {
+  const row = raw ? decodeKeyStamp(raw) : undefined;
+  if (!record || row?.rev === record.modRev) return row?.stamp;
+  // A local revision's events share one stamp, so its first event has it.
+  const event = await ops.maps.get('history', historyKey(record.modRev, 0));
+  const stamped = event ? eventStamp(event) : undefined;
+  if (stamped?.local) return stamped.stamp;
+  // A key written before stamps existed counts as older than any synced write.
+  return row?.stamp ?? ZERO_STAMP;
+}
+
+/**
+ * Called by compaction for each history event it drops: a local put that is still its key's last
+ * write leaves its stamp in the key's row. (Received writes and deletes wrote the row already.)
+ */
+export async function keepStampOfDropped(ops: KvEngineOps, key: Buffer, raw: Buffer): Promise<void> {
+  const event = decodeEvent(key, raw);
+  if (!event.local || event.type !== 'put' || !event.stamp) return;
+  const record = await ops.get(event.kv.key);
+  if (record?.modRev === event.kv.modRev) {
+    await ops.maps.put('sync_stamp', record.key, encodeKeyStamp(event.stamp, record.modRev));
+  }
+}
