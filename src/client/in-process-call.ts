@@ -268,6 +268,8 @@ export class ServerCall extends EventEmitter {
   private paused = false;
   private endPending = false;
   private drainScheduled = false;
+  /** write() callbacks, called together in one microtask (not one microtask per answer). */
+  private writtenQueue: (() => void)[] = [];
 
   constructor(private readonly client: ClientCall) {
     super();
@@ -287,14 +289,25 @@ export class ServerCall extends EventEmitter {
   /** `written` is called once the answer is handed over (as grpc-js calls it once it is sent). */
   write(message: unknown, written?: () => void): boolean {
     if (this.finished || this.cancelled) {
-      if (written) queueMicrotask(written);
+      if (written) this.afterWrite(written);
       return false;
     }
     const ok = this.client.deliver(message);
     if (!ok) this.needDrain = true;
-    if (written) queueMicrotask(written);
+    if (written) this.afterWrite(written);
     return ok;
   }
+
+  /** Calls `written` in a microtask shared by every answer written before it runs, in order. */
+  private afterWrite(written: () => void): void {
+    if (this.writtenQueue.push(written) === 1) queueMicrotask(this.runWritten);
+  }
+
+  private readonly runWritten = (): void => {
+    const queue = this.writtenQueue;
+    this.writtenQueue = [];
+    for (const written of queue) written();
+  };
 
   end(): void {
     if (this.finished || this.cancelled) return;

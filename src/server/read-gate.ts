@@ -75,7 +75,8 @@ export class ReadGate {
     const hold = this.holdFor(this.lastBytes);
     this.held.push(hold);
     this.budget.charge(hold);
-    const next = this.holdFor(this.lastBytes);
+    // Room for a next message like this one.
+    const next = hold;
     if (this.overBudget || this.budget.budget.fits(this.budget, next)) return;
     this.overBudget = true;
     this.stream.pause();
