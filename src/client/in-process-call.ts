@@ -270,6 +270,11 @@ export class ServerCall extends EventEmitter {
   private drainScheduled = false;
   /** write() callbacks, called together in one microtask (not one microtask per answer). */
   private writtenQueue: (() => void)[] = [];
+  /**
+   * Sees each request just before the 'data' listeners (the server's ReadGate counts it here):
+   * one 'data' listener instead of two, so emit() copies no listener array per request.
+   */
+  arrival: ((message: unknown) => void) | undefined = undefined;
 
   constructor(private readonly client: ClientCall) {
     super();
@@ -342,6 +347,7 @@ export class ServerCall extends EventEmitter {
       this.inbox.push(message);
       return this.inbox.size < HIGH_WATER;
     }
+    this.arrival?.(message);
     this.emit('data', message);
     return true;
   }
@@ -362,7 +368,11 @@ export class ServerCall extends EventEmitter {
 
   private readonly drainInbox = (): void => {
     this.drainScheduled = false;
-    while (!this.paused && this.inbox.size > 0 && !this.cancelled) this.emit('data', this.inbox.shift());
+    while (!this.paused && this.inbox.size > 0 && !this.cancelled) {
+      const message = this.inbox.shift();
+      this.arrival?.(message);
+      this.emit('data', message);
+    }
     if (this.inbox.size === 0 && this.endPending && !this.paused && !this.cancelled) {
       this.endPending = false;
       this.emit('end');
