@@ -146,6 +146,59 @@ describe('library API', () => {
     }
   });
 
+  it('Get answers a value exactly as stored, and FAILED_PRECONDITION for bytes that are not UTF-8', async () => {
+    const dir = tempDir();
+    const local = await openTransitive({ kvStore: join(dir, 'kv.db'), blobStore: join(dir, 'blob.db') });
+    const texts: Record<string, string> = {
+      empty: '',
+      multibyte: 'héllo € 𝄞',
+      replacement: 'a\uFFFDb',
+      nul: 'a\u0000b',
+    };
+    const notText: Record<string, Buffer> = {
+      invalid: Buffer.from([0x61, 0xff, 0x62]),
+      surrogate: Buffer.from([0xed, 0xa0, 0x80]),
+      overlong: Buffer.from([0xc0, 0xaf]),
+      truncated: Buffer.from([0x61, 0xe2, 0x82]),
+    };
+    const put = (key: string, value: Buffer) =>
+      local.db.kv.put({
+        key: Buffer.from(key),
+        value,
+        lease: 0n,
+        prevKv: false,
+        ignoreValue: false,
+        ignoreLease: false,
+      });
+    try {
+      for (const [key, text] of Object.entries(texts)) await put(key, Buffer.from(text, 'utf8'));
+      for (const [key, bytes] of Object.entries(notText)) await put(key, bytes);
+      for (const [key, text] of Object.entries(texts)) assert.equal(await local.db.kv.getValue(key), text, key);
+      for (const key of Object.keys(notText)) {
+        await assert.rejects(
+          local.db.kv.getValue(key),
+          (e: unknown) => e instanceof StoreError && e.code === grpc.status.FAILED_PRECONDITION,
+          key,
+        );
+      }
+      // The same through the transitive client's Get stream: the answers in order, then the error.
+      const answers: string[] = [];
+      const failure = await new Promise<grpc.ServiceError>((resolve, reject) => {
+        const call = local.kv.get();
+        call.on('data', (res: { value: string }) => answers.push(res.value));
+        call.on('error', resolve);
+        call.on('end', () => reject(new Error('the stream ended without the error')));
+        for (const key of [...Object.keys(texts), 'invalid', 'empty']) call.write({ key, transactionId: undefined });
+        call.end();
+      });
+      assert.deepEqual(answers, Object.values(texts));
+      assert.equal(failure.code, grpc.status.FAILED_PRECONDITION);
+    } finally {
+      await local.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses the same file for the KV and the BLOB store', async () => {
     const dir = tempDir();
     await assert.rejects(

@@ -40,6 +40,12 @@ export interface RangeQuery {
 /** The current key-value state. Only ever called inside `StoreEngine.batch`. */
 export interface KvOps {
   get(key: Buffer): MaybePromise<KvRecord | undefined>;
+  /**
+   * Optional, for engines that can read a value as text cheaper than as bytes: the value of `key`
+   * as text when it is valid UTF-8; undefined when the key does not exist; null when the engine
+   * cannot tell (the store then reads the record with `get`).
+   */
+  getText?(key: Buffer): MaybePromise<string | null | undefined>;
   /** Creates or replaces the record of `record.key`. */
   put(record: KvRecord): MaybePromise<void>;
   delete(key: Buffer): MaybePromise<void>;

@@ -268,6 +268,13 @@ export class ServerCall extends EventEmitter {
   private paused = false;
   private endPending = false;
   private drainScheduled = false;
+  /** write() callbacks, called together in one microtask (not one microtask per answer). */
+  private writtenQueue: (() => void)[] = [];
+  /**
+   * Sees each request just before the 'data' listeners (the server's ReadGate counts it here):
+   * one 'data' listener instead of two, so emit() copies no listener array per request.
+   */
+  arrival: ((message: unknown) => void) | undefined = undefined;
 
   constructor(private readonly client: ClientCall) {
     super();
@@ -287,14 +294,25 @@ export class ServerCall extends EventEmitter {
   /** `written` is called once the answer is handed over (as grpc-js calls it once it is sent). */
   write(message: unknown, written?: () => void): boolean {
     if (this.finished || this.cancelled) {
-      if (written) queueMicrotask(written);
+      if (written) this.afterWrite(written);
       return false;
     }
     const ok = this.client.deliver(message);
     if (!ok) this.needDrain = true;
-    if (written) queueMicrotask(written);
+    if (written) this.afterWrite(written);
     return ok;
   }
+
+  /** Calls `written` in a microtask shared by every answer written before it runs, in order. */
+  private afterWrite(written: () => void): void {
+    if (this.writtenQueue.push(written) === 1) queueMicrotask(this.runWritten);
+  }
+
+  private readonly runWritten = (): void => {
+    const queue = this.writtenQueue;
+    this.writtenQueue = [];
+    for (const written of queue) written();
+  };
 
   end(): void {
     if (this.finished || this.cancelled) return;
@@ -329,6 +347,7 @@ export class ServerCall extends EventEmitter {
       this.inbox.push(message);
       return this.inbox.size < HIGH_WATER;
     }
+    this.arrival?.(message);
     this.emit('data', message);
     return true;
   }
@@ -349,7 +368,11 @@ export class ServerCall extends EventEmitter {
 
   private readonly drainInbox = (): void => {
     this.drainScheduled = false;
-    while (!this.paused && this.inbox.size > 0 && !this.cancelled) this.emit('data', this.inbox.shift());
+    while (!this.paused && this.inbox.size > 0 && !this.cancelled) {
+      const message = this.inbox.shift();
+      this.arrival?.(message);
+      this.emit('data', message);
+    }
     if (this.inbox.size === 0 && this.endPending && !this.paused && !this.cancelled) {
       this.endPending = false;
       this.emit('end');

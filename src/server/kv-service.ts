@@ -29,19 +29,27 @@ export function kvService(
       serveBidi(
         call,
         budget,
-        (req, reply, seq) =>
-          db.kvFor(req.transactionId).get(req.key, (err, value) => reply(err, { value: value! }), seq),
+        (req, reply: Done<string>, seq) => db.kvFor(req.transactionId).get(req.key, reply, seq),
         'data',
+        (value): kv.GetResponse => ({ value }),
       ),
 
     set: (call: Bidi<kv.SetRequest, kv.SetResponse>) =>
-      serveBidi(call, budget, (req, reply, seq) =>
-        db.kvFor(req.transactionId).set(req.key, req.value, (err) => reply(err, { key: req.key }), seq),
+      serveBidi(
+        call,
+        budget,
+        (req, reply: Done<void>, seq) => db.kvFor(req.transactionId).set(req.key, req.value, reply, seq),
+        'small',
+        (_, req): kv.SetResponse => ({ key: req.key }),
       ),
 
     delete: (call: Bidi<kv.DeleteRequest, kv.DeleteResponse>) =>
-      serveBidi(call, budget, (req, reply, seq) =>
-        db.kvFor(req.transactionId).delete(req.key, (err) => reply(err, { key: req.key }), seq),
+      serveBidi(
+        call,
+        budget,
+        (req, reply: Done<void>, seq) => db.kvFor(req.transactionId).delete(req.key, reply, seq),
+        'small',
+        (_, req): kv.DeleteResponse => ({ key: req.key }),
       ),
 
     eq: (call: Fold<kv.EqRequest>, callback: sendUnaryData<boolean>) =>

@@ -28,6 +28,15 @@ import type { CallBudget, Reservation } from './memory-budget.js';
 import { MESSAGE_OVERHEAD, requestBytes } from './message-size.js';
 
 type ReadFn = (size: number) => void;
+
+/** The in-process call's server end: hands each request to `arrival` before its 'data' listeners. */
+interface ArrivalHook {
+  arrival: ((message: unknown) => void) | undefined;
+}
+
+function isArrivalHook(stream: object): stream is ArrivalHook {
+  return 'arrival' in stream;
+}
 type PushFn = (chunk: unknown, encoding?: BufferEncoding) => boolean;
 
 export class ReadGate {
@@ -60,7 +69,8 @@ export class ReadGate {
       // The in-process client's calls hand each request over as it is written: count it as it
       // comes, and pause the call (its write() then answers false) while the budget is full.
       this.direct = true;
-      stream.prependListener('data', this.countedArrival);
+      if (isArrivalHook(stream)) stream.arrival = this.countedArrival;
+      else stream.prependListener('data', this.countedArrival);
       return;
     }
     s._read = this.gatedRead;
@@ -75,7 +85,8 @@ export class ReadGate {
     const hold = this.holdFor(this.lastBytes);
     this.held.push(hold);
     this.budget.charge(hold);
-    const next = this.holdFor(this.lastBytes);
+    // Room for a next message like this one.
+    const next = hold;
     if (this.overBudget || this.budget.budget.fits(this.budget, next)) return;
     this.overBudget = true;
     this.stream.pause();
@@ -114,7 +125,8 @@ export class ReadGate {
     if (this.stopped) return;
     this.stopped = true;
     if (this.direct) {
-      this.stream.off('data', this.countedArrival);
+      if (isArrivalHook(this.stream)) this.stream.arrival = undefined;
+      else this.stream.off('data', this.countedArrival);
       return;
     }
     const s = this.stream as unknown as { _read: ReadFn; push: PushFn };

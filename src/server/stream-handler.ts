@@ -89,17 +89,43 @@ interface Slot<Res> {
 /**
  * Serves a bidi stream: `handle` is called for each request, in order, and must call `reply`
  * exactly once (possibly later, after commit). Replies are written in request order. `answers`:
- * `data` for reads (their answers carry stored values).
+ * `data` for reads (their answers carry stored values). With `toResponse`, `reply` takes the
+ * store's result and the answer is `toResponse(result, request)` (no closure per request to map it).
  */
 export function serveBidi<Req, Res>(
   call: ServerDuplexStream<Req | DecodeFailure, Res>,
   budget: MemoryBudget,
   handle: (req: Req, reply: Done<Res>, seq: Sequence) => void,
+  answers?: Answers,
+): void;
+export function serveBidi<Req, Res, R>(
+  call: ServerDuplexStream<Req | DecodeFailure, Res>,
+  budget: MemoryBudget,
+  handle: (req: Req, reply: Done<R>, seq: Sequence) => void,
+  answers: Answers,
+  toResponse: (result: R, req: Req) => Res,
+): void;
+export function serveBidi<Req, Res, R>(
+  call: ServerDuplexStream<Req | DecodeFailure, Res>,
+  budget: MemoryBudget,
+  handle: (req: Req, reply: Done<R>, seq: Sequence) => void,
   answers: Answers = 'small',
+  toResponse?: (result: R, req: Req) => Res,
 ): void {
   const { mem, gate, answered } = budgetedReads(call, budget, answers);
   const seq = new Sequence();
   const slots: Slot<Res>[] = [];
+  // What each answer written and not yet handed over holds, in order: one callback releases them
+  // all (writes complete in order), instead of a closure per answer.
+  const writtenHeld: number[] = [];
+  let writtenHead = 0;
+  const releaseWritten = (): void => {
+    mem.release(writtenHeld[writtenHead++]!);
+    if (writtenHead === writtenHeld.length) {
+      writtenHeld.length = 0;
+      writtenHead = 0;
+    }
+  };
   let head = 0;
   let inputEnded = false;
   let finished = false;
@@ -124,8 +150,8 @@ export function serveBidi<Req, Res>(
         finish(slot.err);
         return;
       }
-      const held = slot.held;
-      if (!call.write(slot.res as Res, () => mem.release(held))) waitingDrain = true;
+      writtenHeld.push(slot.held);
+      if (!call.write(slot.res as Res, releaseWritten)) waitingDrain = true;
     }
     if (head === slots.length) {
       slots.length = 0;
@@ -165,10 +191,11 @@ export function serveBidi<Req, Res>(
     }
     handle(
       req,
-      (err, res) => {
+      (err, result) => {
         slot.done = true;
         slot.err = err;
-        slot.res = res;
+        const res = toResponse && (err === null || err === undefined) ? toResponse(result as R, req) : result;
+        slot.res = res as Res | undefined;
         if (err === null || err === undefined) {
           // The request is done with; from now on the answer is what this slot holds.
           const bytes = answerBytes(res);

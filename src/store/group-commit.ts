@@ -22,7 +22,8 @@ export type Done<R> = (err: StoreError | null, result?: R) => void;
  * per operation — through `resolve`/`reject`.
  */
 interface Job<Ops> {
-  run: (ops: Ops) => unknown;
+  /** Called as run(ops, key, arg): keyed jobs need no closure of their own (see submitKeyed). */
+  run: (ops: Ops, key: string | undefined, arg: unknown) => unknown;
   done: Done<unknown> | undefined;
   resolve: ((value: unknown) => void) | undefined;
   reject: ((err: StoreError) => void) | undefined;
@@ -31,6 +32,8 @@ interface Job<Ops> {
   exclusive: (() => Promise<unknown>) | undefined;
   /** A key the job reads (a hint for engines that fetch a batch's keys at once). */
   key: string | undefined;
+  /** submitKeyed()'s argument for `run`. */
+  arg: unknown;
 }
 
 function answer<Ops>(job: Job<Ops>, err: StoreError | null, result?: unknown): void {
@@ -57,37 +60,60 @@ export class GroupCommitter<Ops> {
 
   /** Queues `run`; `done` is called after the batch holding it has committed (or failed). */
   submit<R>(run: (ops: Ops) => R | Promise<R>, done: Done<R>, seq?: Sequence, key?: string): void {
-    if (this.closed) {
-      done(shuttingDown());
-      return;
-    }
-    this.enqueue({
-      run,
-      done: done as Done<unknown>,
-      resolve: undefined,
-      reject: undefined,
-      seq,
-      exclusive: undefined,
-      key,
-    });
+    this.queueDone(run, key, undefined, done as Done<unknown>, seq);
+  }
+
+  /**
+   * submit() for the per-message operations (a Get, a Set): `run(ops, key, arg)`, so the caller
+   * allocates no closure per operation. `key` is also the read hint.
+   */
+  submitKeyed<R, A>(
+    run: (ops: Ops, key: string, arg: A) => R | Promise<R>,
+    key: string,
+    arg: A,
+    done: Done<R>,
+    seq?: Sequence,
+  ): void {
+    this.queueDone(run as Job<Ops>['run'], key, arg, done as Done<unknown>, seq);
   }
 
   /** Promise form of submit, for callers that do one thing at a time (CLI, library). */
   run<R>(run: (ops: Ops) => R | Promise<R>, seq?: Sequence, key?: string): Promise<R> {
+    return this.queuePromise(run, key, undefined, seq);
+  }
+
+  /** Promise form of submitKeyed. */
+  runKeyed<R, A>(run: (ops: Ops, key: string, arg: A) => R | Promise<R>, key: string, arg: A): Promise<R> {
+    return this.queuePromise(run as Job<Ops>['run'], key, arg, undefined);
+  }
+
+  private queueDone(
+    run: Job<Ops>['run'],
+    key: string | undefined,
+    arg: unknown,
+    done: Done<unknown>,
+    seq: Sequence | undefined,
+  ): void {
+    if (this.closed) {
+      done(shuttingDown());
+      return;
+    }
+    this.enqueue({ run, done, resolve: undefined, reject: undefined, seq, exclusive: undefined, key, arg });
+  }
+
+  private queuePromise<R>(
+    run: Job<Ops>['run'],
+    key: string | undefined,
+    arg: unknown,
+    seq: Sequence | undefined,
+  ): Promise<R> {
     return new Promise((resolve, reject) => {
       if (this.closed) {
         reject(shuttingDown());
         return;
       }
-      this.enqueue({
-        run,
-        done: undefined,
-        resolve: resolve as (value: unknown) => void,
-        reject,
-        seq,
-        exclusive: undefined,
-        key,
-      });
+      const answered = resolve as (value: unknown) => void;
+      this.enqueue({ run, done: undefined, resolve: answered, reject, seq, exclusive: undefined, key, arg });
     });
   }
 
@@ -113,6 +139,7 @@ export class GroupCommitter<Ops> {
         seq: undefined,
         exclusive: fn,
         key: undefined,
+        arg: undefined,
       });
     });
   }
@@ -195,7 +222,7 @@ export class GroupCommitter<Ops> {
             continue;
           }
           try {
-            const r = job.run(ops);
+            const r = job.run(ops, job.key, job.arg);
             results[i] = r instanceof Promise ? await r : r;
           } catch (err) {
             // A buffdb error (NOT_FOUND, …) has changed nothing: the batch goes on without it.

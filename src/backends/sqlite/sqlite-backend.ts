@@ -138,6 +138,8 @@ class SqliteEngine<Ops> implements StoreEngine<Ops> {
 }
 
 type Row = [key: Buffer, value: Buffer, createRev: number, modRev: number, version: number, lease: bigint];
+/** A Row without its key (a read by key). */
+type RecordRow = [value: Buffer, createRev: number, modRev: number, version: number, lease: bigint];
 
 function toRecord(row: Row): KvRecord {
   return {
@@ -245,10 +247,16 @@ function kvOps(db: Db, written: WriteCounter): KvEngineOps {
         : 'not a buffdb KV store (no kv_state table)',
     );
   }
+  // The key is the one asked for: not read back (a Buffer made per column read costs).
   const get = db
-    .prepare<[Buffer], Row>(`SELECT ${COLUMNS} FROM kv_state WHERE key = CAST(? AS TEXT)`)
+    .prepare<[Buffer], RecordRow>(
+      'SELECT CAST(value AS BLOB), create_rev, mod_rev, version, lease FROM kv_state WHERE key = CAST(? AS TEXT)',
+    )
     .raw(true)
     .safeIntegers(true);
+  // A TEXT value read as text: SQLite hands over its bytes, V8 decodes them, any invalid UTF-8
+  // becoming U+FFFD. So a string without U+FFFD holds exactly the stored bytes.
+  const getText = db.prepare<[Buffer], string>('SELECT value FROM kv_state WHERE key = CAST(? AS TEXT)').pluck();
   const put = db.prepare(
     'INSERT OR REPLACE INTO kv_state (key, value, create_rev, mod_rev, version, lease) ' +
       'VALUES (CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, ?, ?)',
@@ -268,7 +276,22 @@ function kvOps(db: Db, written: WriteCounter): KvEngineOps {
   return {
     get: (key) => {
       const row = get.get(key);
-      return row === undefined ? undefined : toRecord(row);
+      return row === undefined
+        ? undefined
+        : {
+            key,
+            value: row[0],
+            createRev: Number(row[1]),
+            modRev: Number(row[2]),
+            version: Number(row[3]),
+            lease: BigInt(row[4]),
+          };
+    },
+    getText: (key) => {
+      const text = getText.get(key);
+      // Raw SQL may have stored a number or a blob in `value`: only text is answered here.
+      if (text === undefined || (typeof text === 'string' && !text.includes(REPLACEMENT))) return text;
+      return null;
     },
     put: (r) => {
       written.writes++;
@@ -289,6 +312,9 @@ function kvOps(db: Db, written: WriteCounter): KvEngineOps {
           mapOps(db, db.readonly ? KV_MAPS.filter((m) => tableExists(db, mapTable(m))) : KV_MAPS, written),
   };
 }
+
+/** What V8 decodes an invalid UTF-8 sequence to (and a stored U+FFFD is, too). */
+const REPLACEMENT = '\uFFFD';
 
 /** Key bytes compared with the TEXT keys of kv_state: the same bytes, as TEXT (memcmp order). */
 const asText = (param: string): string => `CAST(${param} AS TEXT)`;

@@ -72,23 +72,50 @@ function utf8Value(record: KvRecord, key: string): string {
   return record.value.toString('utf8');
 }
 
+/** A buffdb Get's answer: the value as text, NOT_FOUND when the key is missing. */
+function valueText(record: KvRecord | undefined, key: string): string {
+  if (record === undefined) throw keyNotFound(key);
+  return utf8Value(record, key);
+}
+
+// Get and Set are the hot paths (a call per message): when the engine answers synchronously
+// (SQLite, LMDB) they run without a closure or promise per step.
+
 /** buffdb Get: the value as text. */
 export function readValue(b: MvccBatch, key: string): MaybePromise<string> {
-  return then(b.ops.get(Buffer.from(key, 'utf8')), (record) => {
-    if (record === undefined) throw keyNotFound(key);
-    return utf8Value(record, key);
-  });
+  const k = Buffer.from(key, 'utf8');
+  if (b.ops.getText) {
+    const text = b.ops.getText(k);
+    if (text instanceof Promise) return text.then((t) => (t === null ? readRecordValue(b, k, key) : known(t, key)));
+    return text === null ? readRecordValue(b, k, key) : known(text, key);
+  }
+  return readRecordValue(b, k, key);
+}
+
+/** The engine read the value as text (`undefined`: no such key). */
+function known(text: string | undefined, key: string): string {
+  if (text === undefined) throw keyNotFound(key);
+  return text;
+}
+
+function readRecordValue(b: MvccBatch, k: Buffer, key: string): MaybePromise<string> {
+  const record = b.ops.get(k);
+  return record instanceof Promise ? record.then((r) => valueText(r, key)) : valueText(record, key);
+}
+
+const NOTHING = (): undefined => undefined;
+
+/** Writes `value` under `k`, whose current record is `prev`: one revision. */
+function putValue(b: MvccBatch, k: Buffer, value: string, prev: KvRecord | undefined): MaybePromise<void> {
+  const written = b.mutate(() => b.put(k, Buffer.from(value, 'utf8'), 0n, prev));
+  return written instanceof Promise ? written.then(NOTHING) : undefined;
 }
 
 /** buffdb Set: a Put with no lease, one revision. */
 export function writeValue(b: MvccBatch, key: string, value: string): MaybePromise<void> {
   const k = Buffer.from(key, 'utf8');
-  return then(b.ops.get(k), (prev) =>
-    then(
-      b.mutate(() => b.put(k, Buffer.from(value, 'utf8'), 0n, prev)),
-      () => undefined,
-    ),
-  );
+  const prev = b.ops.get(k);
+  return prev instanceof Promise ? prev.then((p) => putValue(b, k, value, p)) : putValue(b, k, value, prev);
 }
 
 /** buffdb Delete: NOT_FOUND when the key is missing, else one revision. */
@@ -236,11 +263,11 @@ export class KvStore {
   // Each passes the key it reads, so an engine may fetch a batch's keys at once (postgres).
 
   get(key: string, done: Done<string>, seq?: Sequence): void {
-    this.committer.submit((b) => readValue(b, key), done, seq, key);
+    this.committer.submitKeyed(readValue, key, undefined, done, seq);
   }
 
   set(key: string, value: string, done: Done<void>, seq?: Sequence): void {
-    this.committer.submit((b) => writeValue(b, key, value), done, seq, key);
+    this.committer.submitKeyed(writeValue, key, value, done, seq);
   }
 
   delete(key: string, done: Done<void>, seq?: Sequence): void {
@@ -249,11 +276,11 @@ export class KvStore {
 
   /** Promise forms, for callers that do one thing at a time (CLI, library). */
   getValue(key: string): Promise<string> {
-    return this.committer.run((b) => readValue(b, key), undefined, key);
+    return this.committer.runKeyed(readValue, key, undefined);
   }
 
   setValue(key: string, value: string): Promise<void> {
-    return this.committer.run((b) => writeValue(b, key, value), undefined, key);
+    return this.committer.runKeyed(writeValue, key, value);
   }
 
   deleteKey(key: string): Promise<void> {

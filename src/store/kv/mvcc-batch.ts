@@ -88,29 +88,37 @@ export class MvccBatch {
     if (this.current) throw internal('nested revision');
     const revision: Revision = { rev: this.state.rev + 1, events: [] };
     this.current = revision;
-    const finish = (result: T): T => {
-      this.current = undefined;
-      if (revision.events.length > 0) {
-        this.state = { ...this.state, rev: revision.rev };
-        this.written.push(revision);
-      }
-      return result;
-    };
-    const fail = (err: unknown): never => {
-      this.current = undefined;
-      if (revision.events.length > 0 && err instanceof StoreError) {
-        // Not a buffdb answer any more: the engine must roll the whole batch back.
-        throw new Error(`a request failed after writing part of revision ${revision.rev}: ${err.message}`);
-      }
-      throw err;
-    };
     let result: MaybePromise<T>;
     try {
       result = work(revision.rev);
     } catch (err) {
-      return fail(err);
+      return this.failed(revision, err);
     }
-    return result instanceof Promise ? result.then(finish, fail) : finish(result);
+    // No closure per call when `work` answered synchronously (one Set: a call per message).
+    return result instanceof Promise
+      ? result.then(
+          (r) => this.finished(revision, r),
+          (err: unknown) => this.failed(revision, err),
+        )
+      : this.finished(revision, result);
+  }
+
+  private finished<T>(revision: Revision, result: T): T {
+    this.current = undefined;
+    if (revision.events.length > 0) {
+      this.state = { ...this.state, rev: revision.rev };
+      this.written.push(revision);
+    }
+    return result;
+  }
+
+  private failed(revision: Revision, err: unknown): never {
+    this.current = undefined;
+    if (revision.events.length > 0 && err instanceof StoreError) {
+      // Not a buffdb answer any more: the engine must roll the whole batch back.
+      throw new Error(`a request failed after writing part of revision ${revision.rev}: ${err.message}`);
+    }
+    throw err;
   }
 
   private revision(): Revision {
