@@ -7,9 +7,9 @@
  *   per batch   BEGIN IMMEDIATE; read the `rev` and `compact` counters (meta map); … ;
  *               write the `rev` counter (when the batch wrote); COMMIT (WAL, synchronous=FULL)
  *   per Set     read the key's current record (value, revisions, version, lease: for version /
- *               create_revision and the event's previous value); write its sync stamp (sync_stamp
- *               map); write the record (kv_state); write the history event (history map: header,
- *               key, value, previous value)
+ *               create_revision and the event's previous value); write the record (kv_state);
+ *               write the history event (history map: header with the sync stamp, key, value,
+ *               previous value) — a local put's stamp lives only in its event (sync/key-stamps.ts)
  *   per Get     read the key's value as text (checked for U+FFFD, i.e. bytes that are not UTF-8)
  *
  * Nothing buffdb stores is left out; only buffdb's JS (handlers, group commit, the MvccBatch,
@@ -21,7 +21,6 @@ import { kvSchema, mapTable } from '../src/backends/sqlite/schema.js';
 
 /** What the history event of a Set takes besides key, value and previous value (history.ts HEADER_FULL). */
 const EVENT_HEADER = 90;
-const STAMP_BYTES = 16;
 const COUNTER_BYTES = 8;
 
 export interface EqualWorkReference {
@@ -43,7 +42,6 @@ export function equalWorkReference(path: string, keys: string[], value: string, 
   const meta = mapTable('meta');
   const metaGet = db.prepare<[Buffer], Buffer>(`SELECT v FROM ${meta} WHERE k = ?`).pluck();
   const metaPut = db.prepare(`INSERT OR REPLACE INTO ${meta} (k, v) VALUES (?, ?)`);
-  const stampPut = db.prepare(`INSERT OR REPLACE INTO ${mapTable('sync_stamp')} (k, v) VALUES (?, ?)`);
   const historyPut = db.prepare(`INSERT OR REPLACE INTO ${mapTable('history')} (k, v) VALUES (?, ?)`);
   const recordGet = db
     .prepare<[Buffer], [Buffer, bigint, bigint, bigint, bigint]>(
@@ -77,9 +75,6 @@ export function equalWorkReference(path: string, keys: string[], value: string, 
       const val = Buffer.from(value, 'utf8');
       const prev = recordGet.get(key);
       rev++;
-      const stamp = Buffer.allocUnsafe(STAMP_BYTES);
-      stamp.writeUInt32BE(rev, 4);
-      stampPut.run(key, stamp);
       recordPut.run(key, val, prev ? prev[1] : rev, rev, prev ? Number(prev[3]) + 1 : 1, 0n);
       const prevValue = prev ? prev[0] : Buffer.alloc(0);
       const event = Buffer.allocUnsafe(EVENT_HEADER + key.length + val.length + prevValue.length);
