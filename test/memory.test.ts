@@ -14,17 +14,20 @@
  * The Store flood runs beside a slow Download of a 256 MiB blob (185 MiB peak with a 79 MiB start).
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
-import type { ClientDuplexStream } from '@grpc/grpc-js';
+import { gzipSync } from 'node:zlib';
+import { type ClientDuplexStream, credentials } from '@grpc/grpc-js';
 import { downloadBlob } from '../src/client/blob-transfer.js';
 import { type BuffDbClients, connect } from '../src/client/network.js';
 import { header } from '../src/conformance/large-blob-suite.js';
 import type * as blobPb from '../src/generated/blob.js';
 import { TargetStore } from '../src/generated/query.js';
+import { ChangeList, SyncClient, type SyncMessage } from '../src/generated/sync.js';
 import { BuffDb } from '../src/store/buffdb.js';
+import { rangeArgs } from '../src/store/kv/kv-api.js';
 import { type ServerProcess, spawnServer, tempDir } from './helpers/server.js';
 
 const MiB = 1024 * 1024;
@@ -256,5 +259,63 @@ describe('memory budget: the server holds request and response data to --memory-
       assert.equal(await read, 300);
       assertWithinBudget(t, server);
     });
+  });
+
+  it('a sync peer flooding Exchange with 8 MiB batches (not waiting for acks) stays within the budget', async (t) => {
+    if (!existsSync('/proc/self/status')) return t.skip('needs /proc to read the server RSS');
+    const here = join(dir, 'sync-flood');
+    mkdirSync(here);
+    const value = randomBytes(8 * MiB); // gzip cannot shrink it: each message is 8 MiB on the wire
+    await withServer(here, async (server) => {
+      const client = new SyncClient(server.addr, credentials.createInsecure(), {
+        'grpc.max_send_message_length': 64 * MiB,
+        'grpc.max_receive_message_length': 64 * MiB,
+      });
+      const site = randomBytes(8);
+      const gz = gzipSync(
+        ChangeList.encode({
+          changes: [
+            { key: Buffer.from('flood'), value, deleted: false, hlc: BigInt(Date.now() * 1024), site, replacesHlc: 0n },
+          ],
+        }).finish(),
+        { level: 1 },
+      );
+      const BATCHES = 40; // 320 MiB: a server that took them in as they came would break the bound
+      const call = client.exchange();
+      let acks = 0;
+      const ended = new Promise<void>((resolve, reject) => {
+        call.on('data', (msg: SyncMessage) => {
+          if (msg.ack) acks++;
+        });
+        call.on('error', reject);
+        call.on('end', resolve);
+      });
+      call.write({
+        hello: {
+          protocol: 1,
+          site,
+          generation: 0n,
+          hubSite: Buffer.alloc(0),
+          applied: 0n,
+          revision: 0n,
+          pullPrefixes: [],
+        },
+      });
+      writeAll(call, BATCHES, (i) => ({
+        changes: { fromRevision: BigInt(i), toRevision: BigInt(i + 1), gzip: gz, snapshot: undefined },
+      }));
+      await ended;
+      client.close();
+      assert.equal(acks, BATCHES, 'every batch was acknowledged');
+      assertWithinBudget(t, server);
+    });
+    const db = await BuffDb.open({ kvStore: join(here, 'kv.db'), blobStore: join(here, 'blob.db') });
+    try {
+      const { kvs } = await db.kv.range(rangeArgs({ start: Buffer.from('flood'), end: Buffer.from('flooe') }));
+      assert.equal(kvs.length, 1, 'the batch was applied');
+      assert.ok(kvs[0]!.value.equals(value), 'with its 8 MiB value');
+    } finally {
+      await db.close();
+    }
   });
 });

@@ -158,7 +158,13 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
   const syncHub = new SyncHub(db.sync);
   server.addService(
     (metrics ? countBytes(SyncService, metrics) : SyncService) as unknown as ServiceDefinition,
-    syncService(db, { hub: syncHub, edge: options.syncEdge, blobEdge: options.syncBlobEdge, signal: syncStop.signal }),
+    syncService(db, {
+      hub: syncHub,
+      edge: options.syncEdge,
+      blobEdge: options.syncBlobEdge,
+      signal: syncStop.signal,
+      budget: memoryBudget,
+    }),
   );
   // Loaded here: grpc-health-check parses its .proto when imported.
   const { HealthStatus } = await import('./health.js');

@@ -1,4 +1,6 @@
 /** buffdb.sync.Sync: every server is a hub (Exchange); Status and Conflicts report this server's sync. */
+
+import type { Readable } from 'node:stream';
 import type {
   ServerDuplexStream,
   ServerUnaryCall,
@@ -13,8 +15,9 @@ import { blobIo } from '../sync/blob-link.js';
 import { type BlobEdgeSync, serveBlobs } from '../sync/blob-sync.js';
 import { callIo, type EdgeSync } from '../sync/edge.js';
 import type { SyncHub } from '../sync/hub.js';
+import type { MemoryBudget } from './memory-budget.js';
 import { writable } from './query-service.js';
-import { toServiceError } from './stream-handler.js';
+import { budgetedReads, toServiceError } from './stream-handler.js';
 
 export interface SyncServiceOptions {
   /** The hub end of every edge's link (its `edges` are the links open now). */
@@ -25,6 +28,8 @@ export interface SyncServiceOptions {
   blobEdge?: BlobEdgeSync;
   /** Aborted at shutdown: ends every edge's link. */
   signal: AbortSignal;
+  /** The server's memory budget: an edge's messages are read only while it has room. */
+  budget: MemoryBudget;
 }
 
 const DEFAULT_CONFLICTS = 1000;
@@ -60,6 +65,32 @@ export async function syncStatus(
   };
 }
 
+/**
+ * Reads a link's messages through the memory budget (ReadGate): each holds its size until the link
+ * asks for the next one, so a peer that floods the link is held back by HTTP/2 flow control instead
+ * of grpc-js taking in 16 messages of up to --max-message-size each.
+ */
+function budgeted<M>(call: Readable, budget: MemoryBudget, messages: AsyncIterator<M>): AsyncIterator<M> {
+  const { mem, gate } = budgetedReads(call, budget, 'small');
+  let held = 0;
+  const done = (): void => {
+    mem.release(held);
+    held = 0;
+  };
+  return {
+    next: async () => {
+      done();
+      const r = await messages.next();
+      if (!r.done) held = gate.take();
+      return r;
+    },
+    return: async (value?: unknown) => {
+      done();
+      return messages.return ? messages.return(value) : { done: true, value: value as M };
+    },
+  };
+}
+
 /** A bidi link handler: `serve` runs until the link ends, the call is cancelled or the server stops. */
 function linkHandler<M>(
   shutdown: AbortSignal,
@@ -83,13 +114,17 @@ function linkHandler<M>(
 }
 
 export function syncService(db: BuffDb, options: SyncServiceOptions): UntypedServiceImplementation {
-  const { hub } = options;
+  const { hub, budget } = options;
   const blobs = new BlobSyncStore(db.blob);
   return {
-    blobExchange: linkHandler<pb.BlobMessage>(options.signal, (call, signal) =>
-      serveBlobs(blobs, db.kv.identity.site, blobIo(call), signal),
-    ),
-    exchange: linkHandler<pb.SyncMessage>(options.signal, (call, signal) => hub.serve(callIo(call), signal)),
+    blobExchange: linkHandler<pb.BlobMessage>(options.signal, (call, signal) => {
+      const io = blobIo(call);
+      return serveBlobs(blobs, db.kv.identity.site, { ...io, messages: budgeted(call, budget, io.messages) }, signal);
+    }),
+    exchange: linkHandler<pb.SyncMessage>(options.signal, (call, signal) => {
+      const io = callIo(call);
+      return hub.serve({ ...io, messages: budgeted(call, budget, io.messages) }, signal);
+    }),
     status: (
       _call: ServerUnaryCall<pb.StatusRequest, pb.StatusResponse>,
       callback: sendUnaryData<pb.StatusResponse>,

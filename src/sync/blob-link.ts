@@ -51,7 +51,8 @@ export function blobIo(
         else stream.once('drain', resolve);
       }),
     post: (msg) => void stream.write(msg),
-    messages: stream[Symbol.asyncIterator]() as AsyncIterator<pb.BlobMessage>,
+    // Not destroyed when the peer's side ends: the call must still send its own end (the status).
+    messages: stream.iterator({ destroyOnReturn: false }) as AsyncIterator<pb.BlobMessage>,
   };
 }
 

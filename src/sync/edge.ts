@@ -67,7 +67,8 @@ export function callIo(
           resolve();
         });
       }),
-    messages: stream[Symbol.asyncIterator]() as AsyncIterator<pb.SyncMessage>,
+    // Not destroyed when the peer's side ends: the call must still send its own end (the status).
+    messages: stream.iterator({ destroyOnReturn: false }) as AsyncIterator<pb.SyncMessage>,
   };
 }
 

@@ -1,8 +1,8 @@
 /**
  * One sync link, the same on both ends once the handshake is done: a sender that streams this
- * site's changes after the peer's cursor — one batch in flight, the next read only after the peer
- * acknowledged the last, so an interrupted link re-sends at most one batch and nothing buffers
- * without bound — and a receiver that applies the peer's batches and acknowledges each once it is
+ * site's changes after the peer's cursor — one batch in flight, the next sent only after the peer
+ * acknowledged the last (and read meanwhile when there is a backlog), so an interrupted link
+ * re-sends at most one batch and nothing buffers without bound (two batches at most) — and a receiver that applies the peer's batches and acknowledges each once it is
  * committed.
  */
 import { failedPrecondition, invalidArgument } from '../errors.js';
@@ -10,7 +10,7 @@ import type * as pb from '../generated/sync.js';
 import { prefixSpan } from '../store/kv/key-span.js';
 import { type Change, type ChangeFilter, changeBytes } from '../store/sync/changes.js';
 import type { SiteId } from '../store/sync/stamp.js';
-import type { SyncStore } from '../store/sync/sync-store.js';
+import type { ReadResult, SyncStore } from '../store/sync/sync-store.js';
 import { decodeChanges, encodeBatch, encodeSnapshotPage } from './wire.js';
 
 /** Raw change bytes per batch (before gzip). */
@@ -113,9 +113,16 @@ export async function runLink(
     throw err;
   };
   try {
+    // The peer ending its side ends the link: an acknowledgement still awaited will not come.
+    const peerEnded = new Error('the sync peer ended the link');
     await Promise.all([
-      send(sync, io, plan, stats, acks, stop.signal).catch(fail),
-      receive(sync, io, plan, stats, acks).then(() => stop.abort(), fail),
+      send(sync, io, plan, stats, acks, stop.signal).catch((err: unknown) =>
+        err === peerEnded ? undefined : fail(err),
+      ),
+      receive(sync, io, plan, stats, acks).then(() => {
+        stop.abort();
+        acks.fail(peerEnded);
+      }, fail),
     ]);
   } finally {
     signal.removeEventListener('abort', onAbort);
@@ -151,8 +158,11 @@ async function send(
     stats.changesSent += changes;
     return ack;
   };
+  // With a backlog, the next batch is read while the peer applies the last one (sent only after its ack).
+  let prefetched: Promise<ReadResult> | undefined;
   while (!signal.aborted) {
-    const read = await sync.read(cursor, plan.filter, BATCH_BYTES);
+    const read = await (prefetched ?? sync.read(cursor, plan.filter, BATCH_BYTES));
+    prefetched = undefined;
     if ('compacted' in read) {
       cursor = await sendSnapshot(sync, plan, ship);
       continue;
@@ -177,7 +187,12 @@ async function send(
       const again = await sync.read(cursor, plan.filter, BATCH_BYTES);
       if (!('compacted' in again)) batch = again;
     }
-    const acked = await ship(await encodeBatch(batch), batch.changes.length);
+    const shipped = ship(await encodeBatch(batch), batch.changes.length);
+    if (!lingerable(batch.changes)) {
+      prefetched = sync.read(batch.to, plan.filter, BATCH_BYTES);
+      prefetched.catch(() => {}); // a failing link ends the loop; the read's error goes with it
+    }
+    const acked = await shipped;
     if (acked !== batch.to) throw failedPrecondition(`sync: revision ${batch.to} sent, ${acked} acknowledged`);
     cursor = batch.to;
     stats.peerApplied = cursor;
