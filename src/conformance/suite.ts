@@ -24,6 +24,7 @@ import { EqualityCheck } from '../store/equality.js';
 import { type Done, Sequence } from '../store/group-commit.js';
 import { rangeArgs } from '../store/kv/kv-api.js';
 import { resolveBackend } from '../store/open-store.js';
+import { blobSyncConformance } from './blob-sync-suite.js';
 import { largeBlobConformance } from './large-blob-suite.js';
 import { mvccConformance } from './mvcc-suite.js';
 import { syncConformance } from './sync-suite.js';
@@ -692,6 +693,7 @@ export function conformance(backendOrName: string | Backend, options: Conformanc
       (name, extra) => open(name, extra),
     );
     syncConformance((name, extra) => open(name, extra));
+    blobSyncConformance((name, extra) => open(name, extra));
   });
 }
 

@@ -15,6 +15,7 @@ import {
 } from '../defaults.js';
 import { AdminService } from '../generated/admin.js';
 import { SyncService } from '../generated/sync.js';
+import { rekeyLog } from '../store/blob/blob-sync-reset.js';
 import type { BuffDb } from '../store/buffdb.js';
 import type { BlobEdgeSync } from '../sync/blob-sync.js';
 import type { EdgeSync } from '../sync/edge.js';
@@ -158,7 +159,13 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
   const syncHub = new SyncHub(db.sync);
   server.addService(
     (metrics ? countBytes(SyncService, metrics) : SyncService) as unknown as ServiceDefinition,
-    syncService(db, { hub: syncHub, edge: options.syncEdge, blobEdge: options.syncBlobEdge, signal: syncStop.signal }),
+    syncService(db, {
+      hub: syncHub,
+      edge: options.syncEdge,
+      blobEdge: options.syncBlobEdge,
+      signal: syncStop.signal,
+      onRekey: (m) => options.observe?.log?.warn(...rekeyLog(m)),
+    }),
   );
   // Loaded here: grpc-health-check parses its .proto when imported.
   const { HealthStatus } = await import('./health.js');

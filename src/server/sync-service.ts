@@ -7,6 +7,7 @@ import type {
   UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import type * as pb from '../generated/sync.js';
+import type { Rekeyed } from '../store/blob/blob-sync-reset.js';
 import { BlobSyncStore } from '../store/blob/blob-sync-store.js';
 import type { BuffDb } from '../store/buffdb.js';
 import { blobIo } from '../sync/blob-link.js';
@@ -25,6 +26,8 @@ export interface SyncServiceOptions {
   blobEdge?: BlobEdgeSync;
   /** Aborted at shutdown: ends every edge's link. */
   signal: AbortSignal;
+  /** A blob from before sync was moved to a new id (it lost its id to another site's blob). */
+  onRekey?: (moved: Rekeyed) => void;
 }
 
 const DEFAULT_CONFLICTS = 1000;
@@ -34,9 +37,11 @@ export async function syncStatus(
   hub: SyncHub,
   edge: EdgeSync | undefined,
   blobEdge?: BlobEdgeSync,
+  blobs?: BlobSyncStore,
 ): Promise<pb.StatusResponse> {
   const s = edge?.stats;
   const b = blobEdge?.stats;
+  const log = await blobs?.logMarks();
   return {
     edge: edge !== undefined,
     hub: edge?.hubAddress ?? '',
@@ -57,6 +62,8 @@ export async function syncStatus(
     blobBytesSent: BigInt(b?.bytesSent ?? 0),
     blobBytesReceived: BigInt(b?.bytesReceived ?? 0),
     blobLastError: blobEdge?.lastError ?? '',
+    blobLogLast: BigInt(log?.last ?? 0),
+    blobLogCompacted: BigInt(log?.compacted ?? 0),
   };
 }
 
@@ -84,7 +91,10 @@ function linkHandler<M>(
 
 export function syncService(db: BuffDb, options: SyncServiceOptions): UntypedServiceImplementation {
   const { hub } = options;
-  const blobs = new BlobSyncStore(db.blob);
+  const blobs = new BlobSyncStore(db.blob, { maxOfflineMs: db.sync.maxOfflineMs, onRekey: options.onRekey });
+  // One upkeep per server (the blob log's compaction and old tombstones).
+  blobs.startUpkeep();
+  options.signal.addEventListener('abort', () => blobs.stop());
   return {
     blobExchange: linkHandler<pb.BlobMessage>(options.signal, (call, signal) =>
       serveBlobs(blobs, db.kv.identity.site, blobIo(call), signal),
@@ -94,7 +104,7 @@ export function syncService(db: BuffDb, options: SyncServiceOptions): UntypedSer
       _call: ServerUnaryCall<pb.StatusRequest, pb.StatusResponse>,
       callback: sendUnaryData<pb.StatusResponse>,
     ) => {
-      syncStatus(db, hub, options.edge, options.blobEdge).then(
+      syncStatus(db, hub, options.edge, options.blobEdge, blobs).then(
         (s) => callback(null, s),
         (err: unknown) => callback(toServiceError(err) as never),
       );
