@@ -32,7 +32,7 @@ const UPKEEP_MS = 60_000;
 export class BlobSyncBase {
   private backfilling: Promise<void> | undefined;
   private compacting: Promise<void> | undefined;
-  private readonly acks = new Map<string, { acked: number; storedMs: number }>();
+  private readonly acks = new Map<string, { acked: number; storedMs: number; timer: NodeJS.Timeout | undefined }>();
   private upkeepTimer: NodeJS.Timeout | undefined;
   private tombstoneCursor: number | undefined;
   readonly maxOfflineMs: number;
@@ -121,9 +121,19 @@ export class BlobSyncBase {
     const acked = Math.max(seq, known?.acked ?? 0);
     if (!force && known && now - known.storedMs < ACK_STORE_MS) {
       known.acked = acked;
+      // Stored a moment later, so the last acknowledgement of a burst does not wait for the link's end.
+      known.timer ??= setTimeout(
+        () => {
+          known.timer = undefined;
+          this.acknowledged(peer, known.acked, true).catch(() => {});
+        },
+        ACK_STORE_MS - (now - known.storedMs),
+      );
+      known.timer.unref();
       return;
     }
-    this.acks.set(id, { acked, storedMs: now });
+    clearTimeout(known?.timer);
+    this.acks.set(id, { acked, storedMs: now, timer: undefined });
     await this.run((ops) => writeBlobAck(ops, { peer, acked, seenMs: now }));
     // What every peer has applied need not wait for the next upkeep.
     this.compacting ??= this.upkeep()
