@@ -255,7 +255,9 @@ export class BlobSyncStore extends BlobSyncBase {
    * between links, so only the bytes not yet held here travel. Its completion applies the change.
    */
   async receiveData(peer: SiteId, c: BlobChange): Promise<Upload> {
-    const uploadId = `sync:${peer.toString('hex')}:${c.id}:${c.stamp.hlc}:${c.stamp.site.toString('hex')}`;
+    // Named by the change as made (a clamped stamp moves with the hub's clock; the change does not).
+    const made = c.replaces ?? c.stamp.hlc;
+    const uploadId = `sync:${peer.toString('hex')}:${c.id}:${made}:${c.stamp.site.toString('hex')}`;
     await this.pausing.get(uploadId);
     const { received } = await this.store.uploadStatus(uploadId);
     const header = {
