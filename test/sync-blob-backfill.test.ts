@@ -142,7 +142,8 @@ for (const backend of TEST_BACKENDS) {
       const away = Date.now();
       await eventually(async () => Date.now() - away > 3500, 'the window passes', 10_000);
       // The fast edge's next acknowledgement lets the hub compact past the late edge.
-      const third = await storeAll(hub.addr, [randomBytes(500)]);
+      // One large enough that its data follows the change (also inside the late edge's reset).
+      const third = await storeAll(hub.addr, [randomBytes(500), randomBytes(400 * KiB)]);
       ids.push(...third);
       await converged([hub.addr, fast.addr], ids, await summary(ids));
       await eventually(
