@@ -7,12 +7,13 @@
  * --sync-max-offline still gets everything, one away longer gets a reset.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { connect } from '../src/client/network.js';
 import { converged, sha, storeOne } from './helpers/blob-sync.js';
 import type { StoreDump } from './helpers/dump.js';
-import { bidi, eventually, TEST_BACKENDS } from './helpers/server.js';
+import { bidi, CLI, eventually, TEST_BACKENDS } from './helpers/server.js';
 import { Site } from './helpers/sync.js';
 
 const KiB = 1024;
@@ -158,6 +159,15 @@ for (const backend of TEST_BACKENDS) {
       await converged(addrs, ids, await summary(ids), 60_000);
       const onLate = (await late.dump({ blobIds: ids })).blobs.map(([id]) => id);
       assert.ok(!onLate.includes(first[1]!.toString()), 'a blob deleted while it was away is not resurrected');
+      // The CLI shows the same figures.
+      const cli = spawnSync(process.execPath, [CLI, 'sync', 'status', '--addr', hub.addr, '--json'], {
+        encoding: 'utf8',
+      });
+      assert.equal(cli.status, 0, cli.stderr);
+      const shown = JSON.parse(cli.stdout) as { blobs: { logLast: number; logCompacted: number } };
+      const s = await hub.status();
+      assert.ok(shown.blobs.logLast > 0 && shown.blobs.logLast <= Number(s.blobLogLast));
+      assert.ok(shown.blobs.logCompacted <= shown.blobs.logLast);
     });
   });
 }
