@@ -28,10 +28,12 @@ export interface BlobSyncOptions {
 /** Acknowledgements are stored at most this often per peer (a stale one only holds more log). */
 const ACK_STORE_MS = 1000;
 const UPKEEP_MS = 60_000;
+/** After an acknowledgement is stored, the log is compacted this much later (one run per burst). */
+const COMPACT_DELAY_MS = 1000;
 
 export class BlobSyncBase {
   private backfilling: Promise<void> | undefined;
-  private compacting: Promise<void> | undefined;
+  private compacting: NodeJS.Timeout | undefined;
   private readonly acks = new Map<string, { acked: number; storedMs: number; timer: NodeJS.Timeout | undefined }>();
   private upkeepTimer: NodeJS.Timeout | undefined;
   private tombstoneCursor: number | undefined;
@@ -85,11 +87,12 @@ export class BlobSyncBase {
 
   stop(): void {
     clearInterval(this.upkeepTimer);
+    clearTimeout(this.compacting);
   }
 
   /** Compacts what every peer that counts has applied; drops a page of old tombstones. */
   async upkeep(): Promise<void> {
-    while (await this.run((ops) => compactPage(ops, this.log, this.maxOfflineMs)));
+    await this.compact();
     const from = this.tombstoneCursor ?? 0;
     this.tombstoneCursor = await this.run((ops) => dropTombstones(ops, this.log, this.maxOfflineMs, from));
   }
@@ -135,12 +138,25 @@ export class BlobSyncBase {
     clearTimeout(known?.timer);
     this.acks.set(id, { acked, storedMs: now, timer: undefined });
     await this.run((ops) => writeBlobAck(ops, { peer, acked, seenMs: now }));
-    // What every peer has applied need not wait for the next upkeep.
-    this.compacting ??= this.upkeep()
-      .catch(() => {})
-      .finally(() => {
-        this.compacting = undefined;
-      });
+    // What every peer has applied need not wait for the next upkeep (compacted at most once a second).
+    this.compactSoon();
+  }
+
+  private compactSoon(): void {
+    if (this.compacting) return;
+    this.compacting = setTimeout(() => {
+      this.compact()
+        .catch(() => {})
+        .finally(() => {
+          this.compacting = undefined;
+        });
+    }, COMPACT_DELAY_MS);
+    this.compacting.unref();
+  }
+
+  /** Drops the log entries every peer that counts has applied. */
+  async compact(): Promise<void> {
+    while (await this.run((ops) => compactPage(ops, this.log, this.maxOfflineMs)));
   }
 
   /** Stores the peer's latest acknowledgement (at the end of a link). */
