@@ -101,8 +101,11 @@ export interface BlobOps {
    * there; later ids handed out are larger.
    */
   insertWithId(id: number, data: Uint8Array, metadata: string | null): MaybePromise<void>;
-  /** Optional (for `buffdb migrate`): the ids after `after`, ascending, at most `limit`. */
-  ids?(after: number, limit: number): MaybePromise<number[]>;
+  /**
+   * The ids of the blobs stored after `after`, ascending, at most `limit` (`buffdb migrate`, and
+   * the sync backfill of blobs stored before a store took part in sync, page by page).
+   */
+  ids(after: number, limit: number): MaybePromise<number[]>;
 }
 
 export type KvEngineOps = KvOps & { readonly maps: MapOps };

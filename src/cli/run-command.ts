@@ -260,8 +260,13 @@ async function startBlobEdge(
 ): Promise<BlobEdgeSync> {
   const { BlobEdgeSync } = await import('../sync/blob-sync.js');
   const { BlobSyncStore } = await import('../store/blob/blob-sync-store.js');
+  const { rekeyLog } = await import('../store/blob/blob-sync-reset.js');
   const credentials = sync.tlsCa === undefined ? undefined : channelCredentials({ addr: sync.to!, tlsCa: sync.tlsCa });
-  const edge = new BlobEdgeSync(new BlobSyncStore(db.blob), {
+  const blobs = new BlobSyncStore(db.blob, {
+    maxOfflineMs: db.sync.maxOfflineMs,
+    onRekey: (m) => log.warn(...rekeyLog(m)),
+  });
+  const edge = new BlobEdgeSync(blobs, {
     hub: sync.to!,
     site: () => db.kv.identity.site,
     credentials,

@@ -44,6 +44,8 @@ export async function printStatus(target: RemoteTarget, json: boolean): Promise<
         bytesSent: Number(s.blobBytesSent),
         bytesReceived: Number(s.blobBytesReceived),
         lastError: s.blobLastError || null,
+        logLast: Number(s.blobLogLast),
+        logCompacted: Number(s.blobLogCompacted),
       },
     };
     if (json) {
@@ -66,6 +68,7 @@ export async function printStatus(target: RemoteTarget, json: boolean): Promise<
     lines.push(
       `site           ${s.site} (generation ${status.generation})`,
       `edges          ${s.edgesConnected} connected now`,
+      `blob log       ${status.blobs.logLast} changes, compacted up to ${status.blobs.logCompacted}`,
     );
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {

@@ -24,6 +24,7 @@ import { EqualityCheck } from '../store/equality.js';
 import { type Done, Sequence } from '../store/group-commit.js';
 import { rangeArgs } from '../store/kv/kv-api.js';
 import { resolveBackend } from '../store/open-store.js';
+import { blobSyncConformance } from './blob-sync-suite.js';
 import { largeBlobConformance } from './large-blob-suite.js';
 import { mvccConformance } from './mvcc-suite.js';
 import { syncConformance } from './sync-suite.js';
@@ -462,6 +463,24 @@ export function conformance(backendOrName: string | Backend, options: Conformanc
         const after = await db.blob.storeBlob(bytes('after'));
         assert.ok(after > reserved);
       });
+      it('ids lists stored blobs in order, a page at a time, with and without pending writes', async () => {
+        const first = await db.blob.storeBlob(bytes('i1'));
+        const second = await db.blob.storeBlob(bytes('i2'));
+        const third = await db.blob.storeBlob(bytes('i3'));
+        await db.blob.deleteBlob(second);
+        const all = await db.blob.committer.run((ops) => ops.ids(first - 1, 1000));
+        assert.deepEqual(all.slice(0, 2), [first, third]);
+        assert.deepEqual(await db.blob.committer.run((ops) => ops.ids(first - 1, 1)), [first]);
+        assert.deepEqual(await db.blob.committer.run((ops) => ops.ids(third, 10)), []);
+        // Inside one batch: a blob written and one deleted earlier in it count.
+        const seen = await db.blob.committer.run(async (ops) => {
+          const placed = await ops.reserveId();
+          await ops.insertWithId(placed, bytes('i4'), null);
+          await ops.delete(first);
+          return { placed, ids: await ops.ids(first - 1, 10) };
+        });
+        assert.deepEqual(seen.ids, [third, seen.placed]);
+      });
     });
 
     describe('durability and modes', () => {
@@ -674,6 +693,7 @@ export function conformance(backendOrName: string | Backend, options: Conformanc
       (name, extra) => open(name, extra),
     );
     syncConformance((name, extra) => open(name, extra));
+    blobSyncConformance((name, extra) => open(name, extra));
   });
 }
 

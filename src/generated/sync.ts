@@ -146,6 +146,12 @@ export interface StatusResponse {
   blobBytesSent: bigint;
   blobBytesReceived: bigint;
   blobLastError: string;
+  /**
+   * This server's blob change log: its last sequence, and up to which sequence it is compacted
+   * (entries every known peer has applied are dropped).
+   */
+  blobLogLast: bigint;
+  blobLogCompacted: bigint;
 }
 
 export interface ConflictsRequest {
@@ -207,6 +213,25 @@ export interface BlobChange {
   /** A small blob's data (at most one chunk); larger ones follow in BlobData when wanted. */
   isInline: boolean;
   inlineData: Buffer;
+  /**
+   * A blob stored before its site took part in sync (docs/sync.md "Blobs stored before sync"):
+   * the site it was stored on (8 bytes); empty for a blob born with a fleet id. Two blobs with one
+   * id and different origins are different blobs: the loser of the pair is kept under a new id.
+   */
+  origin: Buffer;
+  /**
+   * Set by a hub that clamped the change's clock: the clock the change was made with (its site
+   * then adopts the clamped stamp).
+   */
+  replaces: bigint;
+  /**
+   * Part of a reset (the receiver's cursor is older than the sender's compacted log): the blob's
+   * current state, not a log entry; `seq` is where the receiver's cursor goes once the reset ends
+   * (the last change of a reset has op NONE). `reset_after`: the id of the reset's previous change
+   * (0 for the first): an edge drops the synced blobs between the two that the hub no longer has.
+   */
+  reset: boolean;
+  resetAfter: bigint;
 }
 
 export interface BlobWant {
@@ -1095,6 +1120,8 @@ function createBaseStatusResponse(): StatusResponse {
     blobBytesSent: 0n,
     blobBytesReceived: 0n,
     blobLastError: "",
+    blobLogLast: 0n,
+    blobLogCompacted: 0n,
   };
 }
 
@@ -1189,6 +1216,18 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     }
     if (message.blobLastError !== "") {
       writer.uint32(154).string(message.blobLastError);
+    }
+    if (message.blobLogLast !== 0n) {
+      if (BigInt.asUintN(64, message.blobLogLast) !== message.blobLogLast) {
+        throw new globalThis.Error("value provided for field message.blobLogLast of type uint64 too large");
+      }
+      writer.uint32(160).uint64(message.blobLogLast);
+    }
+    if (message.blobLogCompacted !== 0n) {
+      if (BigInt.asUintN(64, message.blobLogCompacted) !== message.blobLogCompacted) {
+        throw new globalThis.Error("value provided for field message.blobLogCompacted of type uint64 too large");
+      }
+      writer.uint32(168).uint64(message.blobLogCompacted);
     }
     return writer;
   },
@@ -1358,6 +1397,22 @@ export const StatusResponse: MessageFns<StatusResponse> = {
             message.blobLastError = reader.string();
             continue;
           }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.blobLogLast = reader.uint64() as bigint;
+            continue;
+          }
+          case 21: {
+            if (tag !== 168) {
+              break;
+            }
+
+            message.blobLogCompacted = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1408,6 +1463,12 @@ export const StatusResponse: MessageFns<StatusResponse> = {
       ? BigInt(object.blobBytesReceived)
       : 0n;
     message.blobLastError = object.blobLastError ?? "";
+    message.blobLogLast = (object.blobLogLast !== undefined && object.blobLogLast !== null)
+      ? BigInt(object.blobLogLast)
+      : 0n;
+    message.blobLogCompacted = (object.blobLogCompacted !== undefined && object.blobLogCompacted !== null)
+      ? BigInt(object.blobLogCompacted)
+      : 0n;
     return message;
   },
 };
@@ -1939,6 +2000,10 @@ function createBaseBlobChange(): BlobChange {
     sha256: Buffer.alloc(0),
     isInline: false,
     inlineData: Buffer.alloc(0),
+    origin: Buffer.alloc(0),
+    replaces: 0n,
+    reset: false,
+    resetAfter: 0n,
   };
 }
 
@@ -1988,6 +2053,24 @@ export const BlobChange: MessageFns<BlobChange> = {
     }
     if (message.inlineData.length !== 0) {
       writer.uint32(90).bytes(message.inlineData);
+    }
+    if (message.origin.length !== 0) {
+      writer.uint32(98).bytes(message.origin);
+    }
+    if (message.replaces !== 0n) {
+      if (BigInt.asUintN(64, message.replaces) !== message.replaces) {
+        throw new globalThis.Error("value provided for field message.replaces of type uint64 too large");
+      }
+      writer.uint32(104).uint64(message.replaces);
+    }
+    if (message.reset !== false) {
+      writer.uint32(112).bool(message.reset);
+    }
+    if (message.resetAfter !== 0n) {
+      if (BigInt.asUintN(64, message.resetAfter) !== message.resetAfter) {
+        throw new globalThis.Error("value provided for field message.resetAfter of type uint64 too large");
+      }
+      writer.uint32(120).uint64(message.resetAfter);
     }
     return writer;
   },
@@ -2093,6 +2176,38 @@ export const BlobChange: MessageFns<BlobChange> = {
             message.inlineData = Buffer.from(reader.bytes());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.origin = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.replaces = reader.uint64() as bigint;
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.reset = reader.bool();
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.resetAfter = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2121,6 +2236,12 @@ export const BlobChange: MessageFns<BlobChange> = {
     message.sha256 = object.sha256 ?? Buffer.alloc(0);
     message.isInline = object.isInline ?? false;
     message.inlineData = object.inlineData ?? Buffer.alloc(0);
+    message.origin = object.origin ?? Buffer.alloc(0);
+    message.replaces = (object.replaces !== undefined && object.replaces !== null) ? BigInt(object.replaces) : 0n;
+    message.reset = object.reset ?? false;
+    message.resetAfter = (object.resetAfter !== undefined && object.resetAfter !== null)
+      ? BigInt(object.resetAfter)
+      : 0n;
     return message;
   },
 };

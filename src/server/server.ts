@@ -15,6 +15,7 @@ import {
 } from '../defaults.js';
 import { AdminService } from '../generated/admin.js';
 import { SyncService } from '../generated/sync.js';
+import { rekeyLog } from '../store/blob/blob-sync-reset.js';
 import type { BuffDb } from '../store/buffdb.js';
 import type { BlobEdgeSync } from '../sync/blob-sync.js';
 import type { EdgeSync } from '../sync/edge.js';
@@ -164,6 +165,7 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
       blobEdge: options.syncBlobEdge,
       signal: syncStop.signal,
       budget: memoryBudget,
+      onRekey: (m) => options.observe?.log?.warn(...rekeyLog(m)),
     }),
   );
   // Loaded here: grpc-health-check parses its .proto when imported.

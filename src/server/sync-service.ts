@@ -9,6 +9,7 @@ import type {
   UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import type * as pb from '../generated/sync.js';
+import type { Rekeyed } from '../store/blob/blob-sync-reset.js';
 import { BlobSyncStore } from '../store/blob/blob-sync-store.js';
 import type { BuffDb } from '../store/buffdb.js';
 import { blobIo } from '../sync/blob-link.js';
@@ -30,6 +31,8 @@ export interface SyncServiceOptions {
   signal: AbortSignal;
   /** The server's memory budget: an edge's messages are read only while it has room. */
   budget: MemoryBudget;
+  /** A blob from before sync was moved to a new id (it lost its id to another site's blob). */
+  onRekey?: (moved: Rekeyed) => void;
 }
 
 const DEFAULT_CONFLICTS = 1000;
@@ -39,9 +42,11 @@ export async function syncStatus(
   hub: SyncHub,
   edge: EdgeSync | undefined,
   blobEdge?: BlobEdgeSync,
+  blobs?: BlobSyncStore,
 ): Promise<pb.StatusResponse> {
   const s = edge?.stats;
   const b = blobEdge?.stats;
+  const log = await blobs?.logMarks();
   return {
     edge: edge !== undefined,
     hub: edge?.hubAddress ?? '',
@@ -62,6 +67,8 @@ export async function syncStatus(
     blobBytesSent: BigInt(b?.bytesSent ?? 0),
     blobBytesReceived: BigInt(b?.bytesReceived ?? 0),
     blobLastError: blobEdge?.lastError ?? '',
+    blobLogLast: BigInt(log?.last ?? 0),
+    blobLogCompacted: BigInt(log?.compacted ?? 0),
   };
 }
 
@@ -115,7 +122,10 @@ function linkHandler<M>(
 
 export function syncService(db: BuffDb, options: SyncServiceOptions): UntypedServiceImplementation {
   const { hub, budget } = options;
-  const blobs = new BlobSyncStore(db.blob);
+  const blobs = new BlobSyncStore(db.blob, { maxOfflineMs: db.sync.maxOfflineMs, onRekey: options.onRekey });
+  // One upkeep per server (the blob log's compaction and old tombstones).
+  blobs.startUpkeep();
+  options.signal.addEventListener('abort', () => blobs.stop());
   return {
     blobExchange: linkHandler<pb.BlobMessage>(options.signal, (call, signal) => {
       const io = blobIo(call);
@@ -129,7 +139,7 @@ export function syncService(db: BuffDb, options: SyncServiceOptions): UntypedSer
       _call: ServerUnaryCall<pb.StatusRequest, pb.StatusResponse>,
       callback: sendUnaryData<pb.StatusResponse>,
     ) => {
-      syncStatus(db, hub, options.edge, options.blobEdge).then(
+      syncStatus(db, hub, options.edge, options.blobEdge, blobs).then(
         (s) => callback(null, s),
         (err: unknown) => callback(toServiceError(err) as never),
       );

@@ -68,28 +68,20 @@ async function assertEmpty(
         await ops.maps.range('meta', { start: EMPTY, end: undefined, limit: 1, reverse: false }),
       ] as const,
   );
-  const blobs = await blob.batch(async (ops) => (ops.ids ? await ops.ids(0, 1) : []));
+  const blobs = await blob.batch(async (ops) => ops.ids(0, 1));
   if (keys > 0 || meta.length > 0 || blobs.length > 0) {
     throw failedPrecondition(`the destination ${where} is not empty; migrate copies into new, empty stores only`);
   }
 }
 
-/** Every blob id below `top`: listed by `ids` when the backend has it, else found by probing. */
+/** Every blob id below `top`, a page per batch. */
 async function* blobIds(engine: StoreEngine<BlobEngineOps>, top: number): AsyncGenerator<number> {
   for (let last = 0; last < top; ) {
-    const window = last;
-    const page = await engine.batch(async (ops) => {
-      if (ops.ids) return ops.ids(window, PAGE);
-      const found: number[] = [];
-      for (let id = window + 1; id <= Math.min(top - 1, window + PAGE); id++) {
-        if ((await ops.get(id)) !== undefined) found.push(id);
-      }
-      return found;
-    });
+    const after = last;
+    const page = (await engine.batch(async (ops) => ops.ids(after, PAGE))).filter((id) => id < top);
     yield* page;
-    const listed = await engine.batch(async (ops) => ops.ids !== undefined);
-    if (listed && page.length === 0) return;
-    last = listed ? page[page.length - 1]! : window + PAGE;
+    if (page.length < PAGE) return;
+    last = page[page.length - 1]!;
   }
 }
 

@@ -7,26 +7,19 @@
  */
 import type { Duplex } from 'node:stream';
 import type { ClientDuplexStream, ServerDuplexStream } from '@grpc/grpc-js';
-import { failedPrecondition, invalidArgument } from '../errors.js';
-import * as pb from '../generated/sync.js';
-import type { BlobOp } from '../store/blob/blob-sync-log.js';
+import { invalidArgument } from '../errors.js';
+import type * as pb from '../generated/sync.js';
 import {
   type BlobChange,
   type BlobFilter,
   type BlobSyncStore,
+  type ReceiveContext,
   tooLarge,
-  wantedBy,
 } from '../store/blob/blob-sync-store.js';
-import { CHUNK_SIZE } from '../store/blob/large-layout.js';
 import type { Upload } from '../store/blob/upload.js';
-import { SITE_BYTES, type SiteId } from '../store/sync/stamp.js';
-
-/** Log entries read per page. */
-const PAGE = 64;
-/** Changes that need no data in flight at once (a slow link is not one round trip per blob). */
-const WINDOW = 32;
-/** With nothing to send, the sender looks again at least this often (other processes' writes). */
-const IDLE_POLL_MS = 2000;
+import type { SiteId } from '../store/sync/stamp.js';
+import { BlobSender, Replies } from './blob-send.js';
+import { fromPb } from './blob-wire.js';
 
 export interface BlobIo {
   /** Resolves once the message is handed on (waits while the transport is full): data. */
@@ -72,89 +65,9 @@ export interface BlobLinkPlan {
   filter: BlobFilter;
   /** The peer has applied this site's blob log up to this sequence. */
   sendFrom: number;
-}
-
-const OP_TO_PB: Record<BlobChange['op'], pb.BlobOp> = {
-  none: pb.BlobOp.BLOB_OP_NONE,
-  put: pb.BlobOp.BLOB_OP_PUT,
-  meta: pb.BlobOp.BLOB_OP_META,
-  delete: pb.BlobOp.BLOB_OP_DELETE,
-};
-const PB_TO_OP = new Map<pb.BlobOp, BlobOp | 'none'>(
-  Object.entries(OP_TO_PB).map(([op, v]) => [v, op as BlobOp | 'none']),
-);
-const EMPTY = Buffer.alloc(0);
-
-function toPb(c: BlobChange): pb.BlobChange {
-  return {
-    seq: BigInt(c.seq),
-    id: BigInt(c.id),
-    op: OP_TO_PB[c.op],
-    hlc: BigInt(c.stamp.hlc),
-    site: c.stamp.site,
-    hasMetadata: c.metadata !== null,
-    metadata: c.metadata ?? '',
-    size: BigInt(c.size),
-    sha256: c.sha256,
-    isInline: c.inline !== undefined,
-    inlineData: c.inline ?? EMPTY,
-  };
-}
-
-function fromPb(c: pb.BlobChange): BlobChange {
-  const op = PB_TO_OP.get(c.op);
-  if (op === undefined) throw invalidArgument(`blob sync: unknown op ${c.op}`);
-  if (c.site.length !== SITE_BYTES) throw invalidArgument(`blob sync: a site id of ${c.site.length} bytes`);
-  const max = BigInt(Number.MAX_SAFE_INTEGER);
-  if (c.id < 1n || c.id > max || c.hlc > max || c.size > max || c.seq > max) {
-    throw invalidArgument('blob sync: a change with a number out of range');
-  }
-  if (op !== 'none' && op !== 'delete' && c.sha256.length !== 32) {
-    throw invalidArgument('blob sync: a change without a SHA-256');
-  }
-  return {
-    seq: Number(c.seq),
-    id: Number(c.id),
-    op,
-    stamp: { hlc: Number(c.hlc), site: Buffer.from(c.site) },
-    metadata: c.hasMetadata ? c.metadata : null,
-    size: Number(c.size),
-    sha256: Buffer.from(c.sha256),
-    inline: c.isInline ? Buffer.from(c.inlineData) : undefined,
-  };
-}
-
-/** The peer's answers (BlobWant, BlobAck) to the sender, in order. */
-class Replies {
-  private readonly queue: pb.BlobMessage[] = [];
-  private waiter: { resolve: (m: pb.BlobMessage) => void; reject: (e: Error) => void } | undefined;
-  private error: Error | undefined;
-
-  /** The next answer (a link that fails first rejects it: awaited or not, that is no unhandled rejection). */
-  next(): Promise<pb.BlobMessage> {
-    const m = this.queue.shift();
-    if (m) return Promise.resolve(m);
-    const next = this.error
-      ? Promise.reject(this.error)
-      : new Promise<pb.BlobMessage>((resolve, reject) => {
-          this.waiter = { resolve, reject };
-        });
-    next.catch(() => {});
-    return next;
-  }
-
-  push(m: pb.BlobMessage): void {
-    const w = this.waiter;
-    this.waiter = undefined;
-    if (w) w.resolve(m);
-    else this.queue.push(m);
-  }
-
-  fail(err: Error): void {
-    this.error = err;
-    this.waiter?.reject(err);
-    this.waiter = undefined;
-  }
+  /** The hub clamps far-future stamps; an edge drops, in a reset, what its hub no longer has. */
+  clamp: boolean;
+  edge: boolean;
 }
 
 /** Runs the link until the peer ends it, `signal` aborts, or an error (thrown). */
@@ -169,6 +82,8 @@ export async function runBlobLink(
   const onAbort = (): void => stop.abort();
   signal.addEventListener('abort', onAbort);
   const replies = new Replies();
+  const sender = new BlobSender(sync, io, plan, stats, replies, stop.signal);
+  const ctx: ReceiveContext = { clamp: plan.clamp, acked: plan.edge ? () => sender.acked : undefined };
   const fail = (err: unknown): never => {
     stop.abort();
     replies.fail(err as Error);
@@ -176,122 +91,16 @@ export async function runBlobLink(
   };
   try {
     await Promise.all([
-      sendChanges(sync, io, plan, stats, replies, stop.signal).catch(fail),
-      receiveChanges(sync, io, plan.peer, stats, replies).then(() => {
+      sender.run().catch(fail),
+      receiveChanges(sync, io, plan.peer, ctx, stats, replies).then(() => {
         stop.abort();
         replies.fail(new Error('blob sync: the peer ended the link'));
       }, fail),
     ]);
   } finally {
     signal.removeEventListener('abort', onAbort);
+    await sync.flushAck(plan.peer).catch(() => {});
   }
-}
-
-function expectAck(reply: pb.BlobMessage, seq: number): void {
-  if (reply.ack?.seq !== BigInt(seq)) {
-    throw failedPrecondition(
-      `blob sync: change ${seq} sent, ${reply.ack ? `${reply.ack.seq} acknowledged` : 'no ack'}`,
-    );
-  }
-}
-
-async function sendChanges(
-  sync: BlobSyncStore,
-  io: BlobIo,
-  plan: BlobLinkPlan,
-  stats: BlobLinkStats,
-  replies: Replies,
-  signal: AbortSignal,
-): Promise<void> {
-  let cursor = plan.sendFrom;
-  while (!signal.aborted) {
-    const { entries, last } = await sync.read(cursor, PAGE);
-    if (entries.length === 0) {
-      if (last <= cursor) await sync.waitForChange(IDLE_POLL_MS, signal);
-      cursor = Math.max(cursor, last);
-      continue;
-    }
-    let sent = false;
-    // Changes that carry all they need (deletes, inline blobs) go without waiting for each answer,
-    // up to WINDOW at a time; one whose data may be wanted goes once every answer before it is in.
-    const unanswered: number[] = [];
-    const answered = async (max: number): Promise<void> => {
-      while (unanswered.length > max) {
-        expectAck(await replies.next(), unanswered.shift()!);
-        stats.blobsSent++;
-      }
-    };
-    for (const entry of entries) {
-      if (signal.aborted) return;
-      const out = wantedBy(entry, plan.filter) ? await sync.outgoing(entry) : undefined;
-      if (out && out.reader === undefined) {
-        await io.send({ change: toPb(out.change) });
-        stats.bytesSent += out.change.inline?.length ?? 0;
-        unanswered.push(out.change.seq);
-        await answered(WINDOW - 1);
-        sent = true;
-      } else if (out) {
-        try {
-          await answered(0);
-          await offer(io, out.change, out.reader, stats, replies);
-        } finally {
-          out.reader?.close();
-        }
-        sent = true;
-      }
-      cursor = entry.seq;
-    }
-    await answered(0);
-    if (!sent) {
-      // Nothing here for the peer: move its cursor past these, so it is not offered them again.
-      const reply = replies.next();
-      io.post({ change: toPb(noop(cursor)) });
-      expectAck(await reply, cursor);
-    }
-  }
-}
-
-function noop(seq: number): BlobChange {
-  return {
-    seq,
-    id: 1,
-    op: 'none',
-    stamp: { hlc: 0, site: Buffer.alloc(SITE_BYTES) },
-    metadata: null,
-    size: 0,
-    sha256: EMPTY,
-    inline: undefined,
-  };
-}
-
-/** Offers one change; sends the data the peer wants; resolves once the peer has committed it. */
-async function offer(
-  io: BlobIo,
-  change: BlobChange,
-  reader: { read(offset: number, length: number): Promise<Buffer> } | undefined,
-  stats: BlobLinkStats,
-  replies: Replies,
-): Promise<void> {
-  let reply = replies.next();
-  await io.send({ change: toPb(change) });
-  stats.bytesSent += change.inline?.length ?? 0;
-  const first = await reply;
-  if (first.want) {
-    if (first.want.seq !== BigInt(change.seq) || !reader) {
-      throw failedPrecondition(`blob sync: data of change ${first.want.seq} wanted while offering ${change.seq}`);
-    }
-    reply = replies.next();
-    for (let at = Number(first.want.offset); at < change.size; ) {
-      const data = await reader.read(at, Math.min(CHUNK_SIZE, change.size - at));
-      await io.send({ data: { seq: BigInt(change.seq), offset: BigInt(at), data } });
-      stats.bytesSent += data.length;
-      at += data.length;
-    }
-    expectAck(await reply, change.seq);
-  } else {
-    expectAck(first, change.seq);
-  }
-  stats.blobsSent++;
 }
 
 interface Receiving {
@@ -304,6 +113,7 @@ async function receiveChanges(
   sync: BlobSyncStore,
   io: BlobIo,
   peer: SiteId,
+  ctx: ReceiveContext,
   stats: BlobLinkStats,
   replies: Replies,
 ): Promise<void> {
@@ -324,9 +134,9 @@ async function receiveChanges(
         replies.push(msg);
       } else if (msg.change) {
         if (current) throw invalidArgument(`blob sync: a change while the data of ${current.change.seq} is due`);
-        const change = fromPb(msg.change);
+        const change = sync.clamped(fromPb(msg.change), ctx);
         stats.bytesReceived += change.inline?.length ?? 0;
-        if ((await sync.receive(peer, change)) === 'done') {
+        if ((await sync.receive(peer, change, ctx)) === 'done') {
           if (change.op !== 'none') stats.blobsReceived++;
           ack(change.seq);
           continue;

@@ -23,8 +23,9 @@ export async function serveBlobs(sync: BlobSyncStore, self: SiteId, io: BlobIo, 
   if (hello.site.length !== SITE_BYTES) throw invalidArgument(`blob sync: a site id is ${SITE_BYTES} bytes`);
   const edge = Buffer.from(hello.site);
   if (edge.equals(self)) throw invalidArgument('blob sync: an edge cannot sync with itself');
-  // From the first edge on, this store hands out fleet ids.
+  // From the first edge on, this store hands out fleet ids; its blobs from before get logged.
   await sync.join();
+  void sync.backfill().catch(() => {});
   io.post({ welcome: { site: self, applied: BigInt(await sync.applied(edge)) } });
   // A cursor into another hub's log (this hub was restored or replaced) counts for nothing.
   const sameHub = hello.hubSite.length === 0 || hello.hubSite.equals(self);
@@ -33,7 +34,13 @@ export async function serveBlobs(sync: BlobSyncStore, self: SiteId, io: BlobIo, 
   await runBlobLink(
     sync,
     io,
-    { peer: edge, filter: { localOnly: false, peer: edge }, sendFrom: sameHub ? Number(hello.applied) : 0 },
+    {
+      peer: edge,
+      filter: { localOnly: false, peer: edge },
+      sendFrom: sameHub ? Number(hello.applied) : 0,
+      clamp: true,
+      edge: false,
+    },
     stats,
     signal,
   );
@@ -69,6 +76,7 @@ export class BlobEdgeSync extends ReconnectingLink {
   /** One BlobExchange call; answers whether the handshake worked. */
   protected async session(): Promise<boolean> {
     await this.sync.join();
+    void this.sync.backfill().catch(() => {});
     const { client, metadata } = hubClient(this.options);
     const call = client.blobExchange(metadata);
     const cancel = (): void => call.cancel();
@@ -99,7 +107,13 @@ export class BlobEdgeSync extends ReconnectingLink {
       await runBlobLink(
         this.sync,
         io,
-        { peer: hub, filter: { localOnly: true, peer: undefined }, sendFrom: Number(welcome.applied) },
+        {
+          peer: hub,
+          filter: { localOnly: true, peer: undefined },
+          sendFrom: Number(welcome.applied),
+          clamp: false,
+          edge: true,
+        },
         stats,
         this.stopping.signal,
       );

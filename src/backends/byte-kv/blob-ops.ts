@@ -45,6 +45,17 @@ export class ByteBlobOps implements BlobEngineOps {
     return true;
   }
 
+  ids(after: number, limit: number): number[] {
+    const out: number[] = [];
+    if (limit <= 0) return out;
+    const hi = Buffer.of(TAG.blobMeta + 1);
+    for (const [key] of this.o.scan(blobKey(TAG.blobMeta, after + 1), hi, false, limit)) {
+      out.push(Number(key.readBigUInt64BE(1)));
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+
   delete(id: number): boolean {
     if (!this.exists(id)) return false;
     this.o.put(blobKey(TAG.blobData, id), null);

@@ -178,6 +178,13 @@ export async function blobEngineOps(db: Writer, readOnly: boolean, tables: Table
       writable();
       return (await db.exec('DELETE FROM blob WHERE id = $1', [BigInt(id)])).rowsChanged > 0;
     },
+    async ids(after, limit) {
+      const rows = await db.rows('SELECT id FROM blob WHERE id > $1 ORDER BY id LIMIT $2', [
+        BigInt(after),
+        BigInt(limit),
+      ]);
+      return rows.map((r) => Number(r[0]));
+    },
     maps,
   };
 }

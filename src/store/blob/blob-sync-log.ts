@@ -2,14 +2,19 @@
  * The BLOB store's side of sync (docs/sync.md "Blobs"): fleet-unique blob ids, and a change log
  * written in the same commit as every blob write, which a peer reads from its cursor.
  *
- *   blob_log:   seq (8)             → id (8) + op (1) + hlc (8) + site (8) + local (1)
- *   blob_stamp: id (8)              → seq (8) + op (1) + hlc (8) + site (8)  (each synced blob's latest change)
+ *   blob_log:   seq (8)             → id (8) + op (1) + hlc (8) + site (8) + local (1) [+ replaces (8)]
+ *   blob_stamp: id (8)              → seq (8) + op (1) + hlc (8) + site (8) [+ origin (8)]
+ *               (each synced blob's latest change; origin: the site a blob stored before sync came from)
  *   meta:       'sync_floor'        → the first fleet id (the store takes part in sync since then)
  *               'sync_seq'          → the last sequence handed out
  *               'sync_max_id'       → the largest blob id handed out or received
  *               'sync_in:' + site   → the last sequence of that peer's log applied here
  *               'sync_hub'          → an edge's hub (its site id)
  *               'sync_site'         → the site whose node tag the ids carry (for writers without the KV store)
+ *               'sync_backfill'     → the last id the backfill of blobs from before sync has logged
+ *               'sync_out:' + site  → how far that peer has applied this log (8) + when it said so (8, ms)
+ *               'sync_compacted'    → entries up to this sequence are compacted
+ *               'sync_rekey:' + id + origin → the id a blob stored before sync now has (it lost its id)
  *
  * The log keeps one entry per blob: a newer change of a blob removes its older entry, so a peer
  * that was away gets each blob's latest state once.
@@ -25,7 +30,7 @@ const OPS: readonly BlobOp[] = ['put', 'meta', 'delete'];
 /** What stamps the BLOB store's writes: the KV store's sync identity (its site and clock). */
 export interface BlobStamper {
   readonly site: SiteId;
-  readonly clock: { tick(): number; observe(hlc: number): void };
+  readonly clock: { tick(): number; observe(hlc: number): void; limit(): number };
 }
 
 export interface BlobLogEntry {
@@ -35,6 +40,8 @@ export interface BlobLogEntry {
   stamp: Stamp;
   /** Made on this site (not received from a peer). */
   local: boolean;
+  /** A hub clamped the change's clock: the clock it was made with (sent back to its site). */
+  replaces?: number;
 }
 
 /** A blob's latest change. */
@@ -42,6 +49,8 @@ export interface BlobStampEntry {
   seq: number;
   op: BlobOp;
   stamp: Stamp;
+  /** A blob stored before sync: the site it was stored on (undefined: born with a fleet id). */
+  origin: SiteId | undefined;
 }
 
 /** Fleet ids: the low 21 bits name the node, the bits above count up (docs/sync.md "Blob ids"). */
@@ -72,12 +81,26 @@ async function counter(ops: BlobEngineOps, key: Buffer): Promise<number> {
 }
 
 function encodeEntry(e: Omit<BlobLogEntry, 'seq'>): Buffer {
-  return Buffer.concat([u64(e.id), Buffer.of(OPS.indexOf(e.op)), encodeStamp(e.stamp), Buffer.of(e.local ? 1 : 0)]);
+  const parts = [u64(e.id), Buffer.of(OPS.indexOf(e.op)), encodeStamp(e.stamp), Buffer.of(e.local ? 1 : 0)];
+  if (e.replaces !== undefined) parts.push(u64(e.replaces));
+  return Buffer.concat(parts);
 }
 
-function decodeEntry(seq: number, raw: Buffer): BlobLogEntry {
-  return { seq, id: readU64(raw), op: OPS[raw[8]!]!, stamp: decodeStamp(raw, 9), local: raw[25] === 1 };
+export function decodeEntry(seq: number, raw: Buffer): BlobLogEntry {
+  const entry: BlobLogEntry = {
+    seq,
+    id: readU64(raw),
+    op: OPS[raw[8]!]!,
+    stamp: decodeStamp(raw, 9),
+    local: raw[25] === 1,
+  };
+  if (raw.length >= 34) entry.replaces = readU64(raw.subarray(26));
+  return entry;
 }
+
+/** What a change says of a blob's origin: keep the blob's, or set it (undefined: a fleet-born blob). */
+export type OriginUpdate = { keep: true } | { keep: false; origin: SiteId | undefined };
+const KEEP: OriginUpdate = { keep: true };
 
 export class BlobSyncLog {
   /** Once known to take part (it never stops). */
@@ -177,18 +200,28 @@ export class BlobSyncLog {
     await this.record(ops, { id, op, stamp, local: true });
   }
 
+  /** This site's id, once it takes part (the origin of the blobs it stored before sync). */
+  async site(ops: BlobEngineOps): Promise<SiteId | undefined> {
+    return (await this.identity(ops))?.site;
+  }
+
+  /** A fresh local stamp (the backfill of blobs stored before sync). */
+  async tick(ops: BlobEngineOps): Promise<Stamp | undefined> {
+    const identity = await this.identity(ops);
+    return identity && { hlc: identity.clock.tick(), site: identity.site };
+  }
+
   /** Appends a change (replacing the blob's older entry); answers its sequence. */
-  async record(ops: BlobEngineOps, entry: Omit<BlobLogEntry, 'seq'>): Promise<number> {
+  async record(ops: BlobEngineOps, entry: Omit<BlobLogEntry, 'seq'>, origin: OriginUpdate = KEEP): Promise<number> {
     const seq = (await counter(ops, META.seq)) + 1;
     await ops.maps.put('meta', META.seq, u64(seq));
     const before = await this.stampOf(ops, entry.id);
     if (before) await ops.maps.delete('blob_log', u64(before.seq));
     await ops.maps.put('blob_log', u64(seq), encodeEntry(entry));
-    await ops.maps.put(
-      'blob_stamp',
-      u64(entry.id),
-      Buffer.concat([u64(seq), Buffer.of(OPS.indexOf(entry.op)), encodeStamp(entry.stamp)]),
-    );
+    const kept = origin.keep ? before?.origin : origin.origin;
+    const stampParts = [u64(seq), Buffer.of(OPS.indexOf(entry.op)), encodeStamp(entry.stamp)];
+    if (kept) stampParts.push(kept);
+    await ops.maps.put('blob_stamp', u64(entry.id), Buffer.concat(stampParts));
     if (entry.id > (await counter(ops, META.maxId))) await ops.maps.put('meta', META.maxId, u64(entry.id));
     for (const listener of this.listeners) setImmediate(listener);
     return seq;
@@ -197,7 +230,8 @@ export class BlobSyncLog {
   async stampOf(ops: BlobEngineOps, id: number): Promise<BlobStampEntry | undefined> {
     const raw = await ops.maps.get('blob_stamp', u64(id));
     if (raw === undefined) return undefined;
-    return { seq: readU64(raw), op: OPS[raw[8]!]!, stamp: decodeStamp(raw, 9) };
+    const origin = raw.length >= 33 ? Buffer.from(raw.subarray(25, 33)) : undefined;
+    return { seq: readU64(raw), op: OPS[raw[8]!]!, stamp: decodeStamp(raw, 9), origin };
   }
 
   /** Entries after sequence `after`, oldest first. */
