@@ -81,15 +81,18 @@ function valueText(record: KvRecord | undefined, key: string): string {
 // Get and Set are the hot paths (a call per message): when the engine answers synchronously
 // (SQLite, LMDB) they run without a closure or promise per step.
 
+/** String.prototype.isWellFormed (Node 20; not in the ES2022 lib): no lone surrogates. */
+type WellFormedCheck = string & { isWellFormed(): boolean };
+
 /** buffdb Get: the value as text. */
 export function readValue(b: MvccBatch, key: string): MaybePromise<string> {
-  const k = Buffer.from(key, 'utf8');
-  if (b.ops.getText) {
-    const text = b.ops.getText(k);
-    if (text instanceof Promise) return text.then((t) => (t === null ? readRecordValue(b, k, key) : known(t, key)));
-    return text === null ? readRecordValue(b, k, key) : known(text, key);
+  // A well-formed string is bound as itself (its UTF-8 bytes are the key's): no Buffer per Get.
+  if (b.ops.getText && (key as WellFormedCheck).isWellFormed()) {
+    const text = b.ops.getText(key);
+    if (text instanceof Promise) return text.then((t) => (t === null ? readRecordValue(b, key) : known(t, key)));
+    return text === null ? readRecordValue(b, key) : known(text, key);
   }
-  return readRecordValue(b, k, key);
+  return readRecordValue(b, key);
 }
 
 /** The engine read the value as text (`undefined`: no such key). */
@@ -98,8 +101,8 @@ function known(text: string | undefined, key: string): string {
   return text;
 }
 
-function readRecordValue(b: MvccBatch, k: Buffer, key: string): MaybePromise<string> {
-  const record = b.ops.get(k);
+function readRecordValue(b: MvccBatch, key: string): MaybePromise<string> {
+  const record = b.ops.get(Buffer.from(key, 'utf8'));
   return record instanceof Promise ? record.then((r) => valueText(r, key)) : valueText(record, key);
 }
 
