@@ -8,7 +8,7 @@ import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import type { KvEngineOps, KvRecord, MaybePromise, StoreEngine } from '../../backends/backend.js';
 import { failedPrecondition, keyNotFound, StoreError, status } from '../../errors.js';
-import { type Done, GroupCommitter, type Sequence } from '../group-commit.js';
+import { GroupCommitter, type Reply, type Sequence } from '../group-commit.js';
 import { then } from '../maybe-promise.js';
 import { SiteIdentity } from '../sync/identity.js';
 import { keepStampOfDropped } from '../sync/key-stamps.js';
@@ -265,15 +265,15 @@ export class KvStore {
 
   // Each passes the key it reads, so an engine may fetch a batch's keys at once (postgres).
 
-  get(key: string, done: Done<string>, seq?: Sequence): void {
+  get(key: string, done: Reply<string>, seq?: Sequence): void {
     this.committer.submitKeyed(readValue, key, undefined, done, seq);
   }
 
-  set(key: string, value: string, done: Done<void>, seq?: Sequence): void {
+  set(key: string, value: string, done: Reply<void>, seq?: Sequence): void {
     this.committer.submitKeyed(writeValue, key, value, done, seq);
   }
 
-  delete(key: string, done: Done<void>, seq?: Sequence): void {
+  delete(key: string, done: Reply<void>, seq?: Sequence): void {
     this.committer.submit((b) => deleteValue(b, key), done, seq, key);
   }
 
