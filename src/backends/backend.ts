@@ -43,9 +43,10 @@ export interface KvOps {
   /**
    * Optional, for engines that can read a value as text cheaper than as bytes: the value of `key`
    * as text when it is valid UTF-8; undefined when the key does not exist; null when the engine
-   * cannot tell (the store then reads the record with `get`).
+   * cannot tell (the store then reads the record with `get`). `key` is a well-formed string: its
+   * UTF-8 bytes are the key (bound as is, no Buffer per read).
    */
-  getText?(key: Buffer): MaybePromise<string | null | undefined>;
+  getText?(key: string): MaybePromise<string | null | undefined>;
   /** Creates or replaces the record of `record.key`. */
   put(record: KvRecord): MaybePromise<void>;
   delete(key: Buffer): MaybePromise<void>;

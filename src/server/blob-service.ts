@@ -7,7 +7,7 @@ import type {
 } from '@grpc/grpc-js';
 import type * as blob from '../generated/blob.js';
 import type { BuffDb } from '../store/buffdb.js';
-import type { Done, Sequence } from '../store/group-commit.js';
+import { type Done, type Sequence, settle } from '../store/group-commit.js';
 import { downloadHandler, uploadHandler, uploadStatusHandler } from './blob-streams.js';
 import type { DecodeFailure } from './codec.js';
 import { MemoryBudget } from './memory-budget.js';
@@ -34,7 +34,7 @@ export function blobService(db: BuffDb, budget: MemoryBudget = new MemoryBudget(
             .get(
               req.id,
               (err, record) =>
-                reply(err, record && { bytes: toBuffer(record.data), metadata: record.metadata ?? undefined }),
+                settle(reply, err, record && { bytes: toBuffer(record.data), metadata: record.metadata ?? undefined }),
               seq,
             ),
         'data',
@@ -44,17 +44,17 @@ export function blobService(db: BuffDb, budget: MemoryBudget = new MemoryBudget(
       serveBidi(call, budget, (req, reply, seq) =>
         db
           .blobFor(req.transactionId)
-          .store(req.bytes, req.metadata, (err, id) => reply(err, { id: BigInt(id ?? 0) }), seq),
+          .store(req.bytes, req.metadata, (err, id) => settle(reply, err, { id: BigInt(id ?? 0) }), seq),
       ),
 
     update: (call: Bidi<blob.UpdateRequest, blob.UpdateResponse>) =>
       serveBidi(call, budget, (req, reply, seq) =>
-        db.blobFor(req.transactionId).update(req.id, req, (err) => reply(err, { id: req.id }), seq),
+        db.blobFor(req.transactionId).update(req.id, req, (err) => settle(reply, err, { id: req.id }), seq),
       ),
 
     delete: (call: Bidi<blob.DeleteRequest, blob.DeleteResponse>) =>
       serveBidi(call, budget, (req, reply, seq) =>
-        db.blobFor(req.transactionId).delete(req.id, (err) => reply(err, { id: req.id }), seq),
+        db.blobFor(req.transactionId).delete(req.id, (err) => settle(reply, err, { id: req.id }), seq),
       ),
 
     eqData: (call: Fold<blob.EqDataRequest>, callback: sendUnaryData<boolean>) =>

@@ -8,7 +8,7 @@ import type {
 } from '@grpc/grpc-js';
 import type * as kv from '../generated/kv.js';
 import type { BuffDb } from '../store/buffdb.js';
-import type { Done, Sequence } from '../store/group-commit.js';
+import type { Done, Reply, Sequence } from '../store/group-commit.js';
 import type { DecodeFailure } from './codec.js';
 import { MemoryBudget } from './memory-budget.js';
 import { serveBidi, serveEquality } from './stream-handler.js';
@@ -29,7 +29,7 @@ export function kvService(
       serveBidi(
         call,
         budget,
-        (req, reply: Done<string>, seq) => db.kvFor(req.transactionId).get(req.key, reply, seq),
+        (req, reply: Reply<string>, seq) => db.kvFor(req.transactionId).get(req.key, reply, seq),
         'data',
         (value): kv.GetResponse => ({ value }),
       ),
@@ -38,7 +38,7 @@ export function kvService(
       serveBidi(
         call,
         budget,
-        (req, reply: Done<void>, seq) => db.kvFor(req.transactionId).set(req.key, req.value, reply, seq),
+        (req, reply: Reply<void>, seq) => db.kvFor(req.transactionId).set(req.key, req.value, reply, seq),
         'small',
         (_, req): kv.SetResponse => ({ key: req.key }),
       ),
@@ -47,7 +47,7 @@ export function kvService(
       serveBidi(
         call,
         budget,
-        (req, reply: Done<void>, seq) => db.kvFor(req.transactionId).delete(req.key, reply, seq),
+        (req, reply: Reply<void>, seq) => db.kvFor(req.transactionId).delete(req.key, reply, seq),
         'small',
         (_, req): kv.DeleteResponse => ({ key: req.key }),
       ),

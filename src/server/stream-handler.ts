@@ -14,9 +14,9 @@
 import type { Readable } from 'node:stream';
 import type { ServerDuplexStream, ServerReadableStream, ServiceError, sendUnaryData } from '@grpc/grpc-js';
 import { Metadata } from '@grpc/grpc-js';
-import { asStoreError } from '../errors.js';
+import { asStoreError, type StoreError } from '../errors.js';
 import { EqualityCheck, type EqualityMode } from '../store/equality.js';
-import { type Done, Sequence } from '../store/group-commit.js';
+import { type Done, type Reply, Sequence, type Settle } from '../store/group-commit.js';
 import { DecodeFailure } from './codec.js';
 import type { CallBudget, MemoryBudget } from './memory-budget.js';
 import { answerBytes } from './message-size.js';
@@ -78,12 +78,24 @@ export function decodeError(failure: DecodeFailure): Partial<ServiceError> {
   };
 }
 
-interface Slot<Res> {
-  done: boolean;
-  err: unknown;
-  res: Res | undefined;
-  /** Bytes held in the budget for this request, then for its answer. */
-  held: number;
+/**
+ * One request of a bidi stream, from its arrival until its answer is written: also what the store
+ * answers (`settle`), so a request costs one object here instead of a slot and a reply closure.
+ */
+class Slot<Req, Res, R> implements Settle<R> {
+  done = false;
+  err: unknown = null;
+  res: Res | undefined = undefined;
+  constructor(
+    private readonly settled: (slot: Slot<Req, Res, R>, err: StoreError | null, result?: R) => void,
+    /** The request, until it is answered (`toResponse` may read it). */
+    public req: Req | undefined,
+    /** Bytes held in the budget for this request, then for its answer. */
+    public held: number,
+  ) {}
+  settle(err: StoreError | null, result?: R): void {
+    this.settled(this, err, result);
+  }
 }
 
 /**
@@ -95,26 +107,26 @@ interface Slot<Res> {
 export function serveBidi<Req, Res>(
   call: ServerDuplexStream<Req | DecodeFailure, Res>,
   budget: MemoryBudget,
-  handle: (req: Req, reply: Done<Res>, seq: Sequence) => void,
+  handle: (req: Req, reply: Reply<Res>, seq: Sequence) => void,
   answers?: Answers,
 ): void;
 export function serveBidi<Req, Res, R>(
   call: ServerDuplexStream<Req | DecodeFailure, Res>,
   budget: MemoryBudget,
-  handle: (req: Req, reply: Done<R>, seq: Sequence) => void,
+  handle: (req: Req, reply: Reply<R>, seq: Sequence) => void,
   answers: Answers,
   toResponse: (result: R, req: Req) => Res,
 ): void;
 export function serveBidi<Req, Res, R>(
   call: ServerDuplexStream<Req | DecodeFailure, Res>,
   budget: MemoryBudget,
-  handle: (req: Req, reply: Done<R>, seq: Sequence) => void,
+  handle: (req: Req, reply: Reply<R>, seq: Sequence) => void,
   answers: Answers = 'small',
   toResponse?: (result: R, req: Req) => Res,
 ): void {
   const { mem, gate, answered } = budgetedReads(call, budget, answers);
   const seq = new Sequence();
-  const slots: Slot<Res>[] = [];
+  const slots: Slot<Req, Res, R>[] = [];
   // What each answer written and not yet handed over holds, in order: one callback releases them
   // all (writes complete in order), instead of a closure per answer.
   const writtenHeld: number[] = [];
@@ -173,13 +185,29 @@ export function serveBidi<Req, Res, R>(
     waitingDrain = false;
     flush();
   });
+  // The store's answer to one slot (shared by the stream's slots: no closure per request).
+  const settled = (slot: Slot<Req, Res, R>, err: StoreError | null, result?: R): void => {
+    slot.done = true;
+    slot.err = err;
+    const res = toResponse && (err === null || err === undefined) ? toResponse(result as R, slot.req!) : result;
+    slot.res = res as Res | undefined;
+    slot.req = undefined;
+    if (err === null || err === undefined) {
+      // The request is done with; from now on the answer is what this slot holds.
+      const bytes = answerBytes(res);
+      answered(bytes);
+      mem.adjust(bytes - slot.held);
+      slot.held = bytes;
+    }
+    if (slot === slots[head]) flush();
+  };
   call.on('data', (req: Req | DecodeFailure) => {
     const held = gate.take();
     if (finished || inputEnded) {
       mem.release(held);
       return;
     }
-    const slot: Slot<Res> = { done: false, err: null, res: undefined, held };
+    const slot = new Slot<Req, Res, R>(settled, req instanceof DecodeFailure ? undefined : req, held);
     slots.push(slot);
     if (req instanceof DecodeFailure) {
       // Nothing after a malformed message is applied.
@@ -189,24 +217,7 @@ export function serveBidi<Req, Res, R>(
       flush();
       return;
     }
-    handle(
-      req,
-      (err, result) => {
-        slot.done = true;
-        slot.err = err;
-        const res = toResponse && (err === null || err === undefined) ? toResponse(result as R, req) : result;
-        slot.res = res as Res | undefined;
-        if (err === null || err === undefined) {
-          // The request is done with; from now on the answer is what this slot holds.
-          const bytes = answerBytes(res);
-          answered(bytes);
-          mem.adjust(bytes - slot.held);
-          slot.held = bytes;
-        }
-        if (slot === slots[head]) flush();
-      },
-      seq,
-    );
+    handle(req, slot, seq);
     if (slots.length - head >= HIGH_WATER && !readPaused) flush();
   });
   call.on('end', () => {

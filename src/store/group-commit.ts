@@ -17,6 +17,20 @@ export class Sequence {
 
 export type Done<R> = (err: StoreError | null, result?: R) => void;
 
+/** An answer target that is an object, not a closure (serveBidi's per-request slot). */
+export interface Settle<R> {
+  settle(err: StoreError | null, result?: R): void;
+}
+
+/** Where an operation's answer goes: a callback, or an object answered through `settle`. */
+export type Reply<R> = Done<R> | Settle<R>;
+
+/** Answers `reply`. */
+export function settle<R>(reply: Reply<R>, err: StoreError | null, result?: R): void {
+  if (typeof reply === 'function') reply(err, result);
+  else reply.settle(err, result);
+}
+
 /**
  * One queued operation. Answered through `done`, or — for the promise form, which saves a closure
  * per operation — through `resolve`/`reject`.
@@ -24,7 +38,7 @@ export type Done<R> = (err: StoreError | null, result?: R) => void;
 interface Job<Ops> {
   /** Called as run(ops, key, arg): keyed jobs need no closure of their own (see submitKeyed). */
   run: (ops: Ops, key: string | undefined, arg: unknown) => unknown;
-  done: Done<unknown> | undefined;
+  done: Reply<unknown> | undefined;
   resolve: ((value: unknown) => void) | undefined;
   reject: ((err: StoreError) => void) | undefined;
   seq: Sequence | undefined;
@@ -37,7 +51,7 @@ interface Job<Ops> {
 }
 
 function answer<Ops>(job: Job<Ops>, err: StoreError | null, result?: unknown): void {
-  if (job.done) job.done(err, result);
+  if (job.done) settle(job.done, err, result);
   else if (err) job.reject!(err);
   else job.resolve!(result);
 }
@@ -59,8 +73,8 @@ export class GroupCommitter<Ops> {
   constructor(readonly engine: StoreEngine<Ops>) {}
 
   /** Queues `run`; `done` is called after the batch holding it has committed (or failed). */
-  submit<R>(run: (ops: Ops) => R | Promise<R>, done: Done<R>, seq?: Sequence, key?: string): void {
-    this.queueDone(run, key, undefined, done as Done<unknown>, seq);
+  submit<R>(run: (ops: Ops) => R | Promise<R>, done: Reply<R>, seq?: Sequence, key?: string): void {
+    this.queueDone(run, key, undefined, done as Reply<unknown>, seq);
   }
 
   /**
@@ -71,10 +85,10 @@ export class GroupCommitter<Ops> {
     run: (ops: Ops, key: string, arg: A) => R | Promise<R>,
     key: string,
     arg: A,
-    done: Done<R>,
+    done: Reply<R>,
     seq?: Sequence,
   ): void {
-    this.queueDone(run as Job<Ops>['run'], key, arg, done as Done<unknown>, seq);
+    this.queueDone(run as Job<Ops>['run'], key, arg, done as Reply<unknown>, seq);
   }
 
   /** Promise form of submit, for callers that do one thing at a time (CLI, library). */
@@ -91,11 +105,11 @@ export class GroupCommitter<Ops> {
     run: Job<Ops>['run'],
     key: string | undefined,
     arg: unknown,
-    done: Done<unknown>,
+    done: Reply<unknown>,
     seq: Sequence | undefined,
   ): void {
     if (this.closed) {
-      done(shuttingDown());
+      settle(done, shuttingDown());
       return;
     }
     this.enqueue({ run, done, resolve: undefined, reject: undefined, seq, exclusive: undefined, key, arg });

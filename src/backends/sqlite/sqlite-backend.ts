@@ -256,7 +256,7 @@ function kvOps(db: Db, written: WriteCounter): KvEngineOps {
     .safeIntegers(true);
   // A TEXT value read as text: SQLite hands over its bytes, V8 decodes them, any invalid UTF-8
   // becoming U+FFFD. So a string without U+FFFD holds exactly the stored bytes.
-  const getText = db.prepare<[Buffer], string>('SELECT value FROM kv_state WHERE key = CAST(? AS TEXT)').pluck();
+  const getText = db.prepare<[string], string>('SELECT value FROM kv_state WHERE key = CAST(? AS TEXT)').pluck();
   const put = db.prepare(
     'INSERT OR REPLACE INTO kv_state (key, value, create_rev, mod_rev, version, lease) ' +
       'VALUES (CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, ?, ?)',

@@ -2,6 +2,7 @@
 
 import type { ServerDuplexStream, ServerUnaryCall, sendUnaryData, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type * as pb from '../../generated/etcd/etcdserverpb/rpc.js';
+import { settle } from '../../store/group-commit.js';
 import type { KvStore } from '../../store/kv/kv-store.js';
 import type { DecodeFailure } from '../codec.js';
 import type { MemoryBudget } from '../memory-budget.js';
@@ -32,8 +33,8 @@ export function etcdLeaseService(
       trackStream(streams, call);
       serveBidi<pb.LeaseKeepAliveRequest, pb.LeaseKeepAliveResponse>(call, budget, (req, reply) => {
         leases.keepAlive(req.ID).then(
-          (r) => reply(null, { header: header(kv, r.rev), ID: req.ID, TTL: BigInt(r.ttl) }),
-          (err: unknown) => reply(etcdError(err)),
+          (r) => settle(reply, null, { header: header(kv, r.rev), ID: req.ID, TTL: BigInt(r.ttl) }),
+          (err: unknown) => settle(reply, etcdError(err)),
         );
       });
     },

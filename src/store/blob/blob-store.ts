@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import type { BlobEngineOps, BlobRecord, MaybePromise, StoreEngine } from '../../backends/backend.js';
 import { idNotFound, resourceExhausted } from '../../errors.js';
-import { type Done, GroupCommitter, type Sequence } from '../group-commit.js';
+import { type Done, GroupCommitter, type Reply, type Sequence, settle } from '../group-commit.js';
 import { then } from '../maybe-promise.js';
 import type { BlobRequests } from '../requests.js';
 import { type BlobLimit, checkBlobSize } from './blob-limit.js';
@@ -193,18 +193,18 @@ export class BlobStore implements BlobRequests {
   }
 
   /** Collects discarded chunks once the write that discarded them has committed. */
-  private collecting<T>(done: Done<T>): Done<boolean> {
+  private collecting<T>(done: Reply<T>): Done<boolean> {
     return (err, discarded) => {
       if (discarded) void this.large.collect();
-      done(err);
+      settle(done, err);
     };
   }
 
-  get(id: BlobId, done: Done<BlobRecord>, seq?: Sequence): void {
+  get(id: BlobId, done: Reply<BlobRecord>, seq?: Sequence): void {
     this.committer.submit((ops) => readBlob(ops, id, this.maxGetBytes), done, seq);
   }
 
-  store(bytes: Uint8Array, metadata: string | undefined, done: Done<number>, seq?: Sequence): void {
+  store(bytes: Uint8Array, metadata: string | undefined, done: Reply<number>, seq?: Sequence): void {
     this.committer.submit(
       (ops) => {
         this.checkSize(bytes);
@@ -215,7 +215,7 @@ export class BlobStore implements BlobRequests {
     );
   }
 
-  update(id: BlobId, update: BlobUpdate, done: Done<void>, seq?: Sequence): void {
+  update(id: BlobId, update: BlobUpdate, done: Reply<void>, seq?: Sequence): void {
     this.committer.submit(
       (ops) => {
         this.checkSize(update.bytes);
@@ -244,7 +244,7 @@ export class BlobStore implements BlobRequests {
     if (bytes !== undefined) checkBlobSize(this.limit, bytes.byteLength);
   }
 
-  delete(id: BlobId, done: Done<void>, seq?: Sequence): void {
+  delete(id: BlobId, done: Reply<void>, seq?: Sequence): void {
     this.committer.submit((ops) => this.logged(ops, id, 'delete', deleteBlob(ops, id)), this.collecting(done), seq);
   }
 

@@ -8,7 +8,7 @@ import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import type { KvEngineOps, KvRecord, MaybePromise, StoreEngine } from '../../backends/backend.js';
 import { failedPrecondition, keyNotFound, StoreError, status } from '../../errors.js';
-import { type Done, GroupCommitter, type Sequence } from '../group-commit.js';
+import { GroupCommitter, type Reply, type Sequence } from '../group-commit.js';
 import { then } from '../maybe-promise.js';
 import { SiteIdentity } from '../sync/identity.js';
 import { keepStampOfDropped } from '../sync/key-stamps.js';
@@ -81,15 +81,18 @@ function valueText(record: KvRecord | undefined, key: string): string {
 // Get and Set are the hot paths (a call per message): when the engine answers synchronously
 // (SQLite, LMDB) they run without a closure or promise per step.
 
+/** String.prototype.isWellFormed (Node 20; not in the ES2022 lib): no lone surrogates. */
+type WellFormedCheck = string & { isWellFormed(): boolean };
+
 /** buffdb Get: the value as text. */
 export function readValue(b: MvccBatch, key: string): MaybePromise<string> {
-  const k = Buffer.from(key, 'utf8');
-  if (b.ops.getText) {
-    const text = b.ops.getText(k);
-    if (text instanceof Promise) return text.then((t) => (t === null ? readRecordValue(b, k, key) : known(t, key)));
-    return text === null ? readRecordValue(b, k, key) : known(text, key);
+  // A well-formed string is bound as itself (its UTF-8 bytes are the key's): no Buffer per Get.
+  if (b.ops.getText && (key as WellFormedCheck).isWellFormed()) {
+    const text = b.ops.getText(key);
+    if (text instanceof Promise) return text.then((t) => (t === null ? readRecordValue(b, key) : known(t, key)));
+    return text === null ? readRecordValue(b, key) : known(text, key);
   }
-  return readRecordValue(b, k, key);
+  return readRecordValue(b, key);
 }
 
 /** The engine read the value as text (`undefined`: no such key). */
@@ -98,8 +101,8 @@ function known(text: string | undefined, key: string): string {
   return text;
 }
 
-function readRecordValue(b: MvccBatch, k: Buffer, key: string): MaybePromise<string> {
-  const record = b.ops.get(k);
+function readRecordValue(b: MvccBatch, key: string): MaybePromise<string> {
+  const record = b.ops.get(Buffer.from(key, 'utf8'));
   return record instanceof Promise ? record.then((r) => valueText(r, key)) : valueText(record, key);
 }
 
@@ -262,15 +265,15 @@ export class KvStore {
 
   // Each passes the key it reads, so an engine may fetch a batch's keys at once (postgres).
 
-  get(key: string, done: Done<string>, seq?: Sequence): void {
+  get(key: string, done: Reply<string>, seq?: Sequence): void {
     this.committer.submitKeyed(readValue, key, undefined, done, seq);
   }
 
-  set(key: string, value: string, done: Done<void>, seq?: Sequence): void {
+  set(key: string, value: string, done: Reply<void>, seq?: Sequence): void {
     this.committer.submitKeyed(writeValue, key, value, done, seq);
   }
 
-  delete(key: string, done: Done<void>, seq?: Sequence): void {
+  delete(key: string, done: Reply<void>, seq?: Sequence): void {
     this.committer.submit((b) => deleteValue(b, key), done, seq, key);
   }
 

@@ -14,7 +14,7 @@ import {
   wholeRecord,
 } from '../blob/blob-store.js';
 import type { Upload } from '../blob/upload.js';
-import type { Done, Sequence } from '../group-commit.js';
+import type { Reply, Sequence } from '../group-commit.js';
 import type { BlobRequests } from '../requests.js';
 import { firstSeen, type Tx } from './tx-state.js';
 
@@ -22,7 +22,7 @@ import { firstSeen, type Tx } from './tx-state.js';
 export type Enqueue = <R>(
   writes: boolean,
   seq: Sequence | undefined,
-  done: Done<R>,
+  done: Reply<R>,
   work: (tx: Tx) => Promise<R>,
 ) => void;
 

@@ -24,7 +24,7 @@ import {
   status,
 } from '../../errors.js';
 import type { BlobStore } from '../blob/blob-store.js';
-import type { Done, Sequence } from '../group-commit.js';
+import { type Reply, type Sequence, settle } from '../group-commit.js';
 import type { KvStore } from '../kv/kv-store.js';
 import type { BlobRequests, KvRequests } from '../requests.js';
 import { txBlobRequests } from './blob-requests.js';
@@ -224,7 +224,7 @@ export class TransactionManager {
     txId: string,
     writes: boolean,
     seq: Sequence | undefined,
-    done: Done<R>,
+    done: Reply<R>,
     work: (tx: Tx) => Promise<R>,
   ): void {
     let tx: Tx;
@@ -234,7 +234,7 @@ export class TransactionManager {
         throw failedPrecondition(`transaction ${JSON.stringify(txId)} is read-only: it cannot write`);
     } catch (err) {
       if (seq) this.failedStreams.add(seq);
-      done(asStoreError(err));
+      settle(done, asStoreError(err));
       return;
     }
     tx.tail = tx.tail.then(async () => {
@@ -247,10 +247,10 @@ export class TransactionManager {
         result = await work(tx);
       } catch (err) {
         if (seq) this.failedStreams.add(seq);
-        done(asStoreError(err));
+        settle(done, asStoreError(err));
         return;
       }
-      done(null, result);
+      settle(done, null, result);
     });
   }
 
