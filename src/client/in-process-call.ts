@@ -8,6 +8,7 @@
 
 import { EventEmitter } from 'node:events';
 import { Metadata, type ServiceError, status as Status, type StatusObject } from '@grpc/grpc-js';
+import { Queue } from '../queue.js';
 
 /** Messages waiting on one side before write() answers false (an object-mode stream's default). */
 export const HIGH_WATER = 16;
@@ -29,36 +30,11 @@ export function serviceError(err: Partial<ServiceError>): ServiceError {
 
 const OK_STATUS: StatusObject = { code: Status.OK, details: 'OK', metadata: new Metadata() };
 
-/** A FIFO that reuses its array: taken slots are cleared, the array is reset once empty. */
-class Queue {
-  private items: unknown[] = [];
-  private head = 0;
-  get size(): number {
-    return this.items.length - this.head;
-  }
-  push(item: unknown): void {
-    this.items.push(item);
-  }
-  shift(): unknown {
-    const item = this.items[this.head];
-    this.items[this.head++] = undefined;
-    if (this.head === this.items.length) {
-      this.items.length = 0;
-      this.head = 0;
-    }
-    return item;
-  }
-  clear(): void {
-    this.items.length = 0;
-    this.head = 0;
-  }
-}
-
 /** The client's end: 'data' / 'end' / 'error' / 'status' / 'close' events, write / end / cancel. */
 export class ClientCall extends EventEmitter {
   readonly server: ServerCall;
   /** Answers not yet handed to the consumer. */
-  private readonly outbox = new Queue();
+  private readonly outbox = new Queue<unknown>();
   /** 'end', or the error that ends the call, once the server has finished. */
   private terminal: 'end' | ServiceError | undefined;
   /** null: no 'data' listener yet (answers wait); false: paused; true: flowing. */
@@ -140,7 +116,7 @@ export class ClientCall extends EventEmitter {
 
   /** `for await (const answer of call)`, as on a grpc-js call; leaving the loop early cancels the call. */
   async *[Symbol.asyncIterator](): AsyncGenerator<unknown, void, undefined> {
-    const queue = new Queue();
+    const queue = new Queue<unknown>();
     let failure: ServiceError | undefined;
     let done = false;
     let wake: (() => void) | undefined;
@@ -264,7 +240,7 @@ export class ServerCall extends EventEmitter {
   /** write() answered false: 'drain' follows once the consumer has taken the answers. */
   needDrain = false;
   /** Requests the handler has not taken yet (it paused). */
-  private readonly inbox = new Queue();
+  private readonly inbox = new Queue<unknown>();
   private paused = false;
   private endPending = false;
   private drainScheduled = false;

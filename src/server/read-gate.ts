@@ -24,6 +24,7 @@
  * is settled with `holdFor(its size)`, before the next `_read` can be asked for.
  */
 import type { Readable } from 'node:stream';
+import { Queue } from '../queue.js';
 import type { CallBudget, Reservation } from './memory-budget.js';
 import { MESSAGE_OVERHEAD, requestBytes } from './message-size.js';
 
@@ -41,8 +42,7 @@ type PushFn = (chunk: unknown, encoding?: BufferEncoding) => boolean;
 
 export class ReadGate {
   /** Bytes held for each message pushed and not yet taken by the handler, in order. */
-  private readonly held: number[] = [];
-  private head = 0;
+  private readonly held = new Queue<number>();
   private lastBytes = MESSAGE_OVERHEAD;
   /** Room granted for the next message, not yet replaced by its real size. */
   private reservation: Reservation | undefined;
@@ -100,13 +100,7 @@ export class ReadGate {
 
   /** The bytes held for the next message the stream emits; the caller now releases them. */
   take(): number {
-    if (this.head >= this.held.length) return 0;
-    const n = this.held[this.head++]!;
-    if (this.head === this.held.length) {
-      this.held.length = 0;
-      this.head = 0;
-    }
-    return n;
+    return this.held.shift() ?? 0;
   }
 
   /** Stop (or start again) taking messages in, whatever the budget says. */

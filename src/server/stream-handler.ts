@@ -15,6 +15,7 @@ import type { Readable } from 'node:stream';
 import type { ServerDuplexStream, ServerReadableStream, ServiceError, sendUnaryData } from '@grpc/grpc-js';
 import { Metadata } from '@grpc/grpc-js';
 import { asStoreError, type StoreError } from '../errors.js';
+import { Queue } from '../queue.js';
 import { EqualityCheck, type EqualityMode } from '../store/equality.js';
 import { type Done, type Reply, Sequence, type Settle } from '../store/group-commit.js';
 import { DecodeFailure } from './codec.js';
@@ -129,15 +130,8 @@ export function serveBidi<Req, Res, R>(
   const slots: Slot<Req, Res, R>[] = [];
   // What each answer written and not yet handed over holds, in order: one callback releases them
   // all (writes complete in order), instead of a closure per answer.
-  const writtenHeld: number[] = [];
-  let writtenHead = 0;
-  const releaseWritten = (): void => {
-    mem.release(writtenHeld[writtenHead++]!);
-    if (writtenHead === writtenHeld.length) {
-      writtenHeld.length = 0;
-      writtenHead = 0;
-    }
-  };
+  const writtenHeld = new Queue<number>();
+  const releaseWritten = (): void => mem.release(writtenHeld.shift()!);
   let head = 0;
   let inputEnded = false;
   let finished = false;
