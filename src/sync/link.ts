@@ -5,6 +5,7 @@
  * re-sends at most one batch and nothing buffers without bound (two batches at most) — and a receiver that applies the peer's batches and acknowledges each once it is
  * committed.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { failedPrecondition, invalidArgument } from '../errors.js';
 import type * as pb from '../generated/sync.js';
 import { prefixSpan } from '../store/kv/key-span.js';
@@ -26,16 +27,9 @@ const IDLE_POLL_MS = 5000;
 const LINGER_MS = 50;
 const LINGER_BYTES = 64 * 1024;
 
+/** Waits `ms`, or less if `signal` aborts first. */
 function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done);
-  });
+  return sleep(ms, undefined, { signal }).catch(() => {});
 }
 
 /** The messages of one link (a gRPC bidi call on either end). */

@@ -39,9 +39,13 @@ export function readHlc(buf: Buffer, at: number): number {
 /** 16 bytes: the clock, then the site. */
 export function encodeStamp(s: Stamp): Buffer {
   const out = Buffer.allocUnsafe(8 + SITE_BYTES);
+  writeStamp(out, s);
+  return out;
+}
+
+function writeStamp(out: Buffer, s: Stamp): void {
   writeHlc(out, s.hlc, 0);
   s.site.copy(out, 8);
-  return out;
 }
 
 /**
@@ -49,15 +53,14 @@ export function encodeStamp(s: Stamp): Buffer {
  * written before the revision was added are 16 bytes (`rev` undefined).
  */
 export function encodeKeyStamp(s: Stamp, rev: number): Buffer {
-  const out = Buffer.allocUnsafe(16 + 8);
-  writeHlc(out, s.hlc, 0);
-  s.site.copy(out, 8);
-  writeHlc(out, rev, 16);
+  const out = Buffer.allocUnsafe(8 + SITE_BYTES + 8);
+  writeStamp(out, s);
+  writeHlc(out, rev, 8 + SITE_BYTES);
   return out;
 }
 
 export function decodeKeyStamp(raw: Buffer): { stamp: Stamp; rev: number | undefined } {
-  return { stamp: decodeStamp(raw), rev: raw.length >= 24 ? readHlc(raw, 16) : undefined };
+  return { stamp: decodeStamp(raw), rev: raw.length >= 8 + SITE_BYTES + 8 ? readHlc(raw, 8 + SITE_BYTES) : undefined };
 }
 
 export function decodeStamp(raw: Buffer, at = 0): Stamp {
