@@ -67,6 +67,11 @@ export interface MapOps {
   put(map: MapName, key: Buffer, value: Buffer): MaybePromise<void>;
   delete(map: MapName, key: Buffer): MaybePromise<void>;
   range(map: MapName, query: RangeQuery): MaybePromise<[key: Buffer, value: Buffer][]>;
+  /**
+   * Optional, for engines that delete a key range cheaper than key by key (compaction drops history
+   * a page at a time): deletes every key in `[start, end)`. Without it the store deletes each key.
+   */
+  deleteRange?(map: MapName, start: Buffer, end: Buffer): MaybePromise<void>;
 }
 
 /** Maps kept in the KV store file. */

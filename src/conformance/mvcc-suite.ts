@@ -366,6 +366,25 @@ export function mvccConformance(dbOf: () => BuffDb): void {
       assert.equal(c.compactedAt, r2, 'a watch from a compacted revision is told the compaction revision');
     });
 
+    it('physical compaction (a range delete where the engine has one) keeps every event from its revision on', async () => {
+      const db = dbOf();
+      const revs: number[] = [];
+      for (let i = 0; i < 6; i++) revs.push((await db.kv.put(putArgs(`pc/${i % 2}`, `v${i}`))).rev);
+      await db.kv.compact(revs[3]!, true);
+      const c = new Collector();
+      db.kv.watch({ span: prefixSpan(b('pc/')), startRev: revs[3]!, noPut: false, noDelete: false }, c.sink);
+      await c.until(3);
+      assert.deepEqual(
+        c.events.map(describeEvent),
+        [3, 4, 5].map((i) => `put pc/${i % 2}@${revs[i]}`),
+      );
+      const atTarget = await db.kv.range(rangeArgs(prefixSpan(b('pc/')), { revision: revs[3]! }));
+      assert.deepEqual(
+        atTarget.kvs.map((kv) => `${kv.key}=${kv.value}`),
+        ['pc/0=v2', 'pc/1=v3'],
+      );
+    });
+
     it('leases: grant, attach, time-to-live, list, revoke deletes the keys in one revision', async () => {
       const db = dbOf();
       const short = await db.kv.leases.grant(1, 0n);

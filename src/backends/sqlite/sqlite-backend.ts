@@ -192,6 +192,7 @@ function mapOps(db: Db, maps: readonly MapName[], written: WriteCounter): MapOps
           get: db.prepare<[Buffer], Buffer>(`SELECT v FROM ${t} WHERE k = ?`).pluck(),
           put: db.prepare<[Buffer, Buffer]>(`INSERT OR REPLACE INTO ${t} (k, v) VALUES (?, ?)`),
           del: db.prepare<[Buffer]>(`DELETE FROM ${t} WHERE k = ?`),
+          delRange: db.prepare<[Buffer, Buffer]>(`DELETE FROM ${t} WHERE k >= ? AND k < ?`),
           range: rangeStatements(
             db,
             t,
@@ -221,6 +222,9 @@ function mapOps(db: Db, maps: readonly MapName[], written: WriteCounter): MapOps
     },
     range: (map, q) =>
       of(map).range(q, false).all({ start: q.start, end: q.end, limit: q.limit }) as [Buffer, Buffer][],
+    deleteRange: (map, start, end) => {
+      written.writes += of(map).delRange.run(start, end).changes;
+    },
   };
 }
 

@@ -103,6 +103,16 @@ export function eventStamp(raw: Buffer): { stamp: Stamp; local: boolean } | unde
   return { stamp: decodeStamp(raw, HEADER_V1), local: (raw[1]! & FLAG_LOCAL) !== 0 };
 }
 
+/**
+ * The key and stamp of a local put's event, read without decoding the rest (compaction checks each
+ * event it drops); undefined for deletes, received writes and events without a stamp.
+ */
+export function localPutOf(raw: Buffer): { key: Buffer; stamp: Stamp } | undefined {
+  const flags = raw[1]!;
+  if (raw[0] !== FORMAT || (flags & 1) !== TYPE_PUT || !(flags & FLAG_LOCAL) || !(flags & FLAG_STAMP)) return undefined;
+  return { key: raw.subarray(HEADER_FULL, HEADER_FULL + raw.readUInt32BE(58)), stamp: decodeStamp(raw, HEADER_V1) };
+}
+
 /** The event stored under history key `key` (whose revision becomes `kv.modRev`). */
 export function decodeEvent(key: Buffer, raw: Buffer): KvEvent {
   if (raw[0] !== FORMAT && raw[0] !== FORMAT_V1) throw new Error(`history event in an unknown format (${raw[0]})`);

@@ -8,10 +8,11 @@ import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import type { KvEngineOps, KvRecord, MaybePromise, StoreEngine } from '../../backends/backend.js';
 import { failedPrecondition, keyNotFound, StoreError, status } from '../../errors.js';
+import { dropKeys } from '../drop-keys.js';
 import { GroupCommitter, type Reply, type Sequence } from '../group-commit.js';
 import { then } from '../maybe-promise.js';
 import { SiteIdentity } from '../sync/identity.js';
-import { keepStampOfDropped } from '../sync/key-stamps.js';
+import { keepStampsOfDropped } from '../sync/key-stamps.js';
 import { decodeEvent, historyKey } from './history.js';
 import { readEvents } from './history-reads.js';
 import {
@@ -61,6 +62,7 @@ const AUTO_COMPACT_CHECK_MS = 5_000;
 const FOREIGN_POLL_MS = 250;
 /** History events deleted per batch by compaction, so writers never wait long behind it. */
 const COMPACT_PAGE = 5_000;
+const ZERO_BYTE = Buffer.from([0]);
 
 function utf8Value(record: KvRecord, key: string): string {
   if (!isUtf8(record.value)) {
@@ -333,16 +335,13 @@ export class KvStore {
     const run = previous.then(async () => {
       for (;;) {
         const deleted = await this.committer.run(async (b) => {
-          const rows = await b.ops.maps.range('history', {
-            start: historyKey(0, 0),
-            end: historyKey(rev, 0),
-            limit: COMPACT_PAGE,
-            reverse: false,
-          });
-          for (const [key, raw] of rows) {
-            await keepStampOfDropped(b.ops, key, raw);
-            await b.ops.maps.delete('history', key);
-          }
+          const start = historyKey(0, 0);
+          const end = historyKey(rev, 0);
+          const rows = await b.ops.maps.range('history', { start, end, limit: COMPACT_PAGE, reverse: false });
+          await keepStampsOfDropped(b.ops, rows);
+          // The page ends just past its last key (a full page may not reach `end`).
+          const last = rows.length === COMPACT_PAGE ? rows[rows.length - 1]![0] : undefined;
+          await dropKeys(b.ops.maps, 'history', rows, start, last ? Buffer.concat([last, ZERO_BYTE]) : end);
           return rows.length;
         });
         if (deleted < COMPACT_PAGE) return;

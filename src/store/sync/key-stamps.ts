@@ -5,7 +5,7 @@
  * compaction drops a key's last event, its stamp moves to the row.
  */
 import type { KvEngineOps, KvRecord } from '../../backends/backend.js';
-import { decodeEvent, eventStamp, historyKey } from '../kv/history.js';
+import { eventStamp, historyKey, historyKeyRev, localPutOf } from '../kv/history.js';
 import { decodeKeyStamp, encodeKeyStamp, type Stamp, ZERO_STAMP } from './stamp.js';
 
 /**
@@ -29,14 +29,19 @@ export async function keyStamp(
 }
 
 /**
- * Called by compaction for each history event it drops: a local put that is still its key's last
+ * Called by compaction with the history events it drops: a local put that is still its key's last
  * write leaves its stamp in the key's row. (Received writes and deletes wrote the row already.)
+ * Keys are looked up in key order, so the lookups walk the key index instead of jumping around it.
  */
-export async function keepStampOfDropped(ops: KvEngineOps, key: Buffer, raw: Buffer): Promise<void> {
-  const event = decodeEvent(key, raw);
-  if (!event.local || event.type !== 'put' || !event.stamp) return;
-  const record = await ops.get(event.kv.key);
-  if (record?.modRev === event.kv.modRev) {
-    await ops.maps.put('sync_stamp', record.key, encodeKeyStamp(event.stamp, record.modRev));
+export async function keepStampsOfDropped(ops: KvEngineOps, events: readonly [Buffer, Buffer][]): Promise<void> {
+  const puts: { key: Buffer; stamp: Stamp; rev: number }[] = [];
+  for (const [key, raw] of events) {
+    const put = localPutOf(raw);
+    if (put) puts.push({ key: put.key, stamp: put.stamp, rev: historyKeyRev(key) });
+  }
+  puts.sort((a, b) => Buffer.compare(a.key, b.key));
+  for (const put of puts) {
+    const record = await ops.get(put.key);
+    if (record?.modRev === put.rev) await ops.maps.put('sync_stamp', record.key, encodeKeyStamp(put.stamp, put.rev));
   }
 }
