@@ -156,6 +156,7 @@ for (const backend of TEST_BACKENDS) {
         30_000,
       );
       await late.restart();
+      await late.proc!.waitForStderr(/receiving its current blobs \(blob reset\)/, 30_000);
       await converged(addrs, ids, await summary(ids), 60_000);
       const onLate = (await late.dump({ blobIds: ids })).blobs.map(([id]) => id);
       assert.ok(!onLate.includes(first[1]!.toString()), 'a blob deleted while it was away is not resurrected');

@@ -272,6 +272,11 @@ async function startBlobEdge(
     credentials,
     token: sync.token,
     onLost: (err) => log.warn({ hub: sync.to, err }, 'sync: lost the blob link to the hub; retrying'),
+    onReset: () =>
+      log.warn(
+        { hub: sync.to },
+        'sync: away longer than the hub keeps its blob log: receiving its current blobs (blob reset)',
+      ),
   });
   // Before the server listens: every blob stored from now on gets a fleet id.
   await edge.sync.join();

@@ -68,6 +68,8 @@ export interface BlobLinkPlan {
   /** The hub clamps far-future stamps; an edge drops, in a reset, what its hub no longer has. */
   clamp: boolean;
   edge: boolean;
+  /** Told when the peer starts sending a reset (for the log). */
+  onReset?: () => void;
 }
 
 /** Runs the link until the peer ends it, `signal` aborts, or an error (thrown). */
@@ -92,7 +94,7 @@ export async function runBlobLink(
   try {
     await Promise.all([
       sender.run().catch(fail),
-      receiveChanges(sync, io, plan.peer, ctx, stats, replies).then(() => {
+      receiveChanges(sync, io, plan.peer, ctx, stats, replies, plan.onReset).then(() => {
         stop.abort();
         replies.fail(new Error('blob sync: the peer ended the link'));
       }, fail),
@@ -116,6 +118,7 @@ async function receiveChanges(
   ctx: ReceiveContext,
   stats: BlobLinkStats,
   replies: Replies,
+  onReset: (() => void) | undefined,
 ): Promise<void> {
   let current: Receiving | undefined;
   const ack = (seq: number): void => io.post({ ack: { seq: BigInt(seq) } });
@@ -135,6 +138,7 @@ async function receiveChanges(
       } else if (msg.change) {
         if (current) throw invalidArgument(`blob sync: a change while the data of ${current.change.seq} is due`);
         const change = sync.clamped(fromPb(msg.change), ctx);
+        if (change.resetAfter === 0) onReset?.();
         stats.bytesReceived += change.inline?.length ?? 0;
         if ((await sync.receive(peer, change, ctx)) === 'done') {
           if (change.op !== 'none') stats.blobsReceived++;

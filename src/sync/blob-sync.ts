@@ -54,6 +54,8 @@ export interface BlobEdgeOptions {
   token?: string;
   /** Called when a working blob link is lost (for the log): never with blob data or the token. */
   onLost?: (error: string) => void;
+  /** Called when the hub starts a reset (this site was away longer than the hub keeps its blob log). */
+  onReset?: () => void;
 }
 
 /** The edge's blob link to its hub, kept open for as long as the server runs. */
@@ -113,6 +115,7 @@ export class BlobEdgeSync extends ReconnectingLink {
           sendFrom: Number(welcome.applied),
           clamp: false,
           edge: true,
+          onReset: this.options.onReset,
         },
         stats,
         this.stopping.signal,

@@ -59,8 +59,16 @@ export async function eventually(
   assert.fail(`never happened within ${deadlineMs} ms: ${what}`);
 }
 
+const madeDirs: string[] = [];
+
+/** A new folder under the system's temp folder, removed when the test process exits. */
 export function tempDir(prefix = 'buffdb-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  if (madeDirs.push(dir) === 1)
+    process.once('exit', () => {
+      for (const d of madeDirs) rmSync(d, { recursive: true, force: true });
+    });
+  return dir;
 }
 
 /** Whether this process may mount filesystems (root in a permissive sandbox): for real full-disk tests. */
