@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import type { ServiceError } from '@grpc/grpc-js';
+import { connectEtcd } from '../src/client/etcd.js';
 import { connect } from '../src/client/network.js';
 import { TargetStore } from '../src/generated/query.js';
 import { redact } from '../src/server/observe.js';
@@ -154,6 +155,77 @@ describe('metrics and logs', () => {
     assert.equal(record.level, 40);
     assert.equal(typeof record.ms, 'number');
     assert.doesNotMatch(srv.stderr(), /SECRET/);
+  });
+
+  test('streams open by design (etcd Watch and LeaseKeepAlive) are not logged as slow requests', async () => {
+    const etcd = connectEtcd(srv.addr);
+    try {
+      const watch = etcd.watch.watch();
+      const keepAlive = etcd.lease.leaseKeepAlive();
+      const created = new Promise((resolve, reject) => {
+        watch.once('data', resolve);
+        watch.once('error', reject);
+      });
+      watch.write({
+        createRequest: {
+          key: Buffer.from('slow/'),
+          rangeEnd: Buffer.alloc(0),
+          startRevision: 0n,
+          progressNotify: false,
+          filters: [],
+          prevKv: false,
+          watchId: 0n,
+          fragment: false,
+        },
+      });
+      await created;
+      const grant = await new Promise<{ ID: bigint }>((resolve, reject) =>
+        etcd.lease.leaseGrant({ TTL: 60n, ID: 0n }, (err, res) => (err ? reject(err) : resolve(res!))),
+      );
+      const alive = new Promise((resolve, reject) => {
+        keepAlive.once('data', resolve);
+        keepAlive.once('error', reject);
+      });
+      keepAlive.write({ ID: grant.ID });
+      await alive;
+      // Both streams stay open well past --slow-ms 1.
+      const opened = performance.now();
+      await eventually(() => performance.now() - opened > 20, 'both streams open for 20 ms');
+      // The client goes away (as etcd clients do): the server ends both calls.
+      const closed = (call: typeof watch | typeof keepAlive): Promise<void> =>
+        new Promise((resolve) => {
+          call.on('error', () => {});
+          call.on('status', () => resolve());
+          call.cancel();
+        });
+      await Promise.all([closed(watch), closed(keepAlive)]);
+    } finally {
+      etcd.close();
+    }
+    // A slow Query after them: once its line is there, theirs would be too. (Slow lines are
+    // throttled to one per method a second: the Query runs again until a new line shows.)
+    const queryLines = (): number =>
+      srv
+        .stderr()
+        .split('\n')
+        .filter((l) => l.includes('Query/Query')).length;
+    const before = queryLines();
+    const clients = connect(srv.addr);
+    try {
+      const sql =
+        'WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000) SELECT count(*) FROM n';
+      await eventually(
+        async () => {
+          await bidi(clients.query.query(), [{ query: sql, target: TargetStore.KV }]);
+          return queryLines() > before;
+        },
+        'a slow line after the streams closed',
+        10_000,
+      );
+    } finally {
+      clients.close();
+    }
+    assert.doesNotMatch(srv.stderr(), /etcdserverpb\.(Watch\/Watch|Lease\/LeaseKeepAlive)/);
   });
 
   test('every stderr line is one JSON object', () => {

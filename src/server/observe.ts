@@ -26,7 +26,13 @@ const PAIRED = new Set([
   '/buffdb.query.Query/Execute',
 ]);
 /** Calls that stay open by design (their duration says nothing). */
-const OPEN_ENDED = new Set(['/grpc.health.v1.Health/Watch', '/buffdb.sync.Sync/Exchange']);
+const OPEN_ENDED = new Set([
+  '/grpc.health.v1.Health/Watch',
+  '/etcdserverpb.Watch/Watch',
+  '/etcdserverpb.Lease/LeaseKeepAlive',
+  '/buffdb.sync.Sync/Exchange',
+  '/buffdb.sync.Sync/BlobExchange',
+]);
 /** Codes that mean the server failed, not the request. */
 const SERVER_ERRORS = new Set<number>([status.UNKNOWN, status.INTERNAL, status.DATA_LOSS]);
 
