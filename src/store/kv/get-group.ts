@@ -64,11 +64,12 @@ type Reject = (err: StoreError) => void;
  * its own answer, errors included.
  */
 class GetGroup {
-  readonly keys: string[] = [];
+  // Made with their first Get (a group of one costs little: Gets of streams that interleave).
+  readonly keys: string[];
   /** Callback or Settle answers; for the promise form, the resolve function (its reject in `rejects`). */
-  readonly replies: (Reply<string> | Resolve)[] = [];
-  /** Promise form only (groups without a Sequence): the reject function of each Get, or undefined. */
-  readonly rejects: (Reject | undefined)[] = [];
+  readonly replies: (Reply<string> | Resolve)[];
+  /** Groups without a Sequence: the reject function of each Get (promise form), or undefined. */
+  readonly rejects: (Reject | undefined)[] | undefined;
   readonly values: string[] = [];
   /** Groups without a Sequence: the Gets that failed with a StoreError. */
   errors: (StoreError | undefined)[] | undefined = undefined;
@@ -80,12 +81,19 @@ class GetGroup {
   constructor(
     private readonly owner: GetGroups,
     readonly seq: Sequence | undefined,
-  ) {}
+    key: string,
+    reply: Reply<string> | Resolve,
+    reject: Reject | undefined,
+  ) {
+    this.keys = [key];
+    this.replies = [reply];
+    this.rejects = seq === undefined ? [reject] : undefined;
+  }
 
   push(key: string, reply: Reply<string> | Resolve, reject: Reject | undefined): void {
     this.keys.push(key);
     this.replies.push(reply);
-    if (this.seq === undefined) this.rejects.push(reject);
+    this.rejects?.push(reject);
   }
 
   /** Reads every Get (the committer's job; an engine may run it again: each run starts afresh). */
@@ -151,12 +159,13 @@ class GetGroup {
     this.answer(this.failedAt, err);
     // Independent Gets after an engine error run again without it (as jobs of their own would).
     if (this.seq === undefined) {
-      for (let i = this.failedAt + 1; i < n; i++) this.owner.requeue(this.keys[i]!, this.replies[i]!, this.rejects[i]);
+      for (let i = this.failedAt + 1; i < n; i++)
+        this.owner.requeue(this.keys[i]!, this.replies[i]!, this.rejects?.[i]);
     }
   }
 
   private answer(i: number, err: StoreError | null, value?: string): void {
-    const reject = this.seq === undefined ? this.rejects[i] : undefined;
+    const reject = this.rejects?.[i];
     if (reject === undefined) settle(this.replies[i] as Reply<string>, err, value);
     else if (err) reject(err);
     else (this.replies[i] as Resolve)(value!);
@@ -202,8 +211,7 @@ export class GetGroups {
       last.push(key, reply, reject);
       return;
     }
-    const group = new GetGroup(this, seq);
-    group.push(key, reply, reject);
+    const group = new GetGroup(this, seq, key, reply, reject);
     this.last = group;
     // Queued once its first Get is in it (a closed committer answers at once).
     this.committer.submitGroup(readGroup, group.keys, group, group, seq);
