@@ -58,6 +58,13 @@ function answer<Ops>(job: Job<Ops>, err: StoreError | null, result?: unknown): v
   else job.resolve!(result);
 }
 
+/** Operations in `jobs`: one per job, a group job's keys each. */
+function operationsOf<Ops>(jobs: Job<Ops>[]): number {
+  let n = 0;
+  for (const job of jobs) n += job.keys === undefined ? 1 : job.keys.length;
+  return n;
+}
+
 /** Marks jobs whose sequence already failed: never applied, never answered. */
 const SKIPPED = Symbol('skipped');
 
@@ -70,8 +77,11 @@ export class GroupCommitter<Ops> {
   /** exclusive() jobs queued: only then are batches split around them. */
   private exclusiveQueued = 0;
   private jobsQueued = 0;
-  /** Observer (metrics): called after each committed batch with its size and seconds taken. */
-  onBatch: ((jobs: number, seconds: number) => void) | undefined;
+  /**
+   * Observer (metrics): called after each committed batch with its size (operations: a group job
+   * counts its keys) and seconds taken.
+   */
+  onBatch: ((operations: number, seconds: number) => void) | undefined;
 
   constructor(readonly engine: StoreEngine<Ops>) {}
 
@@ -336,7 +346,7 @@ export class GroupCommitter<Ops> {
       answer(job, this.engine.mapError(err));
       return;
     }
-    this.onBatch?.(jobs.length, (performance.now() - started) / 1000);
+    this.onBatch?.(operationsOf(jobs), (performance.now() - started) / 1000);
     for (let i = 0; i < jobs.length; i++) {
       if (results[i] === SKIPPED) continue;
       const job = jobs[i]!;
