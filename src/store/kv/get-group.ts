@@ -96,9 +96,15 @@ class GetGroup {
     this.rejects?.push(reject);
   }
 
+  /** No Get joins it any more; the store lets it go (it holds values and answer targets until answered). */
+  private close(): void {
+    this.open = false;
+    this.owner.closed(this);
+  }
+
   /** Reads every Get (the committer's job; an engine may run it again: each run starts afresh). */
   read(b: MvccBatch): MaybePromise<GetGroup> {
-    this.open = false;
+    this.close();
     this.failedAt = -1;
     this.errors = undefined;
     const keys = this.keys;
@@ -141,7 +147,7 @@ class GetGroup {
 
   /** The committer's answer, after the batch: each Get's, in order. */
   settle(err: StoreError | null): void {
-    this.open = false;
+    this.close();
     const n = this.keys.length;
     // A failure not raised by one of the Gets (the commit's): the first Get of a stream gets it
     // (its stream ends there), every independent Get gets it.
@@ -194,6 +200,10 @@ export class GetGroups {
   /** The promise form (no Sequence). */
   getValue(key: string): Promise<string> {
     return new Promise((resolve, reject) => this.add(key, resolve, reject, undefined));
+  }
+
+  closed(group: GetGroup): void {
+    if (this.last === group) this.last = undefined;
   }
 
   requeue(key: string, reply: Reply<string> | Resolve, reject: Reject | undefined): void {
