@@ -88,6 +88,20 @@ describe('metrics and logs', () => {
         undefined,
       );
       assert.equal((await bidi(clients.kv.get(), [{ key: 'missing' }])).err?.code, 5);
+      // The batch size counts operations: Gets queued together share one job, and count one each.
+      const batched = async (): Promise<number> =>
+        value(await scrape(), 'buffdb_group_commit_batch_size_sum', { store: 'kv' }) ?? 0;
+      const before = await batched();
+      assert.equal(
+        (
+          await bidi(
+            clients.kv.get(),
+            [1, 2, 3].map((i) => ({ key: `k${i}` })),
+          )
+        ).err,
+        undefined,
+      );
+      assert.ok((await batched()) - before >= 3, 'three Gets counted as fewer operations');
       assert.equal((await bidi(clients.blob.store(), [{ bytes: Buffer.alloc(1000, 1) }])).err, undefined);
       const id = await new Promise<string>((resolve, reject) =>
         clients.kv.beginTransaction({}, (err: ServiceError | null, res) =>

@@ -28,6 +28,31 @@ export function serviceError(err: Partial<ServiceError>): ServiceError {
   });
 }
 
+type Listener = (...args: unknown[]) => void;
+
+/**
+ * emit('data', message) without emit()'s argument array per call: the listeners as emit() would
+ * call them (rawListeners: once() wrappers included), looked up again after any is added or removed.
+ */
+class DataEvent {
+  private listeners: Listener[] | undefined;
+
+  constructor(private readonly emitter: EventEmitter) {
+    const changed = (event: string | symbol): void => {
+      if (event === 'data') this.listeners = undefined;
+    };
+    emitter.on('newListener', changed);
+    emitter.on('removeListener', changed);
+  }
+
+  emit(message: unknown): void {
+    this.listeners ??= this.emitter.rawListeners('data') as Listener[];
+    // Like emit(): the listeners as they were when the message was emitted.
+    const listeners = this.listeners;
+    for (let i = 0; i < listeners.length; i++) listeners[i]!.call(this.emitter, message);
+  }
+}
+
 const OK_STATUS: StatusObject = { code: Status.OK, details: 'OK', metadata: new Metadata() };
 
 /** The client's end: 'data' / 'end' / 'error' / 'status' / 'close' events, write / end / cancel. */
@@ -35,6 +60,7 @@ export class ClientCall extends EventEmitter {
   readonly server: ServerCall;
   /** Answers not yet handed to the consumer. */
   private readonly outbox = new Queue<unknown>();
+  private readonly data = new DataEvent(this);
   /** 'end', or the error that ends the call, once the server has finished. */
   private terminal: 'end' | ServiceError | undefined;
   /** null: no 'data' listener yet (answers wait); false: paused; true: flowing. */
@@ -205,7 +231,7 @@ export class ClientCall extends EventEmitter {
   private readonly flush = (): void => {
     this.scheduled = false;
     while (this.flowingState === true && this.outbox.size > 0 && !this.finished) {
-      this.emit('data', this.outbox.shift());
+      this.data.emit(this.outbox.shift());
     }
     const server = this.server;
     if (server.needDrain && this.outbox.size < HIGH_WATER && !server.finished) {
@@ -241,6 +267,7 @@ export class ServerCall extends EventEmitter {
   needDrain = false;
   /** Requests the handler has not taken yet (it paused). */
   private readonly inbox = new Queue<unknown>();
+  private readonly data = new DataEvent(this);
   private paused = false;
   private endPending = false;
   private drainScheduled = false;
@@ -324,7 +351,7 @@ export class ServerCall extends EventEmitter {
       return this.inbox.size < HIGH_WATER;
     }
     this.arrival?.(message);
-    this.emit('data', message);
+    this.data.emit(message);
     return true;
   }
 
@@ -347,7 +374,7 @@ export class ServerCall extends EventEmitter {
     while (!this.paused && this.inbox.size > 0 && !this.cancelled) {
       const message = this.inbox.shift();
       this.arrival?.(message);
-      this.emit('data', message);
+      this.data.emit(message);
     }
     if (this.inbox.size === 0 && this.endPending && !this.paused && !this.cancelled) {
       this.endPending = false;

@@ -262,6 +262,39 @@ export function conformance(backendOrName: string | Backend, options: Conformanc
         await rejectsWith(db.kv.getValue('f3'), status.NOT_FOUND);
       });
 
+      it('Gets queued one after another are answered each as its own, where it was queued', async () => {
+        await db.kv.setValue('g1', 'one');
+        await db.kv.setValue('g2', 'two');
+        const outcome = (r: PromiseSettledResult<unknown>): unknown =>
+          r.status === 'fulfilled' ? r.value : (r.reason as StoreError).code;
+        // Independent Gets: a missing key fails only its own; a Set queued between two Gets runs between them.
+        const loose = await Promise.allSettled([
+          db.kv.getValue('g1'),
+          db.kv.getValue('g3'),
+          db.kv.getValue('g2'),
+          db.kv.setValue('g3', 'three'),
+          db.kv.getValue('g3'),
+        ]);
+        assert.deepEqual(loose.map(outcome), ['one', status.NOT_FOUND, 'two', undefined, 'three']);
+        // One stream: the Gets before a missing key are answered, it fails, the later ones are not answered.
+        const seq = new Sequence();
+        let later = false;
+        const first = call<string>((d) => db.kv.get('g1', d, seq));
+        const missing = call<string>((d) => db.kv.get('g-missing', d, seq));
+        db.kv.get(
+          'g2',
+          () => {
+            later = true;
+          },
+          seq,
+        );
+        const [a, b] = await Promise.all([first, missing]);
+        assert.deepEqual(a, { ok: true, value: 'one' });
+        assert.equal(b.ok ? 'answered' : b.err.code, status.NOT_FOUND);
+        await call<string>((d) => db.kv.get('g2', d, new Sequence()));
+        assert.equal(later, false, 'a Get after the failure was answered');
+      });
+
       it('eq / not-eq, including empty values, an empty list and a missing key', async () => {
         await db.kv.setValue('e1', 'same');
         await db.kv.setValue('e2', 'same');

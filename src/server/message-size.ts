@@ -35,6 +35,11 @@ export function payloadBytes(value: unknown, depth = 0): number {
     for (const v of value) n += payloadBytes(v, depth + 1);
     return n;
   }
-  for (const k in value) n += payloadBytes((value as Record<string, unknown>)[k], depth + 1);
+  for (const k in value) {
+    const field = (value as Record<string, unknown>)[k];
+    // Unset and string fields (most of them) counted here: no call per field.
+    if (typeof field === 'string') n += field.length;
+    else if (field !== undefined && field !== null) n += payloadBytes(field, depth + 1);
+  }
   return n;
 }

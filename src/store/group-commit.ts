@@ -46,6 +46,8 @@ interface Job<Ops> {
   exclusive: (() => Promise<unknown>) | undefined;
   /** A key the job reads (a hint for engines that fetch a batch's keys at once). */
   key: string | undefined;
+  /** The keys a group job reads (the same hint; see submitGroup). */
+  keys: readonly string[] | undefined;
   /** submitKeyed()'s argument for `run`. */
   arg: unknown;
 }
@@ -54,6 +56,13 @@ function answer<Ops>(job: Job<Ops>, err: StoreError | null, result?: unknown): v
   if (job.done) settle(job.done, err, result);
   else if (err) job.reject!(err);
   else job.resolve!(result);
+}
+
+/** Operations in `jobs`: one per job, a group job's keys each. */
+function operationsOf<Ops>(jobs: Job<Ops>[]): number {
+  let n = 0;
+  for (const job of jobs) n += job.keys === undefined ? 1 : job.keys.length;
+  return n;
 }
 
 /** Marks jobs whose sequence already failed: never applied, never answered. */
@@ -67,8 +76,12 @@ export class GroupCommitter<Ops> {
   private closed = false;
   /** exclusive() jobs queued: only then are batches split around them. */
   private exclusiveQueued = 0;
-  /** Observer (metrics): called after each committed batch with its size and seconds taken. */
-  onBatch: ((jobs: number, seconds: number) => void) | undefined;
+  private jobsQueued = 0;
+  /**
+   * Observer (metrics): called after each committed batch with its size (operations: a group job
+   * counts its keys) and seconds taken.
+   */
+  onBatch: ((operations: number, seconds: number) => void) | undefined;
 
   constructor(readonly engine: StoreEngine<Ops>) {}
 
@@ -89,6 +102,34 @@ export class GroupCommitter<Ops> {
     seq?: Sequence,
   ): void {
     this.queueDone(run as Job<Ops>['run'], key, arg, done as Reply<unknown>, seq);
+  }
+
+  /**
+   * One job for many operations of one kind (a stream's queued Gets): `run(ops, undefined, arg)`.
+   * `keys` is the hint; the caller may add to it (and to `arg`) until `run` is called.
+   */
+  submitGroup<R, A>(
+    run: (ops: Ops, key: undefined, arg: A) => R | Promise<R>,
+    keys: readonly string[],
+    arg: A,
+    done: Reply<R>,
+    seq?: Sequence,
+  ): void {
+    if (this.closed) {
+      settle(done, shuttingDown());
+      return;
+    }
+    this.enqueue({
+      run: run as Job<Ops>['run'],
+      done: done as Reply<unknown>,
+      resolve: undefined,
+      reject: undefined,
+      seq,
+      exclusive: undefined,
+      key: undefined,
+      keys,
+      arg,
+    });
   }
 
   /** Promise form of submit, for callers that do one thing at a time (CLI, library). */
@@ -112,7 +153,17 @@ export class GroupCommitter<Ops> {
       settle(done, shuttingDown());
       return;
     }
-    this.enqueue({ run, done, resolve: undefined, reject: undefined, seq, exclusive: undefined, key, arg });
+    this.enqueue({
+      run,
+      done,
+      resolve: undefined,
+      reject: undefined,
+      seq,
+      exclusive: undefined,
+      key,
+      keys: undefined,
+      arg,
+    });
   }
 
   private queuePromise<R>(
@@ -127,7 +178,17 @@ export class GroupCommitter<Ops> {
         return;
       }
       const answered = resolve as (value: unknown) => void;
-      this.enqueue({ run, done: undefined, resolve: answered, reject, seq, exclusive: undefined, key, arg });
+      this.enqueue({
+        run,
+        done: undefined,
+        resolve: answered,
+        reject,
+        seq,
+        exclusive: undefined,
+        key,
+        keys: undefined,
+        arg,
+      });
     });
   }
 
@@ -153,12 +214,19 @@ export class GroupCommitter<Ops> {
         seq: undefined,
         exclusive: fn,
         key: undefined,
+        keys: undefined,
         arg: undefined,
       });
     });
   }
 
+  /** Jobs queued so far: unchanged since a job was queued means it is still the last one. */
+  get queued(): number {
+    return this.jobsQueued;
+  }
+
   private enqueue(job: Job<Ops>): void {
+    this.jobsQueued++;
     this.pending.push(job);
     if (!this.scheduled && !this.running) {
       this.scheduled = true;
@@ -219,9 +287,13 @@ export class GroupCommitter<Ops> {
     const started = this.onBatch ? performance.now() : 0;
     let keys: string[] | undefined;
     for (const job of jobs) {
-      if (job.key === undefined) continue;
-      keys ??= [];
-      keys.push(job.key);
+      if (job.key !== undefined) {
+        keys ??= [];
+        keys.push(job.key);
+      } else if (job.keys !== undefined) {
+        keys ??= [];
+        for (const key of job.keys) keys.push(key);
+      }
     }
     try {
       await this.engine.batch(async (ops) => {
@@ -274,7 +346,7 @@ export class GroupCommitter<Ops> {
       answer(job, this.engine.mapError(err));
       return;
     }
-    this.onBatch?.(jobs.length, (performance.now() - started) / 1000);
+    this.onBatch?.(operationsOf(jobs), (performance.now() - started) / 1000);
     for (let i = 0; i < jobs.length; i++) {
       if (results[i] === SKIPPED) continue;
       const job = jobs[i]!;

@@ -4,15 +4,15 @@
  * the same group committer, so watchers see every write.
  */
 
-import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import type { KvEngineOps, KvRecord, MaybePromise, StoreEngine } from '../../backends/backend.js';
-import { failedPrecondition, keyNotFound, StoreError, status } from '../../errors.js';
+import { keyNotFound, StoreError, status } from '../../errors.js';
 import { dropKeys } from '../drop-keys.js';
 import { GroupCommitter, type Reply, type Sequence } from '../group-commit.js';
 import { then } from '../maybe-promise.js';
 import { SiteIdentity } from '../sync/identity.js';
 import { keepStampsOfDropped } from '../sync/key-stamps.js';
+import { GetGroups } from './get-group.js';
 import { decodeEvent, historyKey } from './history.js';
 import { readEvents } from './history-reads.js';
 import {
@@ -64,49 +64,8 @@ const FOREIGN_POLL_MS = 250;
 const COMPACT_PAGE = 5_000;
 const ZERO_BYTE = Buffer.from([0]);
 
-function utf8Value(record: KvRecord, key: string): string {
-  if (!isUtf8(record.value)) {
-    throw failedPrecondition(
-      `the value of key ${JSON.stringify(key)} is not UTF-8 text (it was written as bytes through the etcd API); ` +
-        'read it with etcd Range',
-    );
-  }
-  return record.value.toString('utf8');
-}
-
-/** A buffdb Get's answer: the value as text, NOT_FOUND when the key is missing. */
-function valueText(record: KvRecord | undefined, key: string): string {
-  if (record === undefined) throw keyNotFound(key);
-  return utf8Value(record, key);
-}
-
 // Get and Set are the hot paths (a call per message): when the engine answers synchronously
-// (SQLite, LMDB) they run without a closure or promise per step.
-
-/** String.prototype.isWellFormed (Node 20; not in the ES2022 lib): no lone surrogates. */
-type WellFormedCheck = string & { isWellFormed(): boolean };
-
-/** buffdb Get: the value as text. */
-export function readValue(b: MvccBatch, key: string): MaybePromise<string> {
-  // A well-formed string is bound as itself (its UTF-8 bytes are the key's): no Buffer per Get.
-  if (b.ops.getText && (key as WellFormedCheck).isWellFormed()) {
-    const text = b.ops.getText(key);
-    if (text instanceof Promise) return text.then((t) => (t === null ? readRecordValue(b, key) : known(t, key)));
-    return text === null ? readRecordValue(b, key) : known(text, key);
-  }
-  return readRecordValue(b, key);
-}
-
-/** The engine read the value as text (`undefined`: no such key). */
-function known(text: string | undefined, key: string): string {
-  if (text === undefined) throw keyNotFound(key);
-  return text;
-}
-
-function readRecordValue(b: MvccBatch, key: string): MaybePromise<string> {
-  const record = b.ops.get(Buffer.from(key, 'utf8'));
-  return record instanceof Promise ? record.then((r) => valueText(r, key)) : valueText(record, key);
-}
+// (SQLite, LMDB) they run without a closure or promise per step. Get: see get-group.ts.
 
 const NOTHING = (): undefined => undefined;
 
@@ -142,6 +101,7 @@ export class KvStore {
   readonly committer: GroupCommitter<MvccBatch>;
   readonly hub: WatchHub;
   readonly leases: Leases;
+  private readonly gets: GetGroups;
   readonly limits: KvLimits;
   /** This store's sync site and clock: every write is stamped with them (docs/sync.md). */
   readonly identity = new SiteIdentity();
@@ -176,6 +136,7 @@ export class KvStore {
     this.committer = new GroupCommitter(
       new RevisionEngine(engine, this.hub, options.multiProcess ?? false, this.identity),
     );
+    this.gets = new GetGroups(this.committer);
     this.leases = new Leases(
       (work) => this.committer.run(work),
       () => this.memberId,
@@ -268,7 +229,7 @@ export class KvStore {
   // Each passes the key it reads, so an engine may fetch a batch's keys at once (postgres).
 
   get(key: string, done: Reply<string>, seq?: Sequence): void {
-    this.committer.submitKeyed(readValue, key, undefined, done, seq);
+    this.gets.get(key, done, seq);
   }
 
   set(key: string, value: string, done: Reply<void>, seq?: Sequence): void {
@@ -281,7 +242,7 @@ export class KvStore {
 
   /** Promise forms, for callers that do one thing at a time (CLI, library). */
   getValue(key: string): Promise<string> {
-    return this.committer.runKeyed(readValue, key, undefined);
+    return this.gets.getValue(key);
   }
 
   setValue(key: string, value: string): Promise<void> {
