@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import type { ServiceError } from '@grpc/grpc-js';
 import { connectEtcd } from '../src/client/etcd.js';
 import { connect } from '../src/client/network.js';
+import { WatchCreateRequest } from '../src/generated/etcd/etcdserverpb/rpc.js';
 import { TargetStore } from '../src/generated/query.js';
 import { redact } from '../src/server/observe.js';
 import { bidi, CLI, eventually, type ServerProcess, spawnServer, tempDir } from './helpers/server.js';
@@ -181,16 +182,7 @@ describe('metrics and logs', () => {
         watch.once('error', reject);
       });
       watch.write({
-        createRequest: {
-          key: Buffer.from('slow/'),
-          rangeEnd: Buffer.alloc(0),
-          startRevision: 0n,
-          progressNotify: false,
-          filters: [],
-          prevKv: false,
-          watchId: 0n,
-          fragment: false,
-        },
+        createRequest: WatchCreateRequest.fromPartial({ key: Buffer.from('slow/') }),
       });
       await created;
       const grant = await new Promise<{ ID: bigint }>((resolve, reject) =>

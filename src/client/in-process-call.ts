@@ -350,8 +350,7 @@ export class ServerCall extends EventEmitter {
       this.inbox.push(message);
       return this.inbox.size < HIGH_WATER;
     }
-    this.arrival?.(message);
-    this.data.emit(message);
+    this.hand(message);
     return true;
   }
 
@@ -369,13 +368,15 @@ export class ServerCall extends EventEmitter {
     this.emit('close');
   }
 
+  /** A request to the handler: `arrival` first, then the 'data' listeners. */
+  private hand(message: unknown): void {
+    this.arrival?.(message);
+    this.data.emit(message);
+  }
+
   private readonly drainInbox = (): void => {
     this.drainScheduled = false;
-    while (!this.paused && this.inbox.size > 0 && !this.cancelled) {
-      const message = this.inbox.shift();
-      this.arrival?.(message);
-      this.data.emit(message);
-    }
+    while (!this.paused && this.inbox.size > 0 && !this.cancelled) this.hand(this.inbox.shift());
     if (this.inbox.size === 0 && this.endPending && !this.paused && !this.cancelled) {
       this.endPending = false;
       this.emit('end');

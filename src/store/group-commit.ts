@@ -115,21 +115,7 @@ export class GroupCommitter<Ops> {
     done: Reply<R>,
     seq?: Sequence,
   ): void {
-    if (this.closed) {
-      settle(done, shuttingDown());
-      return;
-    }
-    this.enqueue({
-      run: run as Job<Ops>['run'],
-      done: done as Reply<unknown>,
-      resolve: undefined,
-      reject: undefined,
-      seq,
-      exclusive: undefined,
-      key: undefined,
-      keys,
-      arg,
-    });
+    this.queueDone(run as Job<Ops>['run'], undefined, arg, done as Reply<unknown>, seq, keys);
   }
 
   /** Promise form of submit, for callers that do one thing at a time (CLI, library). */
@@ -148,22 +134,13 @@ export class GroupCommitter<Ops> {
     arg: unknown,
     done: Reply<unknown>,
     seq: Sequence | undefined,
+    keys?: readonly string[],
   ): void {
     if (this.closed) {
       settle(done, shuttingDown());
       return;
     }
-    this.enqueue({
-      run,
-      done,
-      resolve: undefined,
-      reject: undefined,
-      seq,
-      exclusive: undefined,
-      key,
-      keys: undefined,
-      arg,
-    });
+    this.enqueue({ run, done, resolve: undefined, reject: undefined, seq, exclusive: undefined, key, keys, arg });
   }
 
   private queuePromise<R>(

@@ -10,6 +10,7 @@
  *   log gets a reset (its current state, then the tail).
  */
 import type { BlobEngineOps } from '../../backends/backend.js';
+import { dropKeys } from '../drop-keys.js';
 import { hlcOf, type SiteId } from '../sync/stamp.js';
 import type { BlobSyncLog } from './blob-sync-log.js';
 import { readU64, u64 } from './large-layout.js';
@@ -110,13 +111,9 @@ export async function compactPage(ops: BlobEngineOps, log: BlobSyncLog, maxOffli
   const upTo = Math.min(await compactableSeq(ops, log, maxOfflineMs), await log.lastSeq(ops));
   const from = await compactedSeq(ops);
   if (upTo <= from) return false;
-  const rows = await ops.maps.range('blob_log', {
-    start: u64(from + 1),
-    end: u64(upTo + 1),
-    limit: UPKEEP_PAGE,
-    reverse: false,
-  });
-  for (const [key] of rows) await ops.maps.delete('blob_log', key);
+  const start = u64(from + 1);
+  const rows = await ops.maps.range('blob_log', { start, end: u64(upTo + 1), limit: UPKEEP_PAGE, reverse: false });
+  await dropKeys(ops.maps, 'blob_log', start, rows);
   const more = rows.length === UPKEEP_PAGE;
   await ops.maps.put('meta', COMPACTED, u64(more ? readU64(rows[rows.length - 1]![0]) : upTo));
   return more;

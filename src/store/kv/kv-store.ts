@@ -62,7 +62,6 @@ const AUTO_COMPACT_CHECK_MS = 5_000;
 const FOREIGN_POLL_MS = 250;
 /** History events deleted per batch by compaction, so writers never wait long behind it. */
 const COMPACT_PAGE = 5_000;
-const ZERO_BYTE = Buffer.from([0]);
 
 // Get and Set are the hot paths (a call per message): when the engine answers synchronously
 // (SQLite, LMDB) they run without a closure or promise per step. Get: see get-group.ts.
@@ -297,12 +296,14 @@ export class KvStore {
       for (;;) {
         const deleted = await this.committer.run(async (b) => {
           const start = historyKey(0, 0);
-          const end = historyKey(rev, 0);
-          const rows = await b.ops.maps.range('history', { start, end, limit: COMPACT_PAGE, reverse: false });
+          const rows = await b.ops.maps.range('history', {
+            start,
+            end: historyKey(rev, 0),
+            limit: COMPACT_PAGE,
+            reverse: false,
+          });
           await keepStampsOfDropped(b.ops, rows);
-          // The page ends just past its last key (a full page may not reach `end`).
-          const last = rows.length === COMPACT_PAGE ? rows[rows.length - 1]![0] : undefined;
-          await dropKeys(b.ops.maps, 'history', rows, start, last ? Buffer.concat([last, ZERO_BYTE]) : end);
+          await dropKeys(b.ops.maps, 'history', start, rows);
           return rows.length;
         });
         if (deleted < COMPACT_PAGE) return;
