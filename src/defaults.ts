@@ -29,6 +29,11 @@ export const DEFAULT_ETCD_PROGRESS_NOTIFY_MS = 10 * 60 * 1000;
  * (`--memory-budget`; spec blob-streams.md, "Memory").
  */
 export const DEFAULT_MEMORY_BUDGET = 256 * 1024 * 1024;
+/**
+ * 50%: how far `buffdb run`'s JS heap may grow past what a full collection left live before the next
+ * one (`--heap-growth`; V8's own rule allows up to 300%). Measured in docs/performance.md.
+ */
+export const DEFAULT_HEAP_GROWTH_PERCENT = 50;
 
 /** 30 days: history a sync peer has not received is kept this long after it was last seen (`--sync-max-offline`). */
 export const DEFAULT_SYNC_MAX_OFFLINE_MS = 30 * 24 * 3600 * 1000;

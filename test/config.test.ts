@@ -81,6 +81,21 @@ describe('run settings: flag > environment > config file > default', () => {
     assert.match(r.stderr, /cannot listen on 127\.0\.0\.1:not-a-port/);
   });
 
+  test('--heap-growth reaches the server: 50 by default, the environment and the flag change it', async () => {
+    const heapGrowth = async (args: string[], env: NodeJS.ProcessEnv): Promise<number> => {
+      const { stderr } = await storeChosen(fresh(), ['--config', 'buffdb.toml', ...args], {
+        BUFFDB_LOG_LEVEL: 'info',
+        ...env,
+      });
+      const line = stderr.split('\n').find((l) => l.includes('listening on'));
+      assert.ok(line, stderr);
+      return JSON.parse(line).heapGrowthPercent;
+    };
+    assert.equal(await heapGrowth([], {}), 50);
+    assert.equal(await heapGrowth([], { BUFFDB_HEAP_GROWTH: '0' }), 0);
+    assert.equal(await heapGrowth(['--heap-growth', '25'], { BUFFDB_HEAP_GROWTH: '0' }), 25);
+  });
+
   test('booleans from the environment: BUFFDB_READ_ONLY=false is false', async () => {
     await storeChosen(fresh(), ['--config', 'buffdb.toml'], { BUFFDB_READ_ONLY: 'false' });
     assert.ok(existsSync(join(dir, 'file-kv.db')), 'not read-only: the store was created');
@@ -100,6 +115,8 @@ describe('run settings: flag > environment > config file > default', () => {
       [[], { BUFFDB_CONFIG: 'missing.toml' }, 4, /missing\.toml/],
       [[], { BUFFDB_DURABILITY: 'sometimes' }, 2, /environment variable BUFFDB_DURABILITY/],
       [[], { BUFFDB_MAX_MESSAGE_SIZE: 'lots' }, 2, /BUFFDB_MAX_MESSAGE_SIZE: expected a size/],
+      [['--heap-growth', '1001'], {}, 2, /--heap-growth.*expected a whole percent from 0 to 1000/],
+      [[], { BUFFDB_HEAP_GROWTH: '-5' }, 2, /BUFFDB_HEAP_GROWTH: expected a whole percent/],
     ];
     for (const [args, env, code, message] of cases) {
       const r = runCli(dir, args, env);

@@ -4,11 +4,12 @@
  * on SIGINT/SIGTERM.
  */
 import { dirname, resolve } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
 import type { LevelWithSilent } from 'pino';
 import { AuthFileSource } from '../auth/auth-file.js';
 import type { Backend, Durability, PgDialect } from '../backends/backend.js';
 import { loadBackend } from '../backends/index.js';
-import { DEFAULT_SHUTDOWN_GRACE_MS } from '../defaults.js';
+import { DEFAULT_HEAP_GROWTH_PERCENT, DEFAULT_SHUTDOWN_GRACE_MS } from '../defaults.js';
 import { StoreError, status } from '../errors.js';
 import { createLogger } from '../server/logger.js';
 import type { Metrics, MetricsServer } from '../server/metrics.js';
@@ -31,6 +32,8 @@ export interface RunOptions {
   maxMessageSize: number;
   /** Bytes of request and response data held across all calls (`--memory-budget`). */
   memoryBudget?: number;
+  /** How far the JS heap may grow past its live data before a full collection (`--heap-growth`, %; 0: V8's own). */
+  heapGrowthPercent?: number;
   durability: Durability;
   readOnly: boolean;
   /** Default lifetime of a transaction that is neither committed nor rolled back. */
@@ -107,8 +110,20 @@ function checkStorePath(backend: Backend, path: string, label: string, readOnly:
   }
 }
 
+/**
+ * The server process's heap policy (`--heap-growth`). After a full collection V8 lets the heap grow
+ * to up to 4x what stayed live before the next one; under a flood of small requests that kept the
+ * server's old space at 3–4x its live data (docs/performance.md, "Heap growth"). V8 reads this
+ * setting at every full collection, so setting it at start-up acts as the command-line flag would.
+ * Process-wide, so only `buffdb run` sets it, never the library.
+ */
+function applyHeapGrowth(percent: number): void {
+  if (percent > 0) setFlagsFromString(`--heap-growing-percent=${percent}`);
+}
+
 export async function runServer(options: RunOptions): Promise<void> {
   checkTlsFlags(options);
+  applyHeapGrowth(options.heapGrowthPercent ?? DEFAULT_HEAP_GROWTH_PERCENT);
   const log = createLogger(options.logLevel ?? 'info');
   // Certificates are read before the stores are opened: a bad file is one line and exit 4.
   const tls =
@@ -234,6 +249,7 @@ export async function runServer(options: RunOptions): Promise<void> {
       kvStore: displayLocation(options.kvStore),
       blobStore: displayLocation(options.blobStore),
       readOnly: options.readOnly,
+      heapGrowthPercent: options.heapGrowthPercent ?? DEFAULT_HEAP_GROWTH_PERCENT,
       tls: tls ? (options.tlsClientCa ? 'mutual' : 'server') : 'off',
       auth: auth !== undefined,
       metrics: metricsServer ? `http://${metricsServer.addr}/metrics` : 'off',

@@ -10,6 +10,7 @@ import {
   DEFAULT_ADDR,
   DEFAULT_BLOB_STORE,
   DEFAULT_ETCD_MAX_REQUEST_BYTES,
+  DEFAULT_HEAP_GROWTH_PERCENT,
   DEFAULT_KV_STORE,
   DEFAULT_MAX_MESSAGE_SIZE,
   DEFAULT_MEMORY_BUDGET,
@@ -33,6 +34,13 @@ import { applyEnvAndConfig, describeEnv, readConfigFile } from './run-settings.j
 function parsePositiveSize(value: string): number {
   const n = parseSize(value);
   if (n <= 0) throw new InvalidArgumentError('expected a size above zero, such as 256MiB');
+  return n;
+}
+
+/** `--heap-growth`: a whole percent, 0 (V8's own rule) to 1000. */
+function parseHeapGrowth(value: string): number {
+  const n = Number(value);
+  if (!/^\s*\d+\s*$/.test(value) || n > 1000) throw new InvalidArgumentError('expected a whole percent from 0 to 1000');
   return n;
 }
 
@@ -125,6 +133,14 @@ export function buildRun(program: CommandUnknownOpts): void {
       )
         .argParser(parsePositiveSize)
         .default(DEFAULT_MEMORY_BUDGET, '256 MiB'),
+    )
+    .addOption(
+      new Option(
+        '--heap-growth <PERCENT>',
+        "how far the server's JS heap may grow past its live data before a full collection (0: V8's own rule, up to 300)",
+      )
+        .argParser(parseHeapGrowth)
+        .default(DEFAULT_HEAP_GROWTH_PERCENT),
     )
     .addOption(
       new Option(
@@ -249,6 +265,7 @@ export function buildRun(program: CommandUnknownOpts): void {
       backend: opts.backend ?? DEFAULT_BACKEND,
       maxMessageSize: opts.maxMessageSize,
       memoryBudget: opts.memoryBudget,
+      heapGrowthPercent: opts.heapGrowth,
       durability: opts.durability,
       readOnly: opts.readOnly,
       transactionTimeoutMs: opts.transactionTimeout,
@@ -287,6 +304,7 @@ interface RunFlags {
   backend?: string;
   maxMessageSize: number;
   memoryBudget: number;
+  heapGrowth: number;
   durability: 'full' | 'normal';
   readOnly: boolean;
   transactionTimeout: number;
