@@ -107,6 +107,28 @@ describe('MemoryBudget', () => {
     assert.equal(budget.used, 80 * KiB);
   });
 
+  it("the sweep gives back expired reservations and keeps fresh ones; a closed call's leave the books", async () => {
+    const budget = new MemoryBudget(100 * KiB, { streamCap: 100 * KiB });
+    const [closed, old, young, busy] = [budget.open(), budget.open(), budget.open(), budget.open()];
+    closed.reserveThen(10 * KiB, () => {});
+    old.reserveThen(20 * KiB, () => {});
+    closed.close();
+    assert.equal(budget.used, 20 * KiB);
+    const keepAlive = setInterval(() => {}, 1000);
+    // `young` reserves once `old` has expired and others wait: the sweep must stop at `young`.
+    const waiting = busy.acquire(85 * KiB);
+    const deadline = Date.now() + 10_000;
+    while (old.held > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    clearInterval(keepAlive);
+    await waiting;
+    assert.equal(old.held, 0, 'the expired reservation was given back');
+    young.reserveThen(5 * KiB, () => {});
+    assert.equal(young.held, 5 * KiB, 'a fresh reservation is kept');
+    assert.equal(budget.used, 90 * KiB);
+    for (const c of [old, young, busy]) c.close();
+    assert.equal(budget.used, 0);
+  });
+
   it('a reservation settled with the real size replaces it', () => {
     const budget = new MemoryBudget(100 * KiB);
     const call = budget.open();

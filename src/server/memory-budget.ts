@@ -28,6 +28,11 @@ export const RESERVATION_TTL_MS = 1000;
 
 /** Room held for a message on its way (granted, not yet arrived). */
 export class Reservation {
+  /** Neighbours in the budget's list of unsettled reservations (a list, not a Set: no table per message). */
+  prev: Reservation | undefined;
+  next: Reservation | undefined;
+  tracked = false;
+
   constructor(
     readonly call: CallBudget,
     public bytes: number,
@@ -52,8 +57,9 @@ export class MemoryBudget {
   private usedBytes = 0;
   private peakBytes = 0;
   private readonly waiters: Waiter[] = [];
-  /** Reservations not yet settled, oldest first (for the sweep). */
-  private readonly expected = new Set<Reservation>();
+  /** Reservations not yet settled, oldest first (for the sweep): a doubly linked list. */
+  private oldest: Reservation | undefined;
+  private newest: Reservation | undefined;
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(limit: number = DEFAULT_MEMORY_BUDGET, options: MemoryBudgetOptions = {}) {
@@ -110,10 +116,31 @@ export class MemoryBudget {
   }
 
   /** @internal */
-  track(reservation: Reservation, expected: boolean): void {
-    if (expected) this.expected.add(reservation);
-    else this.expected.delete(reservation);
-    reservation.call.track(reservation, expected);
+  track(r: Reservation, expected: boolean): void {
+    if (expected === r.tracked) return;
+    r.tracked = expected;
+    if (expected) {
+      r.prev = this.newest;
+      r.next = undefined;
+      if (this.newest) this.newest.next = r;
+      else this.oldest = r;
+      this.newest = r;
+      return;
+    }
+    if (r.prev) r.prev.next = r.next;
+    else this.oldest = r.next;
+    if (r.next) r.next.prev = r.prev;
+    else this.newest = r.prev;
+    r.prev = r.next = undefined;
+  }
+
+  /** @internal Forgets a closed call's unsettled reservations. */
+  untrackCall(call: CallBudget): void {
+    for (let r = this.oldest; r; ) {
+      const next = r.next;
+      if (r.call === call) this.track(r, false);
+      r = next;
+    }
   }
 
   /** While calls wait: gives back reservations kept longer than RESERVATION_TTL_MS. */
@@ -124,8 +151,8 @@ export class MemoryBudget {
       return;
     }
     const old = performance.now() - RESERVATION_TTL_MS;
-    for (const r of this.expected) {
-      if (r.since > old) break; // insertion order: the rest are younger
+    for (let r = this.oldest; r && r.since <= old; r = this.oldest) {
+      // Oldest first: the loop stops at the first younger one.
       this.track(r, false);
       const bytes = r.bytes;
       r.bytes = 0;
@@ -168,8 +195,6 @@ export class MemoryBudget {
 export class CallBudget {
   held = 0;
   private closed = false;
-  /** This call's unsettled reservations (so closing the call forgets them). */
-  private reservations: Set<Reservation> | undefined;
 
   constructor(readonly budget: MemoryBudget) {}
 
@@ -225,15 +250,6 @@ export class CallBudget {
     });
   }
 
-  /** @internal */
-  track(reservation: Reservation, expected: boolean): void {
-    if (!expected) this.reservations?.delete(reservation);
-    else {
-      this.reservations ??= new Set();
-      this.reservations.add(reservation);
-    }
-  }
-
   /** Replaces a reservation by the `bytes` that actually arrived (0: nothing came). */
   settle(reservation: Reservation, bytes: number): void {
     this.budget.track(reservation, false);
@@ -251,7 +267,7 @@ export class CallBudget {
   /** Releases everything the call holds; its waiters are granted at once, holding nothing. */
   close(): void {
     if (this.closed) return;
-    for (const r of this.reservations ?? []) this.budget.track(r, false);
+    this.budget.untrackCall(this);
     const waiting = this.budget.forget(this);
     this.budget.add(-this.held);
     this.held = 0;
