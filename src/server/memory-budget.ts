@@ -28,9 +28,14 @@ export const RESERVATION_TTL_MS = 1000;
 
 /** Room held for a message on its way (granted, not yet arrived). */
 export class Reservation {
-  /** Neighbours in the budget's list of unsettled reservations (a list, not a Set: no table per message). */
+  /**
+   * Links in the budget's list of unsettled reservations (oldest first) and in its call's: lists,
+   * not Sets, so that tracking one costs no hash table per message.
+   */
   prev: Reservation | undefined;
   next: Reservation | undefined;
+  prevOfCall: Reservation | undefined;
+  nextOfCall: Reservation | undefined;
   tracked = false;
 
   constructor(
@@ -119,6 +124,7 @@ export class MemoryBudget {
   track(r: Reservation, expected: boolean): void {
     if (expected === r.tracked) return;
     r.tracked = expected;
+    r.call.track(r, expected);
     if (expected) {
       r.prev = this.newest;
       r.next = undefined;
@@ -132,15 +138,6 @@ export class MemoryBudget {
     if (r.next) r.next.prev = r.prev;
     else this.newest = r.prev;
     r.prev = r.next = undefined;
-  }
-
-  /** @internal Forgets a closed call's unsettled reservations. */
-  untrackCall(call: CallBudget): void {
-    for (let r = this.oldest; r; ) {
-      const next = r.next;
-      if (r.call === call) this.track(r, false);
-      r = next;
-    }
   }
 
   /** While calls wait: gives back reservations kept longer than RESERVATION_TTL_MS. */
@@ -195,6 +192,8 @@ export class MemoryBudget {
 export class CallBudget {
   held = 0;
   private closed = false;
+  /** This call's unsettled reservations (so closing the call forgets them). */
+  private reservations: Reservation | undefined;
 
   constructor(readonly budget: MemoryBudget) {}
 
@@ -250,6 +249,21 @@ export class CallBudget {
     });
   }
 
+  /** @internal Links or unlinks `r` in this call's list (MemoryBudget.track does both lists). */
+  track(r: Reservation, expected: boolean): void {
+    if (expected) {
+      r.prevOfCall = undefined;
+      r.nextOfCall = this.reservations;
+      if (this.reservations) this.reservations.prevOfCall = r;
+      this.reservations = r;
+      return;
+    }
+    if (r.prevOfCall) r.prevOfCall.nextOfCall = r.nextOfCall;
+    else this.reservations = r.nextOfCall;
+    if (r.nextOfCall) r.nextOfCall.prevOfCall = r.prevOfCall;
+    r.prevOfCall = r.nextOfCall = undefined;
+  }
+
   /** Replaces a reservation by the `bytes` that actually arrived (0: nothing came). */
   settle(reservation: Reservation, bytes: number): void {
     this.budget.track(reservation, false);
@@ -267,7 +281,7 @@ export class CallBudget {
   /** Releases everything the call holds; its waiters are granted at once, holding nothing. */
   close(): void {
     if (this.closed) return;
-    this.budget.untrackCall(this);
+    while (this.reservations) this.budget.track(this.reservations, false);
     const waiting = this.budget.forget(this);
     this.budget.add(-this.held);
     this.held = 0;
