@@ -123,7 +123,8 @@ function applyHeapGrowth(percent: number): void {
 
 export async function runServer(options: RunOptions): Promise<void> {
   checkTlsFlags(options);
-  applyHeapGrowth(options.heapGrowthPercent ?? DEFAULT_HEAP_GROWTH_PERCENT);
+  const heapGrowthPercent = options.heapGrowthPercent ?? DEFAULT_HEAP_GROWTH_PERCENT;
+  applyHeapGrowth(heapGrowthPercent);
   const log = createLogger(options.logLevel ?? 'info');
   // Certificates are read before the stores are opened: a bad file is one line and exit 4.
   const tls =
@@ -249,7 +250,7 @@ export async function runServer(options: RunOptions): Promise<void> {
       kvStore: displayLocation(options.kvStore),
       blobStore: displayLocation(options.blobStore),
       readOnly: options.readOnly,
-      heapGrowthPercent: options.heapGrowthPercent ?? DEFAULT_HEAP_GROWTH_PERCENT,
+      heapGrowthPercent,
       tls: tls ? (options.tlsClientCa ? 'mutual' : 'server') : 'off',
       auth: auth !== undefined,
       metrics: metricsServer ? `http://${metricsServer.addr}/metrics` : 'off',
