@@ -24,13 +24,22 @@ import { type AdminOptions, adminService } from './admin-service.js';
 import { type AuthSource, authInterceptor } from './auth-interceptor.js';
 import { OpenStreams } from './etcd/common.js';
 import { type EtcdListener, listenEtcd } from './etcd/listener.js';
+import { WindowShare, widenWindows } from './flow-window.js';
 import type { HealthStatus } from './health.js';
 import { MemoryBudget } from './memory-budget.js';
 import { countBytes, type ObserveOptions, observeCalls } from './observe.js';
 import { buffDbServices, memoryBudgetOf, type ServeOptions } from './services.js';
 import { syncService } from './sync-service.js';
 
-export { DEFAULT_ADDR, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MEMORY_BUDGET, MemoryBudget, type ServeOptions };
+export {
+  DEFAULT_ADDR,
+  DEFAULT_MAX_MESSAGE_SIZE,
+  DEFAULT_MEMORY_BUDGET,
+  MemoryBudget,
+  type ServeOptions,
+  WindowShare,
+  widenWindows,
+};
 
 /**
  * Adds buffdb's services (backed by `db`) to an existing grpc-js server; returns the memory budget
@@ -104,6 +113,8 @@ export interface RunningServer {
   etcdAddr?: string;
   /** What the calls hold now (`used`), at most (`limit`), and the most so far (`peak`). */
   memoryBudget: MemoryBudget;
+  /** The part of `memoryBudget` held for wide HTTP/2 windows (flow-window.ts). */
+  windowShare: WindowShare;
   /** This server as a sync hub: the edges' links open now. */
   syncHub: SyncHub;
   /**
@@ -201,6 +212,11 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
       throw new Error(`etcd listener ${options.etcdListen}: ${(err as Error).message}`);
     }
   }
+  const windowShare = new WindowShare(memoryBudget);
+  for (const listener of etcd ? [server, etcd.server] : [server]) {
+    if (!widenWindows(listener, windowShare))
+      options.observe?.log?.warn('HTTP/2 windows stay at 64 KiB: this grpc-js does not expose its HTTP/2 servers');
+  }
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = DEFAULT_SHUTDOWN_GRACE_MS): Promise<void> => {
     stopping ??= (async () => {
@@ -226,5 +242,5 @@ export async function startServer(db: BuffDb, options: StartOptions = {}): Promi
     return stopping;
   };
   const etcdAddr = etcd && options.etcdListen ? withPort(options.etcdListen, etcd.port) : undefined;
-  return { server, addr: withPort(addr, port), port, etcdAddr, memoryBudget, syncHub, health, shutdown };
+  return { server, addr: withPort(addr, port), port, etcdAddr, memoryBudget, windowShare, syncHub, health, shutdown };
 }
