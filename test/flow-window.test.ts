@@ -1,29 +1,70 @@
 /**
- * Wide HTTP/2 windows (src/server/flow-window.ts): what a real client connected to a real server
- * is told it may send, and what the memory budget holds for it.
+ * Wide HTTP/2 windows (src/server/flow-window.ts): what a real HTTP/2 client connected to a real
+ * server is told it may send, for which traffic, and what the memory budget holds for it.
  */
 import assert from 'node:assert/strict';
 import { type ClientHttp2Session, type ClientHttp2Stream, connect } from 'node:http2';
 import { after, before, describe, it } from 'node:test';
-import { DEFAULT_WINDOW, WIDE_CONNECTION_WINDOW, WIDE_STREAM_WINDOW } from '../src/server/flow-window.js';
+import { StoreRequest } from '../src/generated/blob.js';
+import { SetRequest } from '../src/generated/kv.js';
+import { DEFAULT_WINDOW, WIDE_STREAM_WINDOW } from '../src/server/flow-window.js';
 import { eventually, startTestServer, type TestServer } from './helpers/server.js';
 
 const MiB = 1024 * 1024;
 const EXTRA = WIDE_STREAM_WINDOW - DEFAULT_WINDOW;
 
-/** A Kv Get stream left open, sending nothing: it holds its window and no message. */
-function openStream(session: ClientHttp2Session): ClientHttp2Stream {
-  const stream = session.request(
-    { ':method': 'POST', ':path': '/buffdb.kv.Kv/Get', 'content-type': 'application/grpc', te: 'trailers' },
-    { endStream: false },
-  );
-  stream.on('error', () => {}); // cancelled at the end of a test
-  return stream;
+/** One gRPC message on the wire: flag byte, big-endian length, the message. */
+function frame(message: Uint8Array): Buffer {
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(message.length, 1);
+  return Buffer.concat([prefix, message]);
 }
 
-async function windowIs(session: ClientHttp2Session, size: number, what: string): Promise<void> {
-  await eventually(() => session.remoteSettings.initialWindowSize === size, what);
+/** A bidi call over a raw HTTP/2 stream; `answers` counts the response messages. */
+class RawCall {
+  readonly stream: ClientHttp2Stream;
+  answers = 0;
+  private pending = Buffer.alloc(0);
+
+  constructor(session: ClientHttp2Session, path: string) {
+    this.stream = session.request(
+      { ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' },
+      { endStream: false },
+    );
+    this.stream.on('error', () => {}); // cancelled at the end of a test
+    this.stream.on('data', (chunk: Buffer) => {
+      this.pending = Buffer.concat([this.pending, chunk]);
+      while (this.pending.length >= 5 && this.pending.length >= 5 + this.pending.readUInt32BE(1)) {
+        this.pending = this.pending.subarray(5 + this.pending.readUInt32BE(1));
+        this.answers++;
+      }
+    });
+  }
+
+  send(message: Uint8Array): void {
+    this.stream.write(frame(message));
+  }
+
+  close(): void {
+    this.stream.close();
+  }
 }
+
+const blobStore = (session: ClientHttp2Session) => new RawCall(session, '/buffdb.blob.Blob/Store');
+const kvSet = (session: ClientHttp2Session) => new RawCall(session, '/buffdb.kv.Kv/Set');
+const oneMiBBlob = () => StoreRequest.encode({ bytes: Buffer.alloc(MiB, 7) }).finish();
+
+/** A client connection, once the server's settings have arrived. */
+async function open(addr: string): Promise<ClientHttp2Session> {
+  const session = connect(`http://${addr}`);
+  await new Promise((resolve, reject) => {
+    session.once('remoteSettings', resolve);
+    session.once('error', reject);
+  });
+  return session;
+}
+
+const streamWindow = (session: ClientHttp2Session) => session.remoteSettings.initialWindowSize;
 
 describe('HTTP/2 windows', () => {
   let srv: TestServer;
@@ -33,71 +74,75 @@ describe('HTTP/2 windows', () => {
   });
   after(() => srv.dispose());
 
-  it('a connection is told it may send 1 MiB per stream and 2 MiB in all', async () => {
-    const session = connect(`http://${srv.addr}`);
+  it('small messages keep the default 64 KiB windows', async () => {
+    const session = await open(srv.addr);
     try {
-      await windowIs(session, WIDE_STREAM_WINDOW, 'the server announces the wide stream window');
-      await eventually(
-        () => session.state.remoteWindowSize === WIDE_CONNECTION_WINDOW,
-        'the server widens the connection window',
-      );
+      const call = kvSet(session);
+      for (let i = 0; i < 500; i++) call.send(SetRequest.encode({ key: `k${i}`, value: 'v'.repeat(100) }).finish());
+      await eventually(() => call.answers === 500, 'all 500 Sets answered');
+      assert.equal(streamWindow(session), DEFAULT_WINDOW);
+      assert.ok(session.state.remoteWindowSize! <= DEFAULT_WINDOW, 'the connection window is the default');
+      assert.equal(srv.running.windowShare.held, 0, 'no room held for windows');
+      call.close();
     } finally {
       session.destroy();
     }
   });
 
-  it('each open stream holds its extra window in the memory budget until it closes', async () => {
-    const session = connect(`http://${srv.addr}`);
+  it('1 MiB messages widen the connection to 1 MiB per stream, with room held for each open stream until it closes', async () => {
+    const session = await open(srv.addr);
     const { windowShare, memoryBudget } = srv.running;
     try {
-      await windowIs(session, WIDE_STREAM_WINDOW, 'wide at the start');
-      const stream = openStream(session);
-      await eventually(() => windowShare.held === EXTRA, 'one stream holds its extra window');
-      assert.ok(memoryBudget.used >= EXTRA, `the budget counts it (used ${memoryBudget.used})`);
-      stream.close();
-      await eventually(() => windowShare.held === 0, 'closing the stream gives the room back');
-      await eventually(() => memoryBudget.used === 0, 'nothing is left held in the budget');
-    } finally {
-      session.destroy();
-    }
-  });
-
-  it('when the share runs out the connection goes back to 64 KiB, and widens again once its streams close', async () => {
-    const session = connect(`http://${srv.addr}`);
-    const { windowShare } = srv.running;
-    try {
-      await windowIs(session, WIDE_STREAM_WINDOW, 'wide at the start');
-      const streams = [openStream(session), openStream(session)];
-      await eventually(() => windowShare.held === 2 * EXTRA, 'two streams hold their extra windows');
-      assert.equal(session.remoteSettings.initialWindowSize, WIDE_STREAM_WINDOW, 'still wide with two streams');
-      streams.push(openStream(session));
-      await windowIs(session, DEFAULT_WINDOW, 'a third stream does not fit: back to the default window');
-      assert.equal(windowShare.held, 2 * EXTRA, 'the third stream holds nothing');
-      assert.ok(windowShare.held <= windowShare.limit);
-      for (const s of streams) s.close();
+      const idle = kvSet(session);
+      const blobs = blobStore(session);
+      blobs.send(oneMiBBlob());
+      await eventually(() => blobs.answers === 1, 'the blob is stored');
+      await eventually(() => streamWindow(session) === WIDE_STREAM_WINDOW, 'the stream window is widened');
+      await eventually(
+        () => session.state.remoteWindowSize! > DEFAULT_WINDOW,
+        'the connection window is widened past the default',
+      );
+      assert.equal(windowShare.held, 2 * EXTRA, 'room held for both open streams, the idle one too');
+      assert.ok(memoryBudget.used >= 2 * EXTRA, `the budget counts it (used ${memoryBudget.used})`);
+      blobs.send(oneMiBBlob());
+      await eventually(() => blobs.answers === 2, 'the next blob is stored over the wide window');
+      blobs.close();
+      await eventually(
+        () => streamWindow(session) === DEFAULT_WINDOW,
+        'no stream carries large messages any more: back to 64 KiB',
+      );
+      await eventually(() => windowShare.held === EXTRA, "the closed stream's room is given back");
+      idle.close();
       await eventually(() => windowShare.held === 0, 'all room given back');
-      const next = openStream(session);
-      await windowIs(session, WIDE_STREAM_WINDOW, 'a new stream on an idle connection is wide again');
-      await eventually(() => windowShare.held === EXTRA, 'and holds its extra window');
-      next.close();
     } finally {
       session.destroy();
     }
+    await eventually(() => memoryBudget.used === 0, 'nothing is left held in the budget');
   });
 
-  it('the share is across connections: a second connection narrows when the first holds it all', async () => {
-    const first = connect(`http://${srv.addr}`);
-    const second = connect(`http://${srv.addr}`);
+  it('the share is across connections: one it cannot cover stays at 64 KiB, and a stream past it narrows a wide one', async () => {
+    const first = await open(srv.addr);
+    const second = await open(srv.addr);
     const { windowShare } = srv.running;
     try {
-      await windowIs(first, WIDE_STREAM_WINDOW, 'the first is wide');
-      await windowIs(second, WIDE_STREAM_WINDOW, 'the second is wide while it has no stream');
-      openStream(first);
-      openStream(first);
-      await eventually(() => windowShare.held === 2 * EXTRA, 'the first connection holds the whole share');
-      openStream(second);
-      await windowIs(second, DEFAULT_WINDOW, 'the second connection falls back to the default window');
-      assert.equal(first.remoteSettings.initialWindowSize, WIDE_STREAM_WINDOW, 'the first stays wide');
+      kvSet(first);
+      const a = blobStore(first);
+      a.send(oneMiBBlob());
+      await eventually(() => streamWindow(first) === WIDE_STREAM_WINDOW, 'the first connection is widened');
+      assert.equal(windowShare.held, 2 * EXTRA, 'it holds the whole share: two streams');
+
+      const b = blobStore(second);
+      b.send(oneMiBBlob());
+      await eventually(() => b.answers === 1, "the second connection's blob is stored");
+      assert.equal(streamWindow(second), DEFAULT_WINDOW, 'the second connection stays at 64 KiB');
+      assert.equal(windowShare.held, 2 * EXTRA, 'and holds nothing');
+
+      kvSet(first);
+      await eventually(
+        () => streamWindow(first) === DEFAULT_WINDOW,
+        'a third stream on the first connection does not fit: back to 64 KiB',
+      );
+      assert.equal(windowShare.held, 2 * EXTRA, 'the third stream holds nothing');
     } finally {
       first.destroy();
       second.destroy();

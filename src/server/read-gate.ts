@@ -13,8 +13,9 @@
  * The gate wraps the stream's own `_read` so `startRead()` is called only once the budget grants
  * room for the next message. Until then grpc-js leaves the HTTP/2 stream paused; Node's Http2Stream
  * stops reading from nghttp2 when its buffer is full and does not acknowledge the bytes, so the
- * client's stream flow-control window (64 KiB) runs out and the client waits: what is held per
- * waiting stream is the message being served plus at most the 64 KiB window. (A grpc-js server
+ * client's stream flow-control window (64 KiB; 1 MiB on a connection carrying large messages, whose
+ * extra room the budget holds: flow-window.ts) runs out and the client waits: what is held per
+ * waiting stream is the message being served plus at most that window. (A grpc-js server
  * interceptor could defer `startRead()` too, but interceptors are set per Server at construction,
  * which `addBuffDbServices` on someone else's server cannot do; the instance `_read` works for any
  * server and for the in-process client's streams alike.)
