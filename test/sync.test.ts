@@ -85,9 +85,10 @@ describe('sync: a hub and two edges', () => {
     assert.equal(valueIn(dump, 'conflict'), 'e2-later');
     assert.equal(valueIn(dump, 'apart/e1'), 'one');
     assert.equal(valueIn(dump, 'apart/hub'), 'h2');
-    // The loser is listed where the two writes met: the hub, or — when the hub had passed e1's write
-    // on to e2 before e2's own write reached it — e2 (docs/sync.md, "Conflicts").
-    const listed = [hub, e2].flatMap((site) => {
+    // The loser is listed where the two writes met: the hub; or, when the hub had passed one edge's
+    // write on to the other before that edge's own write reached it, that edge — e2 (e1's write
+    // came first) or e1 (e2 reconnected first) (docs/sync.md, "Conflicts").
+    const listed = [hub, e1, e2].flatMap((site) => {
       const out = spawnSync(process.execPath, [CLI, 'sync', 'conflicts', '--addr', site.addr, '--json'], {
         encoding: 'utf8',
       });
