@@ -70,6 +70,8 @@ export {
   type ServeOptions,
   type StartOptions,
   startServer,
+  WindowShare,
+  widenWindows,
 } from './server/server.js';
 export { ReloadableTls, type TlsFiles } from './server/tls.js';
 export {
