@@ -68,14 +68,6 @@ export class WindowShare {
   }
 }
 
-/** One stream of a connection, as its window sees it. */
-interface StreamWindow {
-  /** Its extra window is held in the budget. */
-  held: boolean;
-  /** It has carried a message larger than the default window. */
-  large: boolean;
-}
-
 /**
  * Calls `large` for every gRPC message on `stream` whose length prefix says it is larger than the
  * default window (gRPC framing: 1 flag byte, 4 length bytes, the message). Reads the bytes as Node
@@ -114,7 +106,8 @@ function watchMessageSizes(stream: ServerHttp2Stream, large: () => void): void {
  */
 class ConnectionWindow {
   private wide = false;
-  private readonly unheld = new Set<StreamWindow>();
+  /** Open streams whose extra window is not held in the budget (the others' is). */
+  private readonly unheld = new Set<ServerHttp2Stream>();
   private largeStreams = 0;
   private readonly room: CallBudget;
 
@@ -128,23 +121,21 @@ class ConnectionWindow {
   }
 
   private readonly opened = (stream: ServerHttp2Stream): void => {
-    const w: StreamWindow = { held: false, large: false };
-    if (this.wide && this.share.tryHold(this.room, 1)) w.held = true;
-    else {
-      this.unheld.add(w);
+    if (!this.wide || !this.share.tryHold(this.room, 1)) {
+      this.unheld.add(stream);
       this.narrow();
     }
+    let large = false; // it has carried a message larger than the default window
     watchMessageSizes(stream, () => {
-      if (!w.large) {
-        w.large = true;
+      if (!large) {
+        large = true;
         this.largeStreams++;
       }
       this.widen();
     });
     stream.once('close', () => {
-      if (w.held) this.share.release(this.room);
-      else this.unheld.delete(w);
-      if (w.large && --this.largeStreams === 0) this.narrow();
+      if (!this.unheld.delete(stream)) this.share.release(this.room);
+      if (large && --this.largeStreams === 0) this.narrow();
     });
   };
 
@@ -154,7 +145,6 @@ class ConnectionWindow {
     // One change at a time: a widening waits for the acknowledgement of the last narrowing.
     if (this.session.pendingSettingsAck) return;
     if (this.unheld.size > 0 && !this.share.tryHold(this.room, this.unheld.size)) return;
-    for (const w of this.unheld) w.held = true;
     this.unheld.clear();
     // The connection window is widened too (one stream could not use its own otherwise). It needs
     // no room of its own: Node takes it back as it reads the socket, into the streams' windows.
