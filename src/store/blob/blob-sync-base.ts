@@ -33,6 +33,7 @@ const COMPACT_DELAY_MS = 1000;
 
 export class BlobSyncBase {
   private backfilling: Promise<void> | undefined;
+  /** The compaction scheduled and not yet started. */
   private compacting: NodeJS.Timeout | undefined;
   private readonly acks = new Map<string, { acked: number; storedMs: number; timer: NodeJS.Timeout | undefined }>();
   private upkeepTimer: NodeJS.Timeout | undefined;
@@ -142,14 +143,17 @@ export class BlobSyncBase {
     this.compactSoon();
   }
 
+  /**
+   * A compaction once no other is pending. Pending ends when the run starts, not when it ends: an
+   * acknowledgement stored while a run reads the acknowledgements schedules the next run, instead
+   * of waiting for the upkeep a minute later. Two runs may overlap; each page is one batch that
+   * reads the compacted mark, so they cannot drop an entry twice.
+   */
   private compactSoon(): void {
     if (this.compacting) return;
     this.compacting = setTimeout(() => {
-      this.compact()
-        .catch(() => {})
-        .finally(() => {
-          this.compacting = undefined;
-        });
+      this.compacting = undefined;
+      this.compact().catch(() => {});
     }, COMPACT_DELAY_MS);
     this.compacting.unref();
   }
