@@ -47,6 +47,12 @@ export interface KvOps {
    * UTF-8 bytes are the key (bound as is, no Buffer per read).
    */
   getText?(key: string): MaybePromise<string | null | undefined>;
+  /**
+   * Optional, for engines that can read one column of a record without its value: the revision of
+   * the key's last write (`get(key).modRev`), undefined when the key does not exist. History
+   * compaction asks it for each dropped event; without it the store reads the record with `get`.
+   */
+  modRevOf?(key: Buffer): MaybePromise<number | undefined>;
   /** Creates or replaces the record of `record.key`. */
   put(record: KvRecord): MaybePromise<void>;
   delete(key: Buffer): MaybePromise<void>;
@@ -72,6 +78,12 @@ export interface MapOps {
    * a page at a time): deletes every key in `[start, end)`. Without it the store deletes each key.
    */
   deleteRange?(map: MapName, start: Buffer, end: Buffer): MaybePromise<void>;
+  /**
+   * Optional, for engines that can cut a value before handing it over: `range`, with each value cut
+   * to its first `bytes` bytes (a shorter value whole). History compaction reads only the head of
+   * each event it drops; without it the store reads whole values.
+   */
+  rangeHeads?(map: MapName, query: RangeQuery, bytes: number): MaybePromise<[key: Buffer, head: Buffer][]>;
 }
 
 /** Maps kept in the KV store file. */

@@ -118,6 +118,40 @@ export function syncConformance(open: Open): void {
       }
     });
 
+    it("compaction moves a local put's stamp to its key's row while it is the key's last write, for keys of any length", async () => {
+      const a = await fresh();
+      const stampHere = (key: string) => a.kv.committer.run(async (bt) => (await localState(bt.ops, b(key))).stamp);
+      const row = (key: string) => a.kv.committer.run((bt) => bt.ops.maps.get('sync_stamp', b(key)));
+      try {
+        // Longer than the head of an event that compaction reads (EVENT_HEAD_BYTES).
+        const long = `long/${'k'.repeat(400)}`;
+        await a.kv.setValue('short/k', '1');
+        await a.kv.setValue(long, '1');
+        await a.kv.setValue('over/k', 'old');
+        await a.kv.setValue('over/k', 'new');
+        await a.kv.setValue('last/k', '1'); // the revision compacted to: its event stays
+        const before = {
+          short: await stampHere('short/k'),
+          long: await stampHere(long),
+          over: await stampHere('over/k'),
+        };
+        for (const key of ['short/k', long, 'over/k']) assert.equal(await row(key), undefined, `${key}: no row yet`);
+        await a.kv.compact(a.kv.status().rev, true);
+        assert.ok(await row('short/k'), "short/k's stamp moved to its row");
+        assert.ok(await row(long), "the long key's stamp moved to its row");
+        assert.ok(await row('over/k'), "over/k's last put moved its stamp to the row");
+        assert.deepEqual(await stampHere('short/k'), before.short);
+        assert.deepEqual(await stampHere(long), before.long);
+        assert.deepEqual(
+          await stampHere('over/k'),
+          before.over,
+          "the overwritten put's stamp did not replace the last one",
+        );
+      } finally {
+        await a.close();
+      }
+    });
+
     it('a batch is applied once: sent again (a lost acknowledgement), it changes nothing', async () => {
       await e.kv.setValue('once/a', '1');
       await e.kv.setValue('once/b', '2');

@@ -250,6 +250,11 @@ export class Batch {
         this.flush();
         return this.rawRows(rangeSql(t.map(map), 'k', 'k, v', q), rangeParams(q)) as Promise<[Buffer, Buffer][]>;
       },
+      rangeHeads: (map, q, bytes) => {
+        this.flush();
+        const cut = `k, substring(v from 1 for ${Math.trunc(bytes)})`;
+        return this.rawRows(rangeSql(t.map(map), 'k', cut, q), rangeParams(q)) as Promise<[Buffer, Buffer][]>;
+      },
     };
   }
 

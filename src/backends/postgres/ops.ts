@@ -18,6 +18,13 @@ export function kvOps(b: Batch): KvEngineOps {
         return record;
       });
     },
+    modRevOf: (key) => {
+      const cached = b.cachedKv(key);
+      if (cached !== null) return cached?.modRev;
+      return b
+        .rawRows(`SELECT mod_rev FROM ${t.kvState} WHERE key = $1`, [key])
+        .then((rows) => (rows[0] ? Number(rows[0][0]) : undefined));
+    },
     put: (r) => b.writeKv(r.key, r),
     delete: (key) => b.writeKv(key, null),
     range: async (q, keysOnly) => {

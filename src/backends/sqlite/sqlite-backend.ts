@@ -199,6 +199,14 @@ function mapOps(db: Db, maps: readonly MapName[], written: WriteCounter): MapOps
           put: db.prepare<[Buffer, Buffer]>(`INSERT OR REPLACE INTO ${t} (k, v) VALUES (?, ?)`),
           del: db.prepare<[Buffer]>(`DELETE FROM ${t} WHERE k = ?`),
           delRange: db.prepare<[Buffer, Buffer]>(`DELETE FROM ${t} WHERE k >= ? AND k < ?`),
+          // substr of a BLOB counts bytes.
+          heads: rangeStatements(
+            db,
+            t,
+            () => 'k, substr(v, 1, $bytes)',
+            'k',
+            (p) => p,
+          ),
           range: rangeStatements(
             db,
             t,
@@ -228,6 +236,8 @@ function mapOps(db: Db, maps: readonly MapName[], written: WriteCounter): MapOps
     },
     range: (map, q) =>
       of(map).range(q, false).all({ start: q.start, end: q.end, limit: q.limit }) as [Buffer, Buffer][],
+    rangeHeads: (map, q, bytes) =>
+      of(map).heads(q, false).all({ start: q.start, end: q.end, limit: q.limit, bytes }) as [Buffer, Buffer][],
     deleteRange: (map, start, end) => {
       written.writes += of(map).delRange.run(start, end).changes;
     },
@@ -272,6 +282,7 @@ function kvOps(db: Db, written: WriteCounter): KvEngineOps {
       'VALUES (CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, ?, ?)',
   );
   const del = db.prepare<[Buffer]>('DELETE FROM kv_state WHERE key = CAST(? AS TEXT)');
+  const modRevOf = db.prepare<[Buffer], number>('SELECT mod_rev FROM kv_state WHERE key = CAST(? AS TEXT)').pluck();
   const range = rangeStatements(db, 'kv_state', (keysOnly) => (keysOnly ? KEY_COLUMNS : COLUMNS), 'key', asText);
   const countAll = db
     .prepare<[Buffer], bigint>('SELECT count(*) FROM kv_state WHERE key >= CAST(? AS TEXT)')
@@ -314,6 +325,7 @@ function kvOps(db: Db, written: WriteCounter): KvEngineOps {
     },
     range: (q, keysOnly) =>
       (range(q, keysOnly).all({ start: q.start, end: q.end, limit: q.limit }) as Row[]).map(toRecord),
+    modRevOf: (key) => modRevOf.get(key),
     count: (start, end) => Number(end === undefined ? countAll.get(start) : countTo.get(start, end)),
     maps:
       db.readonly && !tableExists(db, mapTable('meta'))

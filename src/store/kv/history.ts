@@ -104,13 +104,24 @@ export function eventStamp(raw: Buffer): { stamp: Stamp; local: boolean } | unde
 }
 
 /**
- * The key and stamp of a local put's event, read without decoding the rest (compaction checks each
- * event it drops); undefined for deletes, received writes and events without a stamp.
+ * What compaction reads of each event it drops (MapOps.rangeHeads): the header and a key of up to
+ * 256 bytes — not the value and previous value, most of an event's bytes.
  */
-export function localPutOf(raw: Buffer): { key: Buffer; stamp: Stamp } | undefined {
+export const EVENT_HEAD_BYTES = HEADER_FULL + 256;
+
+/**
+ * The key and stamp of a local put's event, read without decoding the rest (compaction checks each
+ * event it drops); undefined for deletes, received writes and events without a stamp. `raw` may
+ * be the event's head only: `key` is then undefined when the head ends inside the key.
+ */
+export function localPutOf(raw: Buffer): { key: Buffer | undefined; stamp: Stamp } | undefined {
   const flags = raw[1]!;
   if (raw[0] !== FORMAT || (flags & 1) !== TYPE_PUT || !(flags & FLAG_LOCAL) || !(flags & FLAG_STAMP)) return undefined;
-  return { key: raw.subarray(HEADER_FULL, HEADER_FULL + raw.readUInt32BE(58)), stamp: decodeStamp(raw, HEADER_V1) };
+  const keyEnd = HEADER_FULL + raw.readUInt32BE(58);
+  return {
+    key: keyEnd <= raw.length ? raw.subarray(HEADER_FULL, keyEnd) : undefined,
+    stamp: decodeStamp(raw, HEADER_V1),
+  };
 }
 
 /** The event stored under history key `key` (whose revision becomes `kv.modRev`). */

@@ -13,7 +13,7 @@ import { then } from '../maybe-promise.js';
 import { SiteIdentity } from '../sync/identity.js';
 import { keepStampsOfDropped } from '../sync/key-stamps.js';
 import { GetGroups } from './get-group.js';
-import { decodeEvent, historyKey } from './history.js';
+import { decodeEvent, EVENT_HEAD_BYTES, historyKey } from './history.js';
 import { readEvents } from './history-reads.js';
 import {
   type CompactResult,
@@ -296,12 +296,12 @@ export class KvStore {
       for (;;) {
         const deleted = await this.committer.run(async (b) => {
           const start = historyKey(0, 0);
-          const rows = await b.ops.maps.range('history', {
-            start,
-            end: historyKey(rev, 0),
-            limit: COMPACT_PAGE,
-            reverse: false,
-          });
+          const page = { start, end: historyKey(rev, 0), limit: COMPACT_PAGE, reverse: false };
+          // Only each event's head is needed (kind, stamp, key): engines that can cut values do.
+          const { maps } = b.ops;
+          const rows = await (maps.rangeHeads
+            ? maps.rangeHeads('history', page, EVENT_HEAD_BYTES)
+            : maps.range('history', page));
           await keepStampsOfDropped(b.ops, rows);
           await dropKeys(b.ops.maps, 'history', start, rows);
           return rows.length;

@@ -29,19 +29,23 @@ export async function keyStamp(
 }
 
 /**
- * Called by compaction with the history events it drops: a local put that is still its key's last
- * write leaves its stamp in the key's row. (Received writes and deletes wrote the row already.)
- * Keys are looked up in key order, so the lookups walk the key index instead of jumping around it.
+ * Called by compaction with the history events it drops (whole, or their heads: EVENT_HEAD_BYTES):
+ * a local put that is still its key's last write leaves its stamp in the key's row. (Received
+ * writes and deletes wrote the row already.) Keys are looked up in key order, so the lookups walk
+ * the key index instead of jumping around it; only their revisions are read where the engine can.
  */
 export async function keepStampsOfDropped(ops: KvEngineOps, events: readonly [Buffer, Buffer][]): Promise<void> {
   const puts: { key: Buffer; stamp: Stamp; rev: number }[] = [];
-  for (const [key, raw] of events) {
+  for (const [at, raw] of events) {
     const put = localPutOf(raw);
-    if (put) puts.push({ key: put.key, stamp: put.stamp, rev: historyKeyRev(key) });
+    if (!put) continue;
+    // A key longer than the head holds: read the whole event for it.
+    const key = put.key ?? localPutOf((await ops.maps.get('history', at))!)!.key!;
+    puts.push({ key, stamp: put.stamp, rev: historyKeyRev(at) });
   }
   puts.sort((a, b) => Buffer.compare(a.key, b.key));
   for (const put of puts) {
-    const record = await ops.get(put.key);
-    if (record?.modRev === put.rev) await ops.maps.put('sync_stamp', record.key, encodeKeyStamp(put.stamp, put.rev));
+    const modRev = ops.modRevOf ? await ops.modRevOf(put.key) : (await ops.get(put.key))?.modRev;
+    if (modRev === put.rev) await ops.maps.put('sync_stamp', put.key, encodeKeyStamp(put.stamp, put.rev));
   }
 }
