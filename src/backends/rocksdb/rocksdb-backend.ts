@@ -17,6 +17,7 @@ import type { BackendImpl } from '../index.js';
 import { checkFilePath, writable } from '../store-path.js';
 import { mapRocksError } from './errors.js';
 import { rocksdbSnapshot, type SnapshotSource } from './snapshot.js';
+import { reusedBatchWriter } from './write-batch.js';
 
 /** The part of RocksLevel used here (the package ships no type declarations). */
 interface RocksChainedBatch {
@@ -63,14 +64,15 @@ const MiB = 1024 * 1024;
  * batches by the engine alone: RSS +98 MiB with a 32 MiB budget, +77 with 16, +70 with 8 (1 MiB
  * SST files: not taken). The server's growth over test/blob-gib.test.ts (limit 128 MiB) was
  * 128–133 MiB with 32 MiB and an 8 MiB cache once wide HTTP/2 windows made uploads faster (a faster
- * writer leaves more memtables waiting for a flush); with these settings 116–120. Kv Set and Get on
+ * writer leaves more memtables waiting for a flush); with these settings 116–120, and 121–131 by
+ * 2026-12-07 — then 91–98 once commits reused one WriteBatch (./write-batch.ts). Kv Set and Get on
  * one stream ran at the same ratios (`--only=backends`).
  */
 const ENGINE_OPTIONS = {
   keyEncoding: 'buffer',
   valueEncoding: 'buffer',
   compaction: 'level',
-  memtableMemoryBudget: 16 * MiB,
+  memtableMemoryBudget: 8 * MiB,
   compression: false,
   cacheSize: 4 * MiB,
 };
@@ -128,7 +130,12 @@ class RocksEngine implements ByteEngine<void> {
 
   begin(): void {}
 
+  /** One WriteBatch reused for every commit (./write-batch.ts), when the binding allows it. */
+  private writeReused: ReturnType<typeof reusedBatchWriter> | false | null = null;
+
   async commit(writes: Iterable<ByteWrite>): Promise<void> {
+    if (this.writeReused === null) this.writeReused = reusedBatchWriter(this.db) ?? false;
+    if (this.writeReused) return this.writeReused(writes, this.sync);
     const batch = this.db.batch();
     for (const w of writes) {
       if (w.value === null) batch.del(w.key);
