@@ -34,6 +34,11 @@ export const DEFAULT_MEMORY_BUDGET = 256 * 1024 * 1024;
  * one (`--heap-growth`; V8's own rule allows up to 300%). Measured in docs/performance.md.
  */
 export const DEFAULT_HEAP_GROWTH_PERCENT = 50;
+/**
+ * 16 MiB: the most `buffdb run` lets V8's young generation (new space) grow to (`--young-heap`;
+ * V8's own maximum is 32 MiB). Measured in docs/performance.md ("Young generation").
+ */
+export const DEFAULT_YOUNG_HEAP_MIB = 16;
 
 /** 30 days: history a sync peer has not received is kept this long after it was last seen (`--sync-max-offline`). */
 export const DEFAULT_SYNC_MAX_OFFLINE_MS = 30 * 24 * 3600 * 1000;

@@ -81,19 +81,27 @@ describe('run settings: flag > environment > config file > default', () => {
     assert.match(r.stderr, /cannot listen on 127\.0\.0\.1:not-a-port/);
   });
 
+  /** A setting as the server logged it in its "listening on" line. */
+  const logged = async (field: string, args: string[], env: NodeJS.ProcessEnv): Promise<unknown> => {
+    const { stderr } = await storeChosen(fresh(), ['--config', 'buffdb.toml', ...args], {
+      BUFFDB_LOG_LEVEL: 'info',
+      ...env,
+    });
+    const line = stderr.split('\n').find((l) => l.includes('listening on'));
+    assert.ok(line, stderr);
+    return JSON.parse(line)[field];
+  };
+
   test('--heap-growth reaches the server: 50 by default, the environment and the flag change it', async () => {
-    const heapGrowth = async (args: string[], env: NodeJS.ProcessEnv): Promise<number> => {
-      const { stderr } = await storeChosen(fresh(), ['--config', 'buffdb.toml', ...args], {
-        BUFFDB_LOG_LEVEL: 'info',
-        ...env,
-      });
-      const line = stderr.split('\n').find((l) => l.includes('listening on'));
-      assert.ok(line, stderr);
-      return JSON.parse(line).heapGrowthPercent;
-    };
-    assert.equal(await heapGrowth([], {}), 50);
-    assert.equal(await heapGrowth([], { BUFFDB_HEAP_GROWTH: '0' }), 0);
-    assert.equal(await heapGrowth(['--heap-growth', '25'], { BUFFDB_HEAP_GROWTH: '0' }), 25);
+    assert.equal(await logged('heapGrowthPercent', [], {}), 50);
+    assert.equal(await logged('heapGrowthPercent', [], { BUFFDB_HEAP_GROWTH: '0' }), 0);
+    assert.equal(await logged('heapGrowthPercent', ['--heap-growth', '25'], { BUFFDB_HEAP_GROWTH: '0' }), 25);
+  });
+
+  test('--young-heap reaches the server: 16 by default, the environment and the flag change it', async () => {
+    assert.equal(await logged('youngHeapMiB', [], {}), 16);
+    assert.equal(await logged('youngHeapMiB', [], { BUFFDB_YOUNG_HEAP: '0' }), 0);
+    assert.equal(await logged('youngHeapMiB', ['--young-heap', '8'], { BUFFDB_YOUNG_HEAP: '0' }), 8);
   });
 
   test('booleans from the environment: BUFFDB_READ_ONLY=false is false', async () => {
@@ -117,6 +125,8 @@ describe('run settings: flag > environment > config file > default', () => {
       [[], { BUFFDB_MAX_MESSAGE_SIZE: 'lots' }, 2, /BUFFDB_MAX_MESSAGE_SIZE: expected a size/],
       [['--heap-growth', '1001'], {}, 2, /--heap-growth.*expected a whole percent from 0 to 1000/],
       [[], { BUFFDB_HEAP_GROWTH: '-5' }, 2, /BUFFDB_HEAP_GROWTH: expected a whole percent/],
+      [['--young-heap', '2048'], {}, 2, /--young-heap.*expected whole MiB from 0 to 1024/],
+      [[], { BUFFDB_YOUNG_HEAP: 'lots' }, 2, /BUFFDB_YOUNG_HEAP: expected whole MiB/],
     ];
     for (const [args, env, code, message] of cases) {
       const r = runCli(dir, args, env);

@@ -9,7 +9,7 @@ import type { LevelWithSilent } from 'pino';
 import { AuthFileSource } from '../auth/auth-file.js';
 import type { Backend, Durability, PgDialect } from '../backends/backend.js';
 import { loadBackend } from '../backends/index.js';
-import { DEFAULT_HEAP_GROWTH_PERCENT, DEFAULT_SHUTDOWN_GRACE_MS } from '../defaults.js';
+import { DEFAULT_HEAP_GROWTH_PERCENT, DEFAULT_SHUTDOWN_GRACE_MS, DEFAULT_YOUNG_HEAP_MIB } from '../defaults.js';
 import { StoreError, status } from '../errors.js';
 import { createLogger } from '../server/logger.js';
 import type { Metrics, MetricsServer } from '../server/metrics.js';
@@ -23,6 +23,7 @@ import type { SyncHub } from '../sync/hub.js';
 import type { AutoCompactSetting } from './etcd-options.js';
 import { CliError, EXIT } from './exit-codes.js';
 import { channelCredentials } from './remote.js';
+import { capYoungGeneration } from './young-generation.js';
 
 export interface RunOptions {
   addr: string;
@@ -34,6 +35,8 @@ export interface RunOptions {
   memoryBudget?: number;
   /** How far the JS heap may grow past its live data before a full collection (`--heap-growth`, %; 0: V8's own). */
   heapGrowthPercent?: number;
+  /** The most V8's young generation may grow to (`--young-heap`, MiB; 0: V8's own, 32 MiB). */
+  youngHeapMiB?: number;
   durability: Durability;
   readOnly: boolean;
   /** Default lifetime of a transaction that is neither committed nor rolled back. */
@@ -125,6 +128,8 @@ export async function runServer(options: RunOptions): Promise<void> {
   checkTlsFlags(options);
   const heapGrowthPercent = options.heapGrowthPercent ?? DEFAULT_HEAP_GROWTH_PERCENT;
   applyHeapGrowth(heapGrowthPercent);
+  const youngHeapMiB = options.youngHeapMiB ?? DEFAULT_YOUNG_HEAP_MIB;
+  capYoungGeneration(youngHeapMiB);
   const log = createLogger(options.logLevel ?? 'info');
   // Certificates are read before the stores are opened: a bad file is one line and exit 4.
   const tls =
@@ -251,6 +256,7 @@ export async function runServer(options: RunOptions): Promise<void> {
       blobStore: displayLocation(options.blobStore),
       readOnly: options.readOnly,
       heapGrowthPercent,
+      youngHeapMiB,
       tls: tls ? (options.tlsClientCa ? 'mutual' : 'server') : 'off',
       auth: auth !== undefined,
       metrics: metricsServer ? `http://${metricsServer.addr}/metrics` : 'off',

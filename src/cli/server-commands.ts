@@ -15,6 +15,7 @@ import {
   DEFAULT_MAX_MESSAGE_SIZE,
   DEFAULT_MEMORY_BUDGET,
   DEFAULT_SYNC_MAX_OFFLINE_MS,
+  DEFAULT_YOUNG_HEAP_MIB,
 } from '../defaults.js';
 import {
   addRemoteOptions,
@@ -41,6 +42,13 @@ function parsePositiveSize(value: string): number {
 function parseHeapGrowth(value: string): number {
   const n = Number(value);
   if (!/^\s*\d+\s*$/.test(value) || n > 1000) throw new InvalidArgumentError('expected a whole percent from 0 to 1000');
+  return n;
+}
+
+/** `--young-heap`: whole MiB, 0 (V8's own rule) to 1024. */
+function parseYoungHeap(value: string): number {
+  const n = Number(value);
+  if (!/^\s*\d+\s*$/.test(value) || n > 1024) throw new InvalidArgumentError('expected whole MiB from 0 to 1024');
   return n;
 }
 
@@ -141,6 +149,14 @@ export function buildRun(program: CommandUnknownOpts): void {
       )
         .argParser(parseHeapGrowth)
         .default(DEFAULT_HEAP_GROWTH_PERCENT),
+    )
+    .addOption(
+      new Option(
+        '--young-heap <MIB>',
+        "the most the server's young JS heap (V8's new space) may grow to, in MiB (0: V8's own rule, up to 32)",
+      )
+        .argParser(parseYoungHeap)
+        .default(DEFAULT_YOUNG_HEAP_MIB),
     )
     .addOption(
       new Option(
@@ -266,6 +282,7 @@ export function buildRun(program: CommandUnknownOpts): void {
       maxMessageSize: opts.maxMessageSize,
       memoryBudget: opts.memoryBudget,
       heapGrowthPercent: opts.heapGrowth,
+      youngHeapMiB: opts.youngHeap,
       durability: opts.durability,
       readOnly: opts.readOnly,
       transactionTimeoutMs: opts.transactionTimeout,
@@ -305,6 +322,7 @@ interface RunFlags {
   maxMessageSize: number;
   memoryBudget: number;
   heapGrowth: number;
+  youngHeap: number;
   durability: 'full' | 'normal';
   readOnly: boolean;
   transactionTimeout: number;

@@ -130,8 +130,13 @@ export function cliSync(cwd: string, args: string[], env: NodeJS.ProcessEnv = {}
 
 /** Runs the built CLI without blocking: for commands that talk to a server living in this process. */
 export function cliAsync(cwd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return nodeAsync(cwd, [CLI, ...args], env);
+}
+
+/** Runs `node ARGS` without blocking; resolves with its exit status and output. */
+export function nodeAsync(cwd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(process.execPath, args, {
       cwd,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
