@@ -6,7 +6,9 @@
  * factor, at every doubling; held at 1 while one more doubling would pass the cap, the new space
  * stops growing there. It is checked after each collection (a `gc` performance entry) and written
  * only when it changes: V8 may shrink the new space itself when the process allocates little, and
- * it must then be free to grow back up to the cap. docs/performance.md ("Young generation") has the
+ * it must then be free to grow back up to the cap. A collection is reported an event-loop turn
+ * after it, so one task that allocates enough for two doublings could still pass the cap (under the
+ * bench's floods it held in every sample). docs/performance.md ("Young generation") has the
  * measurements behind the default. Process-wide, so only `buffdb run` sets it, never the library.
  */
 import { PerformanceObserver } from 'node:perf_hooks';
@@ -23,7 +25,8 @@ export function newSpaceBytes(): number {
 
 /**
  * Holds V8's new space at `capMiB` or below from now on (0: V8's own rule; nothing is set). It
- * cannot shrink what is already committed: a cap under the size start-up left stops growth there.
+ * cannot shrink what is already committed: a cap under the size start-up left (16 MiB) holds the
+ * new space there until V8 shrinks it, and at the cap from then on.
  */
 export function capYoungGeneration(capMiB: number): void {
   if (capMiB <= 0) return;
