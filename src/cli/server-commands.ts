@@ -38,18 +38,13 @@ function parsePositiveSize(value: string): number {
   return n;
 }
 
-/** `--heap-growth`: a whole percent, 0 (V8's own rule) to 1000. */
-function parseHeapGrowth(value: string): number {
-  const n = Number(value);
-  if (!/^\s*\d+\s*$/.test(value) || n > 1000) throw new InvalidArgumentError('expected a whole percent from 0 to 1000');
-  return n;
-}
-
-/** `--young-heap`: whole MiB, 0 (V8's own rule) to 1024. */
-function parseYoungHeap(value: string): number {
-  const n = Number(value);
-  if (!/^\s*\d+\s*$/.test(value) || n > 1024) throw new InvalidArgumentError('expected whole MiB from 0 to 1024');
-  return n;
+/** A whole number from 0 to `max`, else `message` (`--heap-growth`, `--young-heap`). */
+function wholeUpTo(max: number, message: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!/^\s*\d+\s*$/.test(value) || n > max) throw new InvalidArgumentError(message);
+    return n;
+  };
 }
 
 /** `--upload-ttl`, `--etcd-auth-token-ttl`: whole seconds (`3600`) or a duration (`30m`, `1h`), in milliseconds. */
@@ -147,7 +142,7 @@ export function buildRun(program: CommandUnknownOpts): void {
         '--heap-growth <PERCENT>',
         "how far the server's JS heap may grow past its live data before a full collection (0: V8's own rule, up to 300)",
       )
-        .argParser(parseHeapGrowth)
+        .argParser(wholeUpTo(1000, 'expected a whole percent from 0 to 1000'))
         .default(DEFAULT_HEAP_GROWTH_PERCENT),
     )
     .addOption(
@@ -155,7 +150,7 @@ export function buildRun(program: CommandUnknownOpts): void {
         '--young-heap <MIB>',
         "the most the server's young JS heap (V8's new space) may grow to, in MiB (0: V8's own rule, up to 32)",
       )
-        .argParser(parseYoungHeap)
+        .argParser(wholeUpTo(1024, 'expected whole MiB from 0 to 1024'))
         .default(DEFAULT_YOUNG_HEAP_MIB),
     )
     .addOption(
