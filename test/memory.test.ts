@@ -28,7 +28,7 @@ import { TargetStore } from '../src/generated/query.js';
 import { ChangeList, SyncClient, type SyncMessage } from '../src/generated/sync.js';
 import { BuffDb } from '../src/store/buffdb.js';
 import { rangeArgs } from '../src/store/kv/kv-api.js';
-import { type ServerProcess, spawnServer, tempDir } from './helpers/server.js';
+import { type ServerProcess, spawnServer, tempDir, writeAll } from './helpers/server.js';
 
 const MiB = 1024 * 1024;
 const BUDGET = 64 * MiB;
@@ -131,21 +131,6 @@ function readAnswers<Req, Res>(
     call.on('error', reject);
     call.on('end', () => resolve(n));
   });
-}
-
-/** Writes `count` requests as fast as the stream accepts them (waiting for 'drain'), then ends. */
-function writeAll<Req>(call: ClientDuplexStream<Req, unknown>, count: number, make: (i: number) => Req): void {
-  let i = 0;
-  const more = (): void => {
-    while (i < count) {
-      if (!call.write(make(i++))) {
-        call.once('drain', more);
-        return;
-      }
-    }
-    call.end();
-  };
-  more();
 }
 
 describe('memory budget: the server holds request and response data to --memory-budget', { concurrency: 1 }, () => {

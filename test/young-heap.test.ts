@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { connect } from '../src/client/network.js';
 import { nodeAsync } from './helpers/ops.js';
-import { ROOT, spawnServer, tempDir } from './helpers/server.js';
+import { ROOT, spawnServer, tempDir, writeAll } from './helpers/server.js';
 
 const MiB = 1024 * 1024;
 const MODULE = join(ROOT, 'dist', 'cli', 'young-generation.js');
@@ -95,6 +95,7 @@ describe('young generation cap', () => {
           return Number(m[1]);
         };
         const clients = connect(srv.addr);
+        const value = 'v'.repeat(200);
         let max = await newSpace();
         let flooding = true;
         const sampler = (async () => {
@@ -113,20 +114,7 @@ describe('young generation cap', () => {
                   call.on('data', () => {});
                   call.on('error', reject);
                   call.on('end', () => resolve());
-                  const value = 'v'.repeat(200);
-                  let i = 0;
-                  const write = (): void => {
-                    while (i < 6_000) {
-                      const ok = call.write({ key: `k${s}-${i}`, value });
-                      i++;
-                      if (!ok) {
-                        call.once('drain', write);
-                        return;
-                      }
-                    }
-                    call.end();
-                  };
-                  write();
+                  writeAll(call, 6_000, (i) => ({ key: `k${s}-${i}`, value }));
                 }),
             ),
           );

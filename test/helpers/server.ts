@@ -164,6 +164,21 @@ export function fold<Req>(
   });
 }
 
+export /** Writes `count` requests as fast as the stream accepts them (waiting for 'drain'), then ends. */
+function writeAll<Req>(call: ClientDuplexStream<Req, unknown>, count: number, make: (i: number) => Req): void {
+  let i = 0;
+  const more = (): void => {
+    while (i < count) {
+      if (!call.write(make(i++))) {
+        call.once('drain', more);
+        return;
+      }
+    }
+    call.end();
+  };
+  more();
+}
+
 export interface ServerProcess {
   child: ChildProcess;
   addr: string;
