@@ -35,6 +35,8 @@ export function reusedBatchWriter(db: object): ((writes: Iterable<ByteWrite>, sy
   const context = Object.getOwnPropertySymbols(db).find((s) => s.description === 'context');
   if (context === undefined || FUNCTIONS.some((f) => typeof binding[f] !== 'function')) return undefined;
   const b = binding as BatchBinding;
+  // The native database handle, set once when the RocksLevel is constructed.
+  const handle = (db as Record<symbol, unknown>)[context];
   let batch: unknown;
   return (writes, sync) => {
     batch ??= b.batch_init();
@@ -45,7 +47,7 @@ export function reusedBatchWriter(db: object): ((writes: Iterable<ByteWrite>, sy
       }
       // sync: the WAL is fsynced before the write returns (power loss). Without it the WAL is still
       // written to the OS before returning, so a killed process loses nothing.
-      b.batch_write((db as Record<symbol, unknown>)[context], batch, { sync });
+      b.batch_write(handle, batch, { sync });
     } finally {
       // Empties the batch and keeps its buffer for the next commit (a failed write leaves nothing).
       b.batch_clear(batch);
